@@ -1,0 +1,711 @@
+"""End-to-end ingest through maild's SMTP listener, with the daemon run as an operator runs it.
+
+What is measured
+  The shared corpus (``/work/shared/bench/make_corpus.py``, subject tags ``[#{n}]``) is sent
+  to ``maild --config CFG run``, started as a separate process on a fresh SQLite database, by
+  ``--senders`` threads (8), each on its own persistent ``smtplib.SMTP`` connection, the
+  messages dealt round-robin over the connections and each thread sending its share in
+  corpus order (envelope sender = the From address, recipient support@helpdesk.example).
+
+  * acceptance: per message the time of the SMTP transaction (MAIL, RCPT, DATA → 250, what
+    ``sendmail`` does) and of DATA → 250 alone; wall time from the first MAIL to the last
+    250, and messages/s accepted;
+  * end to end: wall time from the first MAIL until no journal row is pending (the SQLite
+    file is polled read-only every 25 ms), i.e. until every message is committed as a
+    ticket or workunit with its outbox rows; messages/s processed;
+  * correctness: tickets, workunits, outbox rows by state, journal states with the distinct
+    reasons of any row not done, and how many corpus replies threaded onto the ticket their
+    subject tag / thread names (ordinal → ticket id via the journal rows of the new-ticket
+    messages, matched by Message-ID);
+  * CPU: the daemon's user+system time over the measured window, and the shutdown time after
+    SIGTERM (the daemon then flushes due notifications).
+
+  Outgoing mail goes to the maildir sink under the data folder, or with ``--relay`` to a
+  loopback aiosmtpd sink in a process of its own (benchmarks/relay_sink.py). ``--runs 3``
+  repeats the whole thing with a fresh database and daemon and reports the median.
+
+How to run (from the repository root; a run of 2,000 messages takes ~3 minutes at today's
+~12 msg/s, ~10 s at the 300 msg/s target; the corpus is made in ~10 s)::
+
+    .venv/bin/python benchmarks/ingest.py                     # 2,000 messages, one run
+    .venv/bin/python benchmarks/ingest.py --runs 3 --relay
+    .venv/bin/python benchmarks/ingest.py --corpus /tmp/corpus  # make it once, reuse it
+    .venv/bin/python benchmarks/ingest.py --py-spy /tmp/ingest.spy  # profile the daemon
+
+The target (../shared/bench/PEERS.md): at least 300 messages/s end to end, 8 senders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import smtplib
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+MAKE_CORPUS = REPO.parent / "shared" / "bench" / "make_corpus.py"
+SUPPORT = "support@helpdesk.example"
+AGENTS = (("anna", "Support Team", "agent.anna@helpdesk.example"),
+          ("kevin", "Kévin Support", "agent.kevin@helpdesk.example"),
+          ("lucja", "Łucja (Helpdesk)", "agent.lucja@helpdesk.example"))
+QUEUED = re.compile(r"queued as J(\d+)")
+POLL_SECONDS = 0.025
+
+
+# -- the corpus ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mail:
+    index: int  # 0-based position in the corpus
+    kind: str  # new | reply
+    ticket: int  # the ticket ordinal of the corpus
+    message_id: str
+    sender: str
+    raw: bytes  # CRLF line endings, as it travels over SMTP
+
+
+def make_corpus(out: Path, n: int) -> list[str]:
+    cmd = [sys.executable, str(MAKE_CORPUS), "-n", str(n), "--tag-format", "[#{n}]", str(out)]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    print(f"corpus: {done.stdout.strip()}")
+    return cmd
+
+
+def load_corpus(path: Path, limit: int | None) -> list[Mail]:
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    if limit is not None:
+        manifest = manifest[:limit]
+    out: list[Mail] = []
+    for i, m in enumerate(manifest):
+        raw = (path / m["file"]).read_bytes()
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        out.append(Mail(index=i, kind=m["kind"], ticket=int(m["ticket"]),
+                        message_id=m["message_id"], sender=m["from"], raw=raw))
+    return out
+
+
+# -- the machine ------------------------------------------------------------------------------
+
+def machine() -> list[str]:
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [f"nproc {usable} (cpu_count {os.cpu_count()}), CPU {model}",
+            f"Python {platform.python_version()} ({sys.executable}), "
+            f"SQLite {sqlite3.sqlite_version}, {platform.platform()}",
+            f"load average at start: {load}"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- the daemon -------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def write_config(folder: Path, port: int, relay: str | None) -> Path:
+    users = "\n".join(f"""
+[[users]]
+login = "{login}"
+name = "{name}"
+emails = ["{addr}"]
+groups = {{ Support = "edit" }}
+""" for login, name, addr in AGENTS)
+    text = f"""
+[site]
+name = "Helpdesk Bench"
+url = "http://127.0.0.1:8080"
+
+[storage]
+database = "sqlite:///{folder / 'maild.db'}"
+data_dir = "{folder / 'data'}"
+
+[security]
+secret_key = "benchmark-secret-key-0123456789abcdef"
+
+[inbound.smtp]
+listen = "127.0.0.1:{port}"
+protocol = "smtp"
+
+[outbound]
+from = "{SUPPORT}"
+from_name = "Helpdesk"
+reply_local = "support"
+reply_domain = "helpdesk.example"
+{f'relay = "{relay}"' if relay else "# no relay: outgoing mail goes to the maildir sink"}
+
+[limits]
+new_tickets_per_sender_per_hour = 1000000
+auto_replies_per_day = 1000000
+
+[[groups]]
+name = "Support"
+addresses = ["{SUPPORT}"]
+default_owner = "owner"
+
+[[users]]
+login = "owner"
+name = "Desk Owner"
+emails = ["owner@helpdesk.example"]
+groups = {{ Support = "manage" }}
+{users}"""
+    path = folder / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def maild_command(maild: str, config: Path) -> list[str]:
+    return [maild, "--config", str(config), "run"]
+
+
+def start_daemon(cmd: list[str], cwd: Path, port: int, log: Path,
+                 timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], float]:
+    t0 = time.perf_counter()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT)
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"maild exited with {proc.returncode} at start:\n"
+                               + tail(log))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("maild did not accept connections in time:\n" + tail(log))
+
+
+def stop_daemon(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> float | None:
+    """SIGTERM and wait; the seconds it took, None when it had to be killed."""
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+    return time.perf_counter() - t0
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def dump_stacks(pid: int) -> str:
+    """The daemon's Python stacks (py-spy dump), to see where a stalled daemon waits."""
+    exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if exe is None:
+        return "    (install py-spy to see them)"
+    done = subprocess.run([exe, "dump", "--pid", str(pid)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    return done.stdout + done.stderr
+
+
+# -- sending -----------------------------------------------------------------------------------
+
+@dataclass
+class Sent:
+    index: int
+    start: float = 0.0  # perf_counter at MAIL
+    end: float = 0.0  # perf_counter at the final reply
+    data: float = 0.0  # seconds from DATA to its final reply
+    code: int = 0
+    reply: str = ""
+    error: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    @property
+    def jid(self) -> int | None:
+        m = QUEUED.search(self.reply)
+        return int(m.group(1)) if m else None
+
+
+def connect(port: int) -> tuple[smtplib.SMTP, list[str]]:
+    conn = smtplib.SMTP("127.0.0.1", port, local_hostname="bench.example", timeout=300)
+    conn.ehlo()
+    return conn, (["BODY=8BITMIME"] if conn.has_extn("8bitmime") else [])
+
+
+def sender(port: int, mails: Sequence[Mail], ready: threading.Barrier,
+           results: list[Sent]) -> None:
+    conn, opts = connect(port)
+    ready.wait()
+    for m in mails:
+        r = Sent(index=m.index)
+        r.start = time.perf_counter()
+        try:
+            code, msg = conn.mail(m.sender, opts)
+            if code != 250:
+                raise smtplib.SMTPSenderRefused(code, msg, m.sender)
+            code, msg = conn.rcpt(SUPPORT)
+            if code not in (250, 251):
+                raise smtplib.SMTPRecipientsRefused({SUPPORT: (code, msg)})
+            t_data = time.perf_counter()
+            code, msg = conn.data(m.raw)
+            r.end = time.perf_counter()
+            r.data = r.end - t_data
+            r.code, r.reply = code, msg.decode(errors="replace")
+            if code != 250:
+                r.error = f"{code} {r.reply}"
+                conn.rset()
+        except (smtplib.SMTPException, OSError) as exc:
+            r.end = time.perf_counter()
+            r.error = f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                conn.close()
+            conn, opts = connect(port)
+        results.append(r)
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        conn.quit()
+
+
+# -- the database, read-only ----------------------------------------------------------------
+
+def open_ro(db: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def scalar(conn: sqlite3.Connection, sql: str, *args: Any) -> Any:
+    return conn.execute(sql, args).fetchone()[0]
+
+
+def journal_progress(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(rows committed, rows pending)."""
+    total = scalar(conn, "SELECT count(*) FROM journal")
+    pending = scalar(conn, "SELECT count(*) FROM journal WHERE state='pending'")
+    return int(total), int(pending)
+
+
+def outbox_states(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
+
+
+# -- one run ----------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    number: int
+    messages: int = 0
+    accepted: int = 0
+    refused: list[str] = field(default_factory=list)
+    startup_s: float = 0.0
+    accept_wall_s: float = 0.0
+    e2e_wall_s: float = float("nan")
+    backlog_at_last_250: int = 0
+    max_backlog: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    data_ms: list[float] = field(default_factory=list)
+    daemon_cpu_s: float = float("nan")
+    bench_cpu_s: float = float("nan")
+    shutdown_s: float | None = None
+    exit_code: int | None = None
+    counts: dict[str, Any] = field(default_factory=dict)
+    threading_: dict[str, Any] = field(default_factory=dict)
+    log_lines: dict[str, int] = field(default_factory=dict)
+    outbox_after_stop: dict[str, int] = field(default_factory=dict)
+    relay_received: int | None = None
+
+    @property
+    def accepted_per_s(self) -> float:
+        return self.accepted / self.accept_wall_s if self.accept_wall_s else float("nan")
+
+    @property
+    def e2e_per_s(self) -> float:
+        return self.accepted / self.e2e_wall_s if self.e2e_wall_s else float("nan")
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))  # nearest rank
+    return s[k]
+
+
+def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: str,
+             relay: Any | None) -> Run:
+    run = Run(number=number, messages=len(mails))
+    folder = Path(tempfile.mkdtemp(prefix=f"maild-ingest-{number}-", dir=args.tmp))
+    port = free_port()
+    config = write_config(folder, port, relay.url if relay else None)
+    log = folder / "maild.log"
+    cmd = maild_command(maild, config)
+    if number == 1:
+        print(f"daemon:  (cd {folder} && {shlex.join(cmd)}) > {log} 2>&1")
+    if relay is not None:
+        relay.reset()
+    proc, run.startup_s = start_daemon(cmd, folder, port, log)
+    spy: subprocess.Popen[bytes] | None = None
+    spy_out: Path | None = None
+    try:
+        db = folder / "maild.db"
+        ro = open_ro(db)
+        shares = [mails[k::args.senders] for k in range(args.senders)]
+        results: list[list[Sent]] = [[] for _ in shares]
+        ready = threading.Barrier(len(shares) + 1)
+        threads = [threading.Thread(target=sender, args=(port, share, ready, res), daemon=True)
+                   for share, res in zip(shares, results, strict=True)]
+        for t in threads:
+            t.start()
+        if args.py_spy:
+            spy_out = Path(args.py_spy if args.runs == 1 else f"{args.py_spy}.{number}")
+            from profiling import start_py_spy
+
+            spy = start_py_spy(proc.pid, spy_out, args.py_spy_rate)
+        cpu0, bench0 = cpu_seconds(proc.pid), time.process_time()
+        ready.wait()
+        t_go = time.perf_counter()
+        sending_done: float | None = None
+        deadline = t_go + args.timeout
+        last_change, last_seen, dumped = t_go, (-1, -1), False
+        while True:
+            time.sleep(POLL_SECONDS)
+            now = time.perf_counter()
+            total, pending = journal_progress(ro)
+            if (total, pending) != last_seen:
+                last_change, last_seen = now, (total, pending)
+            elif pending and not dumped and now - last_change > args.stall_seconds:
+                print(f"  run {number}: no progress for {args.stall_seconds:.0f} s with "
+                      f"{pending} pending; the daemon's threads:\n{dump_stacks(proc.pid)}")
+                dumped = True
+            run.max_backlog = max(run.max_backlog, pending)
+            alive = any(t.is_alive() for t in threads)
+            if not alive and sending_done is None:
+                sending_done = now
+                run.backlog_at_last_250 = pending
+            if not alive:
+                expected = sum(1 for res in results for r in res if r.code == 250)
+                if pending == 0 and total >= expected:
+                    break
+            if now > deadline:
+                print(f"  run {number}: TIMEOUT after {args.timeout:.0f}s: {pending} pending")
+                break
+            if proc.poll() is not None:
+                print(f"  run {number}: maild exited ({proc.returncode}):\n{tail(log)}")
+                break
+        t_done = time.perf_counter()
+        run.daemon_cpu_s = cpu_seconds(proc.pid) - cpu0
+        run.bench_cpu_s = time.process_time() - bench0
+        if spy is not None:
+            from profiling import stop_py_spy
+
+            stop_py_spy(spy)
+        sent = sorted((r for res in results for r in res), key=lambda r: r.index)
+        ok = [r for r in sent if r.code == 250]
+        run.accepted = len(ok)
+        run.refused = [f"#{r.index + 1}: {r.error}" for r in sent if r.code != 250]
+        first = min(r.start for r in sent)
+        last = max(r.end for r in ok) if ok else first
+        run.accept_wall_s = last - first
+        if pending == 0:
+            run.e2e_wall_s = t_done - first
+        run.latencies_ms = [r.seconds * 1000 for r in ok]
+        run.data_ms = [r.data * 1000 for r in ok]
+        run.counts = counts(ro)
+        run.threading_ = threading_report(ro, mails, sent)
+        ro.close()
+    finally:
+        run.shutdown_s = stop_daemon(proc)
+        run.exit_code = proc.returncode
+    with contextlib.closing(open_ro(folder / "maild.db")) as ro:
+        run.outbox_after_stop = outbox_states(ro)
+    if relay is not None:
+        run.relay_received = relay.stats()["messages"]
+    text = log.read_text(errors="replace")
+    run.log_lines = {lvl: text.count(f" {lvl} ") for lvl in ("WARNING", "ERROR", "CRITICAL")}
+    if spy_out is not None:
+        from profiling import summarise
+
+        summarise(spy_out)
+    if args.keep:
+        print(f"  run {number}: kept {folder}")
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+    return run
+
+
+def counts(ro: sqlite3.Connection) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "tickets": scalar(ro, "SELECT count(*) FROM tickets"),
+        "workunits": scalar(ro, "SELECT count(*) FROM workunits"),
+        "attachments": scalar(ro, "SELECT count(*) FROM attachments"),
+        "customers": scalar(ro, "SELECT count(*) FROM users WHERE kind='customer'"),
+        "outbox": outbox_states(ro),
+        "outbox_templates": dict(ro.execute(
+            "SELECT template, count(*) FROM outbox GROUP BY template ORDER BY 2 DESC")),
+        "journal": dict(ro.execute("SELECT state, count(*) FROM journal GROUP BY state")),
+    }
+    c["outbox_rows"] = sum(c["outbox"].values())
+    c["not_done"] = [
+        {"state": st, "outcome": oc, "reason": rs, "rows": n} for st, oc, rs, n in ro.execute(
+            "SELECT state, outcome, substr(reason, 1, 300), count(*) FROM journal "
+            "WHERE state != 'done' GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 20")]
+    c["outcomes"] = dict(ro.execute(
+        "SELECT CASE WHEN outcome LIKE 'opened ticket %' THEN 'opened ticket' "
+        "WHEN outcome LIKE 'workunit %' THEN 'workunit' ELSE outcome END, count(*) "
+        "FROM journal GROUP BY 1 ORDER BY 2 DESC"))
+    return c
+
+
+def _norm_id(mid: str | None) -> str:
+    return (mid or "").strip().strip("<>").lower()
+
+
+def threading_report(ro: sqlite3.Connection, mails: list[Mail],
+                     sent: list[Sent]) -> dict[str, Any]:
+    rows = {jid: (mid, tid, state, outcome) for jid, mid, tid, state, outcome in ro.execute(
+        "SELECT id, message_id, ticket_id, state, outcome FROM journal")}
+    by_mid: dict[str, int] = {}
+    for jid, (mid, *_rest) in rows.items():
+        if mid:
+            by_mid.setdefault(_norm_id(mid), jid)
+    jid_by_index = {r.index: r.jid for r in sent if r.jid is not None}
+    via = Counter[str]()
+
+    def row_of(m: Mail) -> int | None:
+        jid = by_mid.get(_norm_id(m.message_id))
+        if jid is not None:
+            via["message-id"] += 1
+            if jid_by_index.get(m.index) not in (None, jid):
+                via["message-id disagrees with the 250's J-id"] += 1
+            return jid
+        jid = jid_by_index.get(m.index)
+        via["J-id of the 250 (no journal row with its Message-ID)" if jid else "unmatched"] += 1
+        return jid
+
+    jid_of = {m.index: row_of(m) for m in mails}
+    ticket_of: dict[int, int] = {}
+    new_jid: dict[int, int] = {}
+    renumbered = 0
+    for m in mails:
+        jid = jid_of[m.index]
+        if m.kind == "new" and jid in rows and rows[jid][1] is not None:
+            ticket_of[m.ticket] = rows[jid][1]
+            new_jid[m.ticket] = jid
+            renumbered += rows[jid][1] != m.ticket
+    agents = {a[2] for a in AGENTS}
+    out = Counter[str]()
+    for m in mails:
+        if m.kind != "reply":
+            continue
+        who = "agent" if m.sender in agents else "customer"
+        out[f"replies from {who}s"] += 1
+        jid = jid_of[m.index]
+        if jid is None:
+            out["not in the journal"] += 1
+            continue
+        if jid not in rows:
+            out["not in the journal"] += 1
+            continue
+        _mid, tid, state, outcome = rows[jid]
+        expected = ticket_of.get(m.ticket)
+        if jid < new_jid.get(m.ticket, 0):
+            out["committed before their ticket's first message"] += 1
+        if state != "done":
+            out[f"{state}"] += 1
+        elif tid is not None and tid == expected and (outcome or "").startswith("workunit"):
+            out["threaded"] += 1
+            out[f"threaded ({who})"] += 1
+        elif (outcome or "").startswith("opened ticket"):
+            out[f"opened a new ticket instead ({who})"] += 1
+        elif tid is not None:
+            out[f"on another ticket ({who})"] += 1
+        else:
+            out[f"other: {outcome}"] += 1
+    replies = sum(1 for m in mails if m.kind == "reply")
+    return {"replies": replies, "threaded": out.pop("threaded", 0), "detail": dict(out),
+            "ticket ids differing from ordinals": renumbered, "matched via": dict(via)}
+
+
+# -- the report --------------------------------------------------------------------------------
+
+def report_run(r: Run) -> None:
+    c = r.counts
+    print(f"\nrun {r.number}: {r.accepted}/{r.messages} accepted"
+          f"{f', {len(r.refused)} refused' if r.refused else ''}; daemon up in "
+          f"{r.startup_s:.2f} s")
+    for line in r.refused[:10]:
+        print(f"  refused {line}")
+    print(f"  accepted:   {r.accept_wall_s:7.2f} s first MAIL → last 250   "
+          f"{r.accepted_per_s:7.1f} msg/s")
+    print(f"  end to end: {r.e2e_wall_s:7.2f} s first MAIL → none pending  "
+          f"{r.e2e_per_s:7.1f} msg/s   ({1000 / r.e2e_per_s:.2f} ms/msg)")
+    print(f"  backlog: {r.backlog_at_last_250} pending at the last 250, at most "
+          f"{r.max_backlog}")
+    print("  acceptance latency (MAIL..250) ms: "
+          f"p50 {pct(r.latencies_ms, 50):.1f}  p95 {pct(r.latencies_ms, 95):.1f}  "
+          f"p99 {pct(r.latencies_ms, 99):.1f}  max {max(r.latencies_ms, default=0):.1f}")
+    print("  DATA → 250 ms:                      "
+          f"p50 {pct(r.data_ms, 50):.1f}  p95 {pct(r.data_ms, 95):.1f}  "
+          f"p99 {pct(r.data_ms, 99):.1f}  max {max(r.data_ms, default=0):.1f}")
+    window = r.e2e_wall_s if r.e2e_wall_s == r.e2e_wall_s else float("nan")
+    print(f"  CPU over the window: daemon {r.daemon_cpu_s:.2f} s "
+          f"({r.daemon_cpu_s / window:.0%} of one core), senders {r.bench_cpu_s:.2f} s "
+          f"({r.daemon_cpu_s * 1000 / max(r.accepted, 1):.2f} ms daemon CPU per message)")
+    print(f"  tickets {c['tickets']}, workunits {c['workunits']}, attachments "
+          f"{c['attachments']}, customers {c['customers']}, outbox rows {c['outbox_rows']} "
+          f"{c['outbox']}")
+    print(f"  outbox by template: {c['outbox_templates']}")
+    print(f"  journal: {c['journal']}; outcomes {c['outcomes']}")
+    for nd in c["not_done"]:
+        print(f"    not done: {nd['rows']} × {nd['state']}: {nd['outcome']}: {nd['reason']}")
+    t = r.threading_
+    print(f"  replies threaded onto the right ticket: {t['threaded']}/{t['replies']}; "
+          f"{t['detail']}")
+    print(f"  new tickets whose id differs from their ordinal: "
+          f"{t['ticket ids differing from ordinals']}; corpus ↔ journal matched via "
+          f"{t['matched via']}")
+    shutdown = f"{r.shutdown_s:.2f} s" if r.shutdown_s is not None else "KILLED after 60 s"
+    print(f"  SIGTERM → exit: {shutdown} (exit code {r.exit_code}); outbox after stop "
+          f"{r.outbox_after_stop}"
+          + (f"; relay received {r.relay_received}" if r.relay_received is not None else ""))
+    print(f"  daemon log: {r.log_lines}")
+
+
+def report_median(runs: list[Run]) -> None:
+    def med(values: Iterator[float]) -> float:
+        return statistics.median(list(values))
+
+    print(f"\nmedian of {len(runs)} runs:")
+    print(f"  accepted   {med(r.accepted_per_s for r in runs):7.1f} msg/s "
+          f"({med(r.accept_wall_s for r in runs):.2f} s)")
+    print(f"  end to end {med(r.e2e_per_s for r in runs):7.1f} msg/s "
+          f"({med(r.e2e_wall_s for r in runs):.2f} s)")
+    print(f"  latency ms p50 {med(pct(r.latencies_ms, 50) for r in runs):.1f}  "
+          f"p95 {med(pct(r.latencies_ms, 95) for r in runs):.1f}  "
+          f"p99 {med(pct(r.latencies_ms, 99) for r in runs):.1f}  "
+          f"max {med(max(r.latencies_ms, default=0) for r in runs):.1f}")
+    print(f"  daemon CPU {med(r.daemon_cpu_s for r in runs):.2f} s; shutdown "
+          f"{med(r.shutdown_s if r.shutdown_s is not None else 60.0 for r in runs):.2f} s; "
+          f"threaded {med(r.threading_['threaded'] for r in runs):.0f}/"
+          f"{runs[0].threading_['replies']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path,
+                    help="corpus folder (eml/*.eml + manifest.json) to reuse; made there "
+                         "when it has no manifest.json (default: a fresh temporary one)")
+    ap.add_argument("-n", type=int, default=2000, help="messages to generate/send (2000)")
+    ap.add_argument("--senders", type=int, default=8, help="concurrent SMTP connections (8)")
+    ap.add_argument("--runs", type=int, default=1, help="repeat on a fresh database (1)")
+    ap.add_argument("--relay", action="store_true",
+                    help="deliver outgoing mail to a loopback aiosmtpd sink in its own process "
+                         "(default: the maildir sink)")
+    ap.add_argument("--maild", default=None,
+                    help="the maild executable (default: the one beside this Python)")
+    ap.add_argument("--timeout", type=float, default=600.0,
+                    help="seconds to wait for processing per run (600)")
+    ap.add_argument("--stall-seconds", type=float, default=30.0,
+                    help="print the daemon's stacks (py-spy dump) when nothing moves for this "
+                         "long (30)")
+    ap.add_argument("--tmp", default=None, help="where to make the run folders (system temp)")
+    ap.add_argument("--keep", action="store_true", help="keep the run folders (DB, log, mail)")
+    ap.add_argument("--py-spy", metavar="FILE", default=None,
+                    help="record the daemon with py-spy (collapsed stacks to FILE[.run]) "
+                         "and print the top functions")
+    ap.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples/s (100)")
+    args = ap.parse_args(argv)
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))  # the sibling helpers: relay_sink, profiling
+
+    maild = args.maild or str(Path(sys.executable).parent / "maild")
+    if not Path(maild).exists():
+        maild = shutil.which("maild") or maild
+    print("ingest benchmark: maild SMTP listener, end to end")
+    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
+    for line in machine():
+        print(f"machine: {line}")
+
+    tmp_corpus: tempfile.TemporaryDirectory[str] | None = None
+    if args.corpus is None:
+        tmp_corpus = tempfile.TemporaryDirectory(prefix="maild-corpus-", dir=args.tmp)
+        corpus = Path(tmp_corpus.name)
+    else:
+        corpus = args.corpus
+    if not (corpus / "manifest.json").exists():
+        cmd = make_corpus(corpus, args.n)
+        print(f"corpus:  {shlex.join(cmd)}")
+    else:
+        print(f"corpus:  reusing {corpus} (must be made with --tag-format '[#{{n}}]')")
+    mails = load_corpus(corpus, args.n)
+    kinds = Counter(m.kind for m in mails)
+    size = sum(len(m.raw) for m in mails)
+    print(f"corpus:  {len(mails)} messages {dict(kinds)}, {size / 1e6:.1f} MB on the wire; "
+          f"{args.senders} senders, {args.runs} run(s), outgoing mail to "
+          f"{'a loopback relay sink (separate process)' if args.relay else 'the maildir sink'}")
+
+    relay: Any = None
+    runs: list[Run] = []
+    try:
+        if args.relay:
+            from relay_sink import SinkProcess
+
+            relay = SinkProcess()
+        for i in range(1, args.runs + 1):
+            r = run_once(i, mails, args, maild, relay)
+            report_run(r)
+            runs.append(r)
+    finally:
+        if relay is not None:
+            relay.close()
+        if tmp_corpus is not None:
+            tmp_corpus.cleanup()
+    if len(runs) > 1:
+        report_median(runs)
+    best = statistics.median(r.e2e_per_s for r in runs)
+    print(f"\ntarget: ≥ 300 msg/s end to end; measured {best:.1f} msg/s "
+          f"({'met' if best >= 300 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

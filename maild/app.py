@@ -1,0 +1,214 @@
+"""The composition root: settings → engine → clock → services → listener → worker.
+
+The only module that wires things together. `build()` makes the parts (sync, also used by
+the CLI); `serve()` runs them in one event loop until asked to stop, then shuts down in a
+bounded time: stop accepting, finish what is in flight, flush the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.clock import Clock, SystemClock
+from maild.domain import Channel
+from maild.errors import ConfigError
+from maild.inbound.intake import Intake
+from maild.inbound.match import ReplyAddressing
+from maild.inbound.process import Pipeline, PipelineConfig, Processor
+from maild.inbound.smtp import MailHandler, recipient_filter, start_server
+from maild.outbound.compose import Identity
+from maild.outbound.render import Renderer
+from maild.outbound.transport import MaildirSink, SmtpRelay, Transport
+from maild.outbound.worker import DeliveryWorker, Site
+from maild.service import Desk, DeskConfig
+from maild.settings import Settings
+from maild.store import db, queries
+from maild.store.blobs import BlobStore
+from maild.store.sync import GroupSpec, StaffSpec, sync
+from maild.tokens import Signer
+
+log = logging.getLogger("maild")
+
+
+@dataclass
+class Parts:
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    reader: sessionmaker[Session]
+    clock: Clock
+    signer: Signer
+    desk: Desk
+    pipeline: Pipeline
+    renderer: Renderer
+    blobs: BlobStore
+
+
+def prepare_database(settings: Settings, engine: Engine, *, upgrade: bool) -> None:
+    """Migrate an empty database (or any, when asked); refuse to run on an old schema."""
+    if upgrade or db.is_empty(engine):
+        db.upgrade(engine)
+    elif db.needs_upgrade(engine):
+        raise ConfigError("storage.database",
+                          "the database schema is older than this maild; run `maild db upgrade`")
+
+
+def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = False) -> Parts:
+    clock = clock or SystemClock()
+    settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = db.make_engine(settings.storage.database)
+    prepare_database(settings, engine, upgrade=upgrade)
+    factory = db.session_factory(engine)
+    reader = db.read_only_factory(engine)
+    with db.transaction(factory) as s:
+        sync(s, [GroupSpec(name=g.name, addresses=g.addresses, default_owner=g.default_owner,
+                           accept_unknown_senders=g.accept_unknown_senders)
+                 for g in settings.groups],
+             [StaffSpec(login=u.login, name=u.name, emails=u.emails, groups=dict(u.groups),
+                        admin=u.admin, qa=u.qa, company=u.company) for u in settings.users],
+             clock.now())
+    signer = Signer(settings.secret_key)
+    blobs = BlobStore(settings.storage.data_dir / "attachments")
+    out = settings.outbound
+    desk = Desk(clock=clock, blobs=blobs, config=DeskConfig(
+        message_domain=out.reply_domain, default_priority=settings.tickets.default_priority,
+        new_tickets_per_sender_per_hour=settings.limits.new_tickets_per_sender_per_hour,
+        auto_replies_per_day=settings.limits.auto_replies_per_day,
+        default_wu_time=settings.tickets.default_wu_time))
+    own = {out.from_addr, f"{out.reply_local}@{out.reply_domain}"}
+    own.update(a for g in settings.groups for a in g.addresses)
+    pipeline = Pipeline(factory=factory, reader=reader, desk=desk, signer=signer, clock=clock,
+                        config=PipelineConfig(
+                            limits=settings.limits, own_addresses=frozenset(own),
+                            addressing=ReplyAddressing(
+                                local=out.reply_local, domain=out.reply_domain,
+                                invalid_token=settings.inbound.invalid_token)))
+    return Parts(settings=settings, engine=engine, factory=factory, reader=reader, clock=clock,
+                 signer=signer, desk=desk, pipeline=pipeline, renderer=Renderer(), blobs=blobs)
+
+
+@contextlib.contextmanager
+def opened(settings: Settings, *, upgrade: bool = False) -> Iterator[Parts]:
+    """`build` for short-lived commands: the engine is closed when they are done."""
+    parts = build(settings, upgrade=upgrade)
+    try:
+        yield parts
+    finally:
+        parts.engine.dispose()
+
+
+def make_transport(settings: Settings) -> Transport:
+    out = settings.outbound
+    if out.relay:
+        return SmtpRelay(out.relay, user=out.relay_user, password=out.relay_password,
+                         size=out.concurrency)
+    return MaildirSink(settings.storage.data_dir / "outbox")
+
+
+def make_worker(parts: Parts, transport: Transport) -> DeliveryWorker:
+    s = parts.settings
+    return DeliveryWorker(
+        factory=parts.factory, clock=parts.clock, renderer=parts.renderer, transport=transport,
+        signer=parts.signer, site=Site(name=s.site.name, url=s.site.url),
+        me=Identity(from_addr=s.outbound.from_addr, from_name=s.outbound.from_name or s.site.name,
+                    reply_local=s.outbound.reply_local, reply_domain=s.outbound.reply_domain),
+        deadline=timedelta(hours=s.outbound.retry_deadline_hours),
+        concurrency=s.outbound.concurrency)
+
+
+@dataclass
+class Running:
+    """What `serve` started, for tests: the bound port and the parts."""
+
+    port: int
+    worker: DeliveryWorker
+    processor: Processor
+    intake: Intake
+
+
+async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | None = None,
+                port: int | None = None, started: asyncio.Future[Running] | None = None,
+                shutdown_seconds: float = 10.0) -> None:
+    s = parts.settings
+    transport = transport or make_transport(s)
+    worker = make_worker(parts, transport)
+    processor = Processor(parts.pipeline, on_batch=worker.wake)
+
+    def committed() -> None:
+        processor.wake()
+
+    intake = Intake(parts.factory, parts.clock, on_committed=committed)
+    with db.transaction(parts.reader) as sess:
+        addresses = queries.group_addresses(sess)
+    channel = Channel.LMTP if s.inbound.smtp.protocol == "lmtp" else Channel.SMTP
+    handler = MailHandler(intake, channel=channel, accepts=recipient_filter(
+        lambda: addresses, s.outbound.reply_local, s.outbound.reply_domain))
+    server = await start_server(handler, host=s.inbound.smtp.host,
+                                port=s.inbound.smtp.port if port is None else port,
+                                protocol=s.inbound.smtp.protocol,
+                                max_message_size=s.inbound.smtp.max_message_size,
+                                hostname=s.inbound.smtp.hostname)
+    bound = server.sockets[0].getsockname()[1]
+    _announce(parts, bound, transport)
+    tasks = [asyncio.create_task(processor.run(), name="processor"),
+             asyncio.create_task(worker.run(), name="delivery")]
+    if started is not None:
+        started.set_result(Running(port=bound, worker=worker, processor=processor,
+                                   intake=intake))
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: no new mail accepted; finishing work in flight")
+        server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), shutdown_seconds / 2)
+        processor.stop()
+        worker.stop()
+        await asyncio.wait(tasks, timeout=shutdown_seconds / 4)
+        await processor.finish(budget_seconds=shutdown_seconds / 4)
+        await worker.flush(budget_seconds=shutdown_seconds / 4)
+        for t in tasks:
+            t.cancel()
+        await transport.close()
+        parts.engine.dispose()
+        log.info("stopped")
+
+
+def _announce(parts: Parts, port: int, transport: Transport) -> None:
+    s = parts.settings
+    where = (f"relay {s.outbound.relay}" if s.outbound.relay
+             else f"maildir {s.storage.data_dir / 'outbox'}")
+    log.info("maild: config %s", s.source or "built-in defaults (no --config)")
+    log.info("maild: database %s", s.storage.database)
+    log.info("maild: data folder %s", s.storage.data_dir)
+    log.info("maild: %s listening on %s:%d", s.inbound.smtp.protocol.upper(),
+             s.inbound.smtp.host, port)
+    log.info("maild: outgoing mail to %s", where)
+    for g in s.groups:
+        log.info("maild: group %s takes %s", g.name, ", ".join(g.addresses))
+    del transport
+
+
+def run(settings: Settings) -> int:
+    """`maild run`: serve until SIGTERM/SIGINT."""
+    parts = build(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(parts, stop)
+
+    asyncio.run(main())
+    return 0
+

@@ -1,0 +1,196 @@
+"""Shared value types: what crosses the layers (stdlib only).
+
+Frozen, keyword-only dataclasses so no step can change what an earlier step decided.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Status(enum.StrEnum):
+    """Ticket statuses of the spec; values are what operators type (`#status pending_close`)."""
+
+    NEW = "new"
+    UNCONFIRMED = "unconfirmed"
+    ASSIGNED = "assigned"
+    REOPENED = "reopened"
+    PENDING_THIRD_PARTY = "pending_third_party"
+    PENDING_CLOSE = "pending_close"
+    CLOSED = "closed"
+
+
+class Access(enum.IntEnum):
+    """Access bits per group; each level includes the ones below it."""
+
+    VIEW = 1
+    EDIT = 2
+    MANAGE = 3
+
+
+class UserKind(enum.StrEnum):
+    STAFF = "staff"
+    CUSTOMER = "customer"
+
+
+class JournalState(enum.StrEnum):
+    """Life of an inbound mail in the journal."""
+
+    PENDING = "pending"  # committed, not yet processed
+    DONE = "done"  # processed; `outcome` says what it did
+    QUARANTINED = "quarantined"  # an error stopped it; replayable
+    HELD = "held"  # kept for staff on purpose (borrowed token, rate limit); replayable
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"  # gave up after the retry deadline
+    HELD_BACK = "held_back"  # over the per-recipient auto-reply cap; never sent
+
+
+class Channel(enum.StrEnum):
+    """How a mail (or a change) reached maild: the ticket's `editor` for mail-opened tickets."""
+
+    SMTP = "smtp"
+    LMTP = "lmtp"
+    IMAP = "imap"
+    CLI = "cli"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attachment:
+    """A file carried by a mail. `filename` is display data only, never a storage key."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class Address:
+    """One strictly parsed mailbox: `addr` lower-cased, `name` decoded display name."""
+
+    addr: str
+    name: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryReport:
+    """What a bounce (DSN or a common non-standard bounce) says failed."""
+
+    recipients: tuple[str, ...] = ()  # the addresses that failed
+    status: str = ""  # e.g. "5.1.1"
+    diagnostic: str = ""
+    original_message_id: str | None = None  # Message-ID of the mail that bounced
+    permanent: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parsed:
+    """A mail turned into plain values by `inbound.parse`.
+
+    `headers` keeps every header except the ones only maild may set (X-Maild-*), which parse
+    strips; `own_loop` is True when a loop header signed by this installation was present.
+    """
+
+    message_id: str | None
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    subject: str = ""
+    sender: Address | None = None  # From, None when absent, malformed or ambiguous
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    date: datetime | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # (lower-case name, decoded value), in order
+    content_type: str = "text/plain"  # top-level, lower-case
+    text: str = ""  # the readable body: first text/plain part, or text made from the HTML
+    html: str | None = None  # sanitised HTML body when the mail had one
+    attachments: tuple[Attachment, ...] = ()
+    report: DeliveryReport | None = None  # set when the mail is a delivery status report
+    own_loop: bool = False
+
+    def header(self, name: str) -> str | None:
+        """First value of a header, case-insensitive; None when absent."""
+        key = name.lower()
+        for k, v in self.headers:
+            if k == key:
+                return v
+        return None
+
+    def header_all(self, name: str) -> tuple[str, ...]:
+        key = name.lower()
+        return tuple(v for k, v in self.headers if k == key)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Envelope:
+    """The SMTP/LMTP envelope (or the IMAP mailbox's stand-in for it)."""
+
+    mail_from: str  # "" for the null return path <>
+    rcpt_tos: tuple[str, ...]
+    channel: Channel = Channel.SMTP
+
+
+@dataclass(frozen=True, kw_only=True)
+class TicketView:
+    """A ticket as the CLI, templates and tests see it (built by `store.queries`)."""
+
+    id: int
+    title: str
+    description: str
+    status: Status
+    resolution: str | None
+    priority: str
+    group: str
+    creator: str | None  # login or e-mail address
+    owner: str | None
+    editor: str
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    closed_by: str | None
+    cc: tuple[str, ...]
+    blocked: bool
+    parent_id: int | None
+    type_name: str | None
+    epilogue: str | None
+    sla_disabled: bool
+    workunits: tuple[WorkunitView, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+    custom: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttachmentView:
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkunitView:
+    id: int
+    author: str | None
+    text: str
+    internal: bool
+    public: bool
+    time_used: float
+    cost: bool
+    created_at: datetime
+    realised_at: datetime | None
+    attachments: tuple[AttachmentView, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryEntry:
+    who: str | None
+    at: datetime
+    field: str
+    old: str | None
+    new: str | None

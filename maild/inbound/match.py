@@ -1,0 +1,127 @@
+"""Which ticket a mail belongs to: reply token → threading headers → subject tag (pure).
+
+The store is reached only through the small `Lookup` protocol, so the decision can be tested
+with a dict-backed twin and read in one place. Fallbacks (a Message-ID of the ticket's thread,
+`[#N]`) thread a mail only when its sender may reply there (associated with the ticket, or
+staff with edit on its group): a header or a subject is not a credential.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from maild.domain import Envelope, Parsed
+from maild.tokens import Signer, split_address
+
+SUBJECT_TAG = re.compile(r"\[#(\d{1,12})\]")
+
+
+class Lookup(Protocol):
+    def group_for_address(self, address: str) -> int | None: ...
+    def default_group(self) -> int | None: ...
+    def user_for_address(self, address: str) -> int | None: ...
+    def ticket_exists(self, ticket_id: int) -> bool: ...
+    def ticket_for_message_ids(self, message_ids: tuple[str, ...]) -> int | None: ...
+    def may_reply(self, user_id: int, ticket_id: int) -> bool: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToTicket:
+    ticket_id: int
+    author_id: int
+    via: str  # token | message-id | subject
+    token_user_id: int | None = None  # set when a verified reply token brought it
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewTicket:
+    group_id: int
+    note: str | None = None  # why a reply-looking mail opens a ticket (logged)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hold:
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refuse:
+    reason: str
+    template: str
+
+
+Match = ToTicket | NewTicket | Hold | Refuse
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplyAddressing:
+    local: str
+    domain: str
+    invalid_token: str = "new"  # new | refuse
+
+
+def bounce_outbox_id(envelope: Envelope, signer: Signer, addressing: ReplyAddressing) -> int | None:
+    """The notification a mail to a VERP return path is about, when it is one."""
+    for rcpt in envelope.rcpt_tos:
+        token = split_address(rcpt, addressing.local, addressing.domain)
+        if token is not None:
+            outbox_id = signer.verify_bounce(token)
+            if outbox_id is not None:
+                return outbox_id
+    return None
+
+
+def match(parsed: Parsed, envelope: Envelope, *, signer: Signer, lookup: Lookup,
+          addressing: ReplyAddressing) -> Match:
+    sender_id = lookup.user_for_address(parsed.sender.addr) if parsed.sender else None
+    tokens = [t for t in (split_address(r, addressing.local, addressing.domain)
+                          for r in envelope.rcpt_tos) if t is not None]
+    for token in tokens:
+        claim = signer.verify_reply(token)
+        if claim is None or not lookup.ticket_exists(claim.ticket_id):
+            continue
+        if sender_id is None or sender_id != claim.user_id:
+            who = parsed.sender.addr if parsed.sender else "a sender without a valid From"
+            return Hold(reason=f"reply token for ticket {claim.ticket_id} was issued to "
+                               f"user {claim.user_id} but used by {who}")
+        return ToTicket(ticket_id=claim.ticket_id, author_id=sender_id, via="token",
+                        token_user_id=claim.user_id)
+    group_id = _group_of(envelope, lookup)
+    if tokens and group_id is None:
+        # Only reply addresses, none verifying: forged, truncated or from a deleted ticket.
+        if addressing.invalid_token == "refuse":
+            return Refuse(reason="the reply address is not valid",
+                          template="refused/invalid_token")
+        group_id = lookup.group_for_address(f"{addressing.local}@{addressing.domain}")
+        group_id = group_id if group_id is not None else lookup.default_group()
+        if group_id is None:
+            return Refuse(reason="no group takes this mail", template="refused/invalid_token")
+        threaded = _fallback(parsed, sender_id, lookup)
+        return threaded or NewTicket(group_id=group_id, note="reply token did not verify")
+    if group_id is None:
+        return Refuse(reason="no group takes this address", template="refused/unknown_address")
+    return _fallback(parsed, sender_id, lookup) or NewTicket(group_id=group_id)
+
+
+def _group_of(envelope: Envelope, lookup: Lookup) -> int | None:
+    for rcpt in envelope.rcpt_tos:
+        gid = lookup.group_for_address(rcpt.lower())
+        if gid is not None:
+            return gid
+    return None
+
+
+def _fallback(parsed: Parsed, sender_id: int | None, lookup: Lookup) -> ToTicket | None:
+    """Thread by a Message-ID of a ticket's thread, then by `[#N]`, for senders who may."""
+    if sender_id is None:
+        return None
+    ticket_id = lookup.ticket_for_message_ids(parsed.references + parsed.in_reply_to)
+    if ticket_id is not None and lookup.may_reply(sender_id, ticket_id):
+        return ToTicket(ticket_id=ticket_id, author_id=sender_id, via="message-id")
+    for m in SUBJECT_TAG.finditer(parsed.subject):
+        tid = int(m.group(1))
+        if lookup.ticket_exists(tid) and lookup.may_reply(sender_id, tid):
+            return ToTicket(ticket_id=tid, author_id=sender_id, via="subject")
+    return None

@@ -1,0 +1,232 @@
+"""From a committed journal row to ticket changes: one transaction per message.
+
+    parse → classify → match → service, all inside the one write transaction that also marks
+    the journal row done. Any unexpected error rolls it back and quarantines the row with the
+    reason, so `maild journal replay ID` can run it again once the cause is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.clock import Clock
+from maild.domain import Envelope, JournalState, Parsed
+from maild.errors import ParseError
+from maild.inbound.classify import AutoReply, Bounce, Loop, Mail, classify
+from maild.inbound.match import (
+    Hold,
+    NewTicket,
+    Refuse,
+    ReplyAddressing,
+    ToTicket,
+    bounce_outbox_id,
+    match,
+)
+from maild.inbound.parse import parse_mail
+from maild.inbound.quotes import strip_quoted
+from maild.service import Desk, MailIn, Outcome
+from maild.settings import LimitSettings
+from maild.store import journal, queries
+from maild.store.db import transaction
+from maild.tokens import Signer
+
+log = logging.getLogger("maild.process")
+LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    limits: LimitSettings
+    addressing: ReplyAddressing
+    own_addresses: frozenset[str]
+
+
+class StoreLookup:
+    """`match.Lookup` over one session."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+
+    def group_for_address(self, address: str) -> int | None:
+        g = queries.group_by_address(self.s, address)
+        return None if g is None else g.id
+
+    def default_group(self) -> int | None:
+        g = queries.first_group(self.s)
+        return None if g is None else g.id
+
+    def user_for_address(self, address: str) -> int | None:
+        u = queries.user_by_address(self.s, address)
+        return None if u is None else u.id
+
+    def ticket_exists(self, ticket_id: int) -> bool:
+        return queries.ticket_exists(self.s, ticket_id)
+
+    def ticket_for_message_ids(self, message_ids: tuple[str, ...]) -> int | None:
+        return queries.ticket_for_message_ids(self.s, message_ids)
+
+    def may_reply(self, user_id: int, ticket_id: int) -> bool:
+        return queries.may_reply(self.s, user_id, ticket_id)
+
+
+class Pipeline:
+    def __init__(self, *, factory: sessionmaker[Session], reader: sessionmaker[Session],
+                 desk: Desk, signer: Signer, clock: Clock, config: PipelineConfig) -> None:
+        self.factory = factory
+        self.reader = reader
+        self.desk = desk
+        self.signer = signer
+        self.clock = clock
+        self.config = config
+
+    def run_one(self, journal_id: int) -> Outcome | None:
+        """Process one pending journal row; None when another worker has it."""
+        with transaction(self.reader) as s:
+            raw, envelope, state = journal.load(s, journal_id)
+        if state is not JournalState.PENDING:
+            return None
+        try:
+            parsed = parse_mail(raw, limits=self.config.limits, signer=self.signer)
+        except ParseError as exc:
+            return self._quarantine(journal_id, f"cannot parse: {exc}")
+        try:
+            with transaction(self.factory) as s:
+                if not journal.claim(s, journal_id, self.clock.now(), LEASE):
+                    return None
+                outcome = self._dispatch(s, journal_id, parsed, envelope)
+                journal.finish(s, journal_id, outcome.state, self.clock.now(),
+                               outcome=outcome.outcome, reason=outcome.reason,
+                               ticket_id=outcome.ticket_id)
+        except Exception as exc:  # the shunt: anything unexpected keeps the mail, with why
+            log.exception("journal %d quarantined", journal_id)
+            return self._quarantine(journal_id, f"{type(exc).__name__}: {exc}")
+        log.info("journal %d: %s", journal_id, outcome.outcome)
+        return outcome
+
+    def _quarantine(self, journal_id: int, reason: str) -> Outcome:
+        with transaction(self.factory) as s:
+            journal.finish(s, journal_id, JournalState.QUARANTINED, self.clock.now(),
+                           outcome="quarantined", reason=reason[:4000])
+        log.warning("journal %d quarantined: %s", journal_id, reason)
+        return Outcome(state=JournalState.QUARANTINED, outcome="quarantined", reason=reason)
+
+    def _dispatch(self, s: Session, journal_id: int, parsed: Parsed,
+                  envelope: Envelope) -> Outcome:
+        if parsed.message_id:
+            journal.set_message_id(s, journal_id, parsed.message_id[:255])
+            earlier = journal.seen_message_id(s, parsed.message_id[:255], journal_id)
+            if earlier is not None:
+                return Outcome(state=JournalState.DONE,
+                               outcome=f"ignored: duplicate of journal {earlier}")
+        verdict = classify(parsed, envelope, own_addresses=self.config.own_addresses)
+        outbox_id = bounce_outbox_id(envelope, self.signer, self.config.addressing)
+        if outbox_id is not None and not isinstance(verdict, Bounce) and parsed.report is None:
+            return Outcome(state=JournalState.DONE,
+                           outcome="ignored: mail to a return path that is not a bounce")
+        if outbox_id is not None or isinstance(verdict, Bounce):
+            return self.desk.record_bounce(s, outbox_id=outbox_id, report=parsed.report,
+                                           journal_id=journal_id)
+        if isinstance(verdict, Loop):
+            return Outcome(state=JournalState.DONE, outcome=f"ignored: loop ({verdict.reason})")
+        if isinstance(verdict, AutoReply):
+            return Outcome(state=JournalState.DONE,
+                           outcome=f"ignored: auto-reply ({verdict.reason})")
+        assert isinstance(verdict, Mail)
+        return self._route(s, journal_id, parsed, envelope, automated=verdict.automated)
+
+    def _route(self, s: Session, journal_id: int, parsed: Parsed, envelope: Envelope, *,
+               automated: bool) -> Outcome:
+        if parsed.sender is None:
+            return Outcome(state=JournalState.HELD, outcome="held: no sender identity",
+                           reason="the From header is missing, malformed or ambiguous")
+        m = match(parsed, envelope, signer=self.signer, lookup=StoreLookup(s),
+                  addressing=self.config.addressing)
+        mail = MailIn(sender=parsed.sender, subject=parsed.subject, text=parsed.text,
+                      html=parsed.html, attachments=parsed.attachments,
+                      message_id=parsed.message_id, journal_id=journal_id,
+                      channel=envelope.channel, automated=automated, cc=parsed.cc)
+        if isinstance(m, ToTicket):
+            reply = MailIn(**{**mail.__dict__, "text": strip_quoted(parsed.text)})
+            return self.desk.add_workunit(s, m.ticket_id, m.author_id, reply)
+        if isinstance(m, NewTicket):
+            if m.note:
+                log.warning("journal %d: %s; opening a new ticket", journal_id, m.note)
+            return self.desk.open_ticket(s, m.group_id, mail)
+        if isinstance(m, Hold):
+            log.warning("journal %d held: %s", journal_id, m.reason)
+            return Outcome(state=JournalState.HELD, outcome="held: borrowed reply token",
+                           reason=m.reason)
+        assert isinstance(m, Refuse)
+        return self.desk.refuse(s, mail, template=m.template, reason=m.reason)
+
+    # -- the queue -----------------------------------------------------------------------------
+    def pending(self, limit: int = 200) -> list[int]:
+        with transaction(self.reader) as s:
+            return journal.pending_ids(s, self.clock.now(), limit)
+
+    def drain(self) -> int:
+        """Process everything pending now (used by the CLI and tests)."""
+        done = 0
+        while ids := self.pending():
+            for jid in ids:
+                if self.run_one(jid) is not None:
+                    done += 1
+        return done
+
+
+class Processor:
+    """Runs the pipeline off the event loop, woken by intake commits, with a periodic tick."""
+
+    def __init__(self, pipeline: Pipeline, *, on_batch: Callable[[], None] = lambda: None,
+                 tick_seconds: float = 5.0) -> None:
+        self.pipeline = pipeline
+        self.on_batch = on_batch  # wakes the delivery worker: new outbox rows may be due
+        self.tick = tick_seconds
+        self._wake = asyncio.Event()
+        self._stop = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stop:
+            self._wake.clear()
+            ids = await asyncio.to_thread(self.pipeline.pending)
+            if ids:
+                await asyncio.to_thread(self._run_batch, ids)
+                self.on_batch()
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+            except TimeoutError:
+                pass
+
+    def _run_batch_now(self, ids: list[int]) -> None:
+        for jid in ids:
+            self.pipeline.run_one(jid)
+
+    def _run_batch(self, ids: list[int]) -> None:
+        for jid in ids:
+            if self._stop:
+                return
+            self.pipeline.run_one(jid)
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+
+    async def finish(self, budget_seconds: float) -> None:
+        """At shutdown: process what is already committed, within a time budget."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + budget_seconds
+        while loop.time() < end:
+            ids = await asyncio.to_thread(self.pipeline.pending, 20)
+            if not ids:
+                return
+            await asyncio.to_thread(self._run_batch_now, ids)

@@ -1,0 +1,98 @@
+"""The SMTP/LMTP listener (aiosmtpd, in our own event loop).
+
+250 is answered only after the raw bytes are committed to the journal; a store failure
+before that answers 451 so the sending server retries. Recipients are checked at RCPT time:
+a group address or a reply/return-path address of ours, otherwise 550 5.1.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session as SmtpSession
+
+from maild.domain import Channel, Envelope
+from maild.errors import MaildError
+from maild.inbound.intake import Intake
+from maild.store.journal import Incoming
+from maild.tokens import split_address
+
+log = logging.getLogger("maild.smtp")
+MAX_RECIPIENTS = 100
+
+
+class MailHandler:
+    """aiosmtpd handler: recipient checks and journal commit."""
+
+    def __init__(self, intake: Intake, *, accepts: Callable[[str], bool],
+                 channel: Channel) -> None:
+        self.intake = intake
+        self.accepts = accepts
+        self.channel = channel
+
+    async def handle_RCPT(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        if not self.accepts(address):
+            log.info("refused recipient %s from %s", address, session.peer)
+            return f"550 5.1.1 <{address}>: no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession,
+                          envelope: SmtpEnvelope) -> str:
+        raw = envelope.original_content or b""
+        env = Envelope(mail_from=_strip(envelope.mail_from or ""),
+                       rcpt_tos=tuple(envelope.rcpt_tos), channel=self.channel)
+        peer = session.peer
+        source = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        try:
+            jid = await self.intake.submit(Incoming(envelope=env, raw=bytes(raw), source=source))
+        except MaildError as exc:
+            log.error("could not commit mail from %s: %s", env.mail_from, exc)
+            return self._status("451 4.3.0 Temporary failure storing the message, try again",
+                                len(env.rcpt_tos))
+        return self._status(f"250 2.0.0 OK queued as J{jid}", len(env.rcpt_tos))
+
+    def _status(self, line: str, recipients: int) -> str:
+        # LMTP answers DATA once per accepted recipient (RFC 2033 §4.2).
+        if self.channel is Channel.LMTP:
+            return "\r\n".join([line] * max(recipients, 1))
+        return line
+
+
+def _strip(addr: str) -> str:
+    return addr.strip().strip("<>")
+
+
+def recipient_filter(group_addresses: Callable[[], frozenset[str]], reply_local: str,
+                     reply_domain: str) -> Callable[[str], bool]:
+    """A group address, or `reply_local+TOKEN@reply_domain` (the token is checked later)."""
+
+    def accepts(address: str) -> bool:
+        addr = _strip(address).lower()
+        if addr in group_addresses():
+            return True
+        return split_address(addr, reply_local, reply_domain) is not None
+
+    return accepts
+
+
+async def start_server(handler: MailHandler, *, host: str, port: int, protocol: str,
+                       max_message_size: int, hostname: str) -> asyncio.Server:
+    """Serve SMTP or LMTP in the running loop; port 0 picks a free port."""
+    loop = asyncio.get_running_loop()
+    cls: Any = LMTP if protocol == "lmtp" else SMTP
+
+    def factory() -> SMTP:
+        return cls(handler, data_size_limit=max_message_size, enable_SMTPUTF8=True,
+                   decode_data=False, hostname=hostname, ident="maild", loop=loop)
+
+    return await loop.create_server(factory, host=host, port=port)

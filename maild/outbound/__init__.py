@@ -1,0 +1,1 @@
+"""Outbound: outbox rows rendered, composed and sent by the delivery worker."""

@@ -1,0 +1,134 @@
+"""The delivery worker: claims due outbox rows, renders, composes, sends, records.
+
+A row is marked sent only after the transport accepted it; a crash in between leaves it
+pending and it is sent again with the same Message-ID. Transient failures retry with
+exponential backoff until the deadline, then the row is dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.clock import Clock
+from maild.errors import DeliveryError, TemplateError, TransientDeliveryError
+from maild.outbound.compose import Identity, compose
+from maild.outbound.render import Renderer
+from maild.outbound.transport import Transport
+from maild.store import outbox
+from maild.store.db import transaction
+from maild.store.outbox import OutgoingMail
+from maild.tokens import Signer
+
+log = logging.getLogger("maild.outbound")
+LEASE = timedelta(minutes=5)
+BASE_BACKOFF = 30.0  # seconds; doubles per attempt
+MAX_BACKOFF = 3600.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Site:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    mail: OutgoingMail
+    error: str | None = None
+    transient: bool = False
+
+
+def retry_at(mail: OutgoingMail, now: datetime, deadline: timedelta) -> datetime | None:
+    """When to try again, or None when the deadline has passed (the row goes dead)."""
+    delay = min(BASE_BACKOFF * 2 ** max(mail.attempts - 1, 0), MAX_BACKOFF)
+    when = now + timedelta(seconds=delay)
+    return None if when - mail.created_at > deadline else when
+
+
+class DeliveryWorker:
+    def __init__(self, *, factory: sessionmaker[Session], clock: Clock, renderer: Renderer,
+                 transport: Transport, signer: Signer, me: Identity, site: Site,
+                 deadline: timedelta, concurrency: int = 8, tick_seconds: float = 5.0) -> None:
+        self.factory, self.clock, self.renderer = factory, clock, renderer
+        self.transport, self.signer, self.me, self.site = transport, signer, me, site
+        self.deadline, self.concurrency, self.tick = deadline, concurrency, tick_seconds
+        self._wake = asyncio.Event()
+        self._stop = False
+        self.sent_total = 0
+        self.failed_total = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stop:
+            self._wake.clear()
+            if await self.run_once():
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+            except TimeoutError:
+                pass
+
+    async def flush(self, budget_seconds: float = 10.0) -> None:
+        """Send what is due now, within a time budget (used at shutdown)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + budget_seconds
+        while loop.time() < end and await self.run_once():
+            pass
+
+    async def run_once(self) -> int:
+        batch = await asyncio.to_thread(self._claim)
+        if not batch:
+            return 0
+        gate = asyncio.Semaphore(self.concurrency)
+        results = await asyncio.gather(*(self._deliver(m, gate) for m in batch))
+        await asyncio.to_thread(self._record, results)
+        return len(batch)
+
+    def _claim(self) -> list[OutgoingMail]:
+        with transaction(self.factory) as s:
+            return outbox.claim(s, self.clock.now(), LEASE, self.concurrency * 8)
+
+    async def _deliver(self, mail: OutgoingMail, gate: asyncio.Semaphore) -> Result:
+        try:
+            context: dict[str, Any] = {**mail.context,
+                                       "site": {"name": self.site.name, "url": self.site.url}}
+            rendered = self.renderer.render(mail.template, context, mail.group_id)
+            composed = compose(mail, rendered, signer=self.signer, me=self.me,
+                               now=self.clock.now())
+            async with gate:
+                await self.transport.send(composed)
+        except TemplateError as exc:
+            return Result(mail=mail, error=f"template: {exc}", transient=True)
+        except TransientDeliveryError as exc:
+            return Result(mail=mail, error=str(exc), transient=True)
+        except DeliveryError as exc:
+            return Result(mail=mail, error=str(exc), transient=False)
+        return Result(mail=mail)
+
+    def _record(self, results: list[Result]) -> None:
+        now = self.clock.now()
+        with transaction(self.factory) as s:
+            outbox.mark_sent(s, [r.mail.id for r in results if r.error is None], now)
+            for r in results:
+                if r.error is None:
+                    continue
+                when = retry_at(r.mail, now, self.deadline) if r.transient else None
+                outbox.mark_failed(s, r.mail.id, r.error, retry_at=when)
+                level = logging.WARNING if when else logging.ERROR
+                log.log(level, "notification %d to %s failed (%s); %s", r.mail.id,
+                        r.mail.to_addr, r.error, f"retry at {when:%H:%M:%S}" if when else "dead")
+        ok = sum(1 for r in results if r.error is None)
+        self.sent_total += ok
+        self.failed_total += len(results) - ok

@@ -1,0 +1,411 @@
+"""config.toml → frozen dataclasses, validated, each error naming its key.
+
+`load_settings(None)` gives the built-in defaults (`./maild-data`, SQLite, SMTP on
+127.0.0.1:2525, a maildir sink) so `maild run` works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from maild.domain import Access
+from maild.errors import ConfigError
+
+DEFAULT_DATA_DIR = "maild-data"
+DEFAULT_PRIORITIES = ("very_low", "low", "medium", "high", "very_high", "critical")
+DEFAULT_RESOLUTIONS = ("solved", "rejected", "missing_data", "expired", "duplicate", "other")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteSettings:
+    name: str = "maild"
+    url: str = "http://127.0.0.1:8080"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSettings:
+    database: str  # a SQLAlchemy URL, relative SQLite paths already resolved
+    data_dir: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmtpSettings:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    protocol: str = "smtp"  # smtp | lmtp
+    max_message_size: int = 25 * 1024 * 1024
+    hostname: str = "maild"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InboundSettings:
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    invalid_token: str = "new"  # new | refuse: a reply address whose token does not verify
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboundSettings:
+    from_addr: str = "support@localhost"
+    from_name: str = ""
+    reply_local: str = "support"
+    reply_domain: str = "localhost"
+    relay: str | None = None  # smtp://host:port, smtps://…; None: maildir sink
+    relay_user: str | None = None
+    relay_password: str | None = None
+    retry_deadline_hours: float = 48.0
+    concurrency: int = 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class LimitSettings:
+    new_tickets_per_sender_per_hour: int = 20
+    auto_replies_per_day: int = 40
+    max_headers: int = 500
+    max_header_bytes: int = 64 * 1024  # all header lines together
+    max_mime_depth: int = 10
+    max_mime_parts: int = 200
+    max_addresses: int = 200  # To + Cc
+    max_attachment_size: int = 20 * 1024 * 1024
+    parse_seconds: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TicketSettings:
+    priorities: tuple[str, ...] = DEFAULT_PRIORITIES
+    default_priority: str = "medium"
+    resolutions: tuple[str, ...] = DEFAULT_RESOLUTIONS
+    default_wu_time: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupSettings:
+    name: str
+    addresses: tuple[str, ...]
+    default_owner: str | None = None
+    accept_unknown_senders: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserSettings:
+    login: str
+    name: str
+    emails: tuple[str, ...]
+    groups: Mapping[str, Access] = field(default_factory=dict)
+    admin: bool = False
+    qa: bool = False
+    company: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    site: SiteSettings
+    storage: StorageSettings
+    secret_key: str
+    inbound: InboundSettings
+    outbound: OutboundSettings
+    limits: LimitSettings
+    tickets: TicketSettings
+    groups: tuple[GroupSettings, ...]
+    users: tuple[UserSettings, ...]
+    source: Path | None = None  # the file read, None for built-in defaults
+
+    def group(self, name: str) -> GroupSettings | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+
+def load_settings(path: Path | None, cwd: Path | None = None) -> Settings:
+    """Read and validate a config file; None gives the embedded defaults."""
+    if path is None:
+        return default_settings(cwd or Path.cwd())
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), "no such config file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
+    return parse_settings(raw, base=path.parent.resolve(), source=path)
+
+
+def default_settings(cwd: Path) -> Settings:
+    data_dir = (cwd / DEFAULT_DATA_DIR).resolve()
+    raw: dict[str, Any] = {
+        "site": {"name": "maild"},
+        "storage": {"database": f"sqlite:///{data_dir / 'maild.db'}", "data_dir": str(data_dir)},
+        "security": {"secret_key": read_or_create_secret(data_dir)},
+        "outbound": {"from": "support@localhost", "reply_local": "support",
+                     "reply_domain": "localhost"},
+        "groups": [{"name": "Support", "addresses": ["support@localhost"],
+                    "default_owner": "admin"}],
+        "users": [{"login": "admin", "name": "Administrator", "emails": ["admin@localhost"],
+                   "groups": {"Support": "manage"}, "admin": True}],
+    }
+    return parse_settings(raw, base=cwd, source=None)
+
+
+def read_or_create_secret(data_dir: Path) -> str:
+    """The secret of a config-less install, made once and kept in the data folder."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32) + "\n", encoding="ascii")
+    return path.read_text(encoding="ascii").strip()
+
+
+# -- validation ---------------------------------------------------------------------------
+
+class _Section:
+    """Typed access to one TOML table that remembers its dotted key for error messages."""
+
+    def __init__(self, raw: Any, key: str, allowed: set[str]) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(key, "must be a table")
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise ConfigError(f"{key}.{unknown[0]}" if key else unknown[0], "unknown key")
+        self.raw = raw
+        self.key = key
+
+    def _name(self, k: str) -> str:
+        return f"{self.key}.{k}" if self.key else k
+
+    def get(self, k: str, kind: type, default: Any) -> Any:
+        if k not in self.raw:
+            return default
+        v = self.raw[k]
+        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            raise ConfigError(self._name(k), f"must be {kind.__name__}, got {v!r}")
+        return v
+
+    def require(self, k: str, kind: type) -> Any:
+        if k not in self.raw:
+            raise ConfigError(self._name(k), "is required")
+        return self.get(k, kind, None)
+
+    def strings(self, k: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        v = self.get(k, list, None)
+        if v is None:
+            return default
+        if not all(isinstance(x, str) and x.strip() for x in v):
+            raise ConfigError(self._name(k), "must be a list of non-empty strings")
+        return tuple(x.strip() for x in v)
+
+
+TOP_KEYS = {"site", "storage", "security", "inbound", "outbound", "limits", "tickets",
+            "groups", "users"}
+
+
+def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -> Settings:
+    top = _Section(dict(raw), "", TOP_KEYS)
+    site = _site(_Section(top.raw.get("site"), "site", {"name", "url", "timezone"}))
+    storage = _storage(
+        _Section(top.raw.get("storage"), "storage", {"database", "data_dir"}), base)
+    sec = _Section(top.raw.get("security"), "security", {"secret_key", "secret_file"})
+    secret = _secret(sec, base)
+    inbound = _inbound(top.raw.get("inbound"))
+    outbound = _outbound(_Section(top.raw.get("outbound"), "outbound", {
+        "from", "from_name", "reply_local", "reply_domain", "relay", "relay_user",
+        "relay_password", "retry_deadline_hours", "concurrency"}))
+    limits = _limits(top.raw.get("limits"))
+    tickets = _tickets(top.raw.get("tickets"))
+    users = _users(top.raw.get("users", []))
+    groups = _groups(top.raw.get("groups", []), users)
+    return Settings(site=site, storage=storage, secret_key=secret, inbound=inbound,
+                    outbound=outbound, limits=limits, tickets=tickets, groups=groups,
+                    users=users, source=source)
+
+
+def _site(s: _Section) -> SiteSettings:
+    tz = s.get("timezone", str, "UTC")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError("site.timezone", f"unknown time zone {tz!r}") from exc
+    url = s.get("url", str, SiteSettings.url)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("site.url", "must start with http:// or https://")
+    return SiteSettings(name=s.get("name", str, "maild"), url=url.rstrip("/"), timezone=tz)
+
+
+def _storage(s: _Section, base: Path) -> StorageSettings:
+    data_dir = Path(s.get("data_dir", str, DEFAULT_DATA_DIR))
+    if not data_dir.is_absolute():
+        data_dir = (base / data_dir).resolve()
+    db = s.get("database", str, None) or f"sqlite:///{data_dir / 'maild.db'}"
+    if db.startswith("sqlite:///") and not db.startswith("sqlite:////"):
+        rel = db[len("sqlite:///"):]
+        if rel and rel != ":memory:":
+            db = f"sqlite:///{(base / rel).resolve()}"
+    if "://" not in db:
+        raise ConfigError("storage.database", "must be a database URL such as sqlite:///maild.db")
+    return StorageSettings(database=db, data_dir=data_dir)
+
+
+def _secret(s: _Section, base: Path) -> str:
+    secret = s.get("secret_key", str, None)
+    if secret is None and "secret_file" in s.raw:
+        path = Path(s.get("secret_file", str, ""))
+        path = path if path.is_absolute() else base / path
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("security.secret_file", f"cannot read {path}: {exc}") from exc
+    if not secret:
+        raise ConfigError("security.secret_key", "is required (maild init writes one)")
+    if len(secret) < 16:
+        raise ConfigError("security.secret_key", "must be at least 16 characters")
+    return secret
+
+
+def _inbound(raw: Any) -> InboundSettings:
+    s = _Section(raw, "inbound", {"smtp", "invalid_token"})
+    smtp = _Section(s.raw.get("smtp"), "inbound.smtp",
+                    {"listen", "protocol", "max_message_size", "hostname"})
+    host, port = _host_port(smtp.get("listen", str, "127.0.0.1:2525"), "inbound.smtp.listen")
+    protocol = smtp.get("protocol", str, "smtp")
+    if protocol not in ("smtp", "lmtp"):
+        raise ConfigError("inbound.smtp.protocol", "must be \"smtp\" or \"lmtp\"")
+    size = smtp.get("max_message_size", int, SmtpSettings.max_message_size)
+    if size <= 0:
+        raise ConfigError("inbound.smtp.max_message_size", "must be positive")
+    invalid = s.get("invalid_token", str, "new")
+    if invalid not in ("new", "refuse"):
+        raise ConfigError("inbound.invalid_token", "must be \"new\" or \"refuse\"")
+    return InboundSettings(
+        smtp=SmtpSettings(host=host, port=port, protocol=protocol, max_message_size=size,
+                          hostname=smtp.get("hostname", str, "maild")),
+        invalid_token=invalid)
+
+
+def _host_port(value: str, key: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(key, f"must be HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _outbound(s: _Section) -> OutboundSettings:
+    from_addr = s.get("from", str, "support@localhost")
+    _check_address(from_addr, "outbound.from")
+    relay = s.get("relay", str, None)
+    if relay is not None and not relay.startswith(("smtp://", "smtps://")):
+        raise ConfigError("outbound.relay", "must be smtp://HOST:PORT or smtps://HOST:PORT")
+    local = s.get("reply_local", str, from_addr.split("@")[0])
+    if not local or "+" in local or "@" in local:
+        raise ConfigError("outbound.reply_local", "must be a local part without + or @")
+    return OutboundSettings(
+        from_addr=from_addr.lower(), from_name=s.get("from_name", str, ""),
+        reply_local=local.lower(),
+        reply_domain=s.get("reply_domain", str, from_addr.split("@")[1]).lower(),
+        relay=relay, relay_user=s.get("relay_user", str, None),
+        relay_password=s.get("relay_password", str, None),
+        retry_deadline_hours=s.get("retry_deadline_hours", float, 48.0),
+        concurrency=s.get("concurrency", int, 8))
+
+
+def _limits(raw: Any) -> LimitSettings:
+    names = {f for f in LimitSettings.__dataclass_fields__}
+    s = _Section(raw, "limits", names)
+    values: dict[str, Any] = {}
+    for name in names:
+        default = getattr(LimitSettings(), name)
+        v = s.get(name, type(default), default)
+        if v < 0:
+            raise ConfigError(f"limits.{name}", "must not be negative")
+        values[name] = v
+    return LimitSettings(**values)
+
+
+def _tickets(raw: Any) -> TicketSettings:
+    s = _Section(raw, "tickets", {"priorities", "default_priority", "resolutions",
+                                  "default_wu_time"})
+    prios = s.strings("priorities", DEFAULT_PRIORITIES)
+    default = s.get("default_priority", str, "medium" if "medium" in prios else prios[0])
+    if default not in prios:
+        raise ConfigError("tickets.default_priority", f"{default!r} is not in tickets.priorities")
+    return TicketSettings(priorities=prios, default_priority=default,
+                          resolutions=s.strings("resolutions", DEFAULT_RESOLUTIONS),
+                          default_wu_time=s.get("default_wu_time", float, 0.0))
+
+
+def _users(raw: Any) -> tuple[UserSettings, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("users", "must be an array of tables ([[users]])")
+    out: list[UserSettings] = []
+    seen_logins: set[str] = set()
+    seen_emails: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"users[{i}]"
+        s = _Section(item, key, {"login", "name", "emails", "groups", "admin", "qa", "company"})
+        login = s.require("login", str).strip()
+        if not login or login in seen_logins:
+            raise ConfigError(f"{key}.login", f"{login!r} is empty or used twice")
+        seen_logins.add(login)
+        emails = tuple(e.lower() for e in s.strings("emails"))
+        for e in emails:
+            _check_address(e, f"{key}.emails")
+            if e in seen_emails:
+                raise ConfigError(f"{key}.emails", f"{e} belongs to two users")
+            seen_emails.add(e)
+        groups_raw = s.get("groups", dict, {})
+        groups: dict[str, Access] = {}
+        for g, level in groups_raw.items():
+            try:
+                groups[g] = Access[str(level).upper()]
+            except KeyError:
+                raise ConfigError(f"{key}.groups.{g}",
+                                  f"must be view, edit or manage, got {level!r}") from None
+        out.append(UserSettings(login=login, name=s.get("name", str, login), emails=emails,
+                                groups=groups, admin=s.get("admin", bool, False),
+                                qa=s.get("qa", bool, False), company=s.get("company", str, None)))
+    return tuple(out)
+
+
+def _groups(raw: Any, users: tuple[UserSettings, ...]) -> tuple[GroupSettings, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("groups", "must be an array of tables ([[groups]])")
+    logins = {u.login for u in users}
+    out: list[GroupSettings] = []
+    seen_addr: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"groups[{i}]"
+        s = _Section(item, key, {"name", "addresses", "default_owner", "accept_unknown_senders"})
+        name = s.require("name", str).strip()
+        if not name or any(g.name == name for g in out):
+            raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
+        addresses = tuple(a.lower() for a in s.strings("addresses"))
+        if not addresses:
+            raise ConfigError(f"{key}.addresses", "needs at least one address")
+        for a in addresses:
+            _check_address(a, f"{key}.addresses")
+            if a in seen_addr:
+                raise ConfigError(f"{key}.addresses", f"{a} belongs to two groups")
+            seen_addr.add(a)
+        owner = s.get("default_owner", str, None)
+        if owner is not None and owner not in logins:
+            raise ConfigError(f"{key}.default_owner", f"no [[users]] entry has login {owner!r}")
+        out.append(GroupSettings(
+            name=name, addresses=addresses, default_owner=owner,
+            accept_unknown_senders=s.get("accept_unknown_senders", bool, True)))
+    for u in users:
+        for g in u.groups:
+            if not any(x.name == g for x in out):
+                raise ConfigError(f"users.{u.login}.groups.{g}", "no [[groups]] entry by that name")
+    return tuple(out)
+
+
+def _check_address(addr: str, key: str) -> None:
+    local, at, domain = addr.partition("@")
+    if not at or not local or not domain or " " in addr or "," in addr:
+        raise ConfigError(key, f"{addr!r} is not an e-mail address")

@@ -1,0 +1,1 @@
+"""The store: SQLAlchemy models, engine and sessions, queries that return domain values."""

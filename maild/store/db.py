@@ -1,0 +1,115 @@
+"""Engine, sessions and migrations.
+
+SQLite runs in WAL mode with `BEGIN IMMEDIATE` transactions: writers queue on the lock
+instead of failing when a read transaction tries to upgrade. Inside one process, writers
+also queue on a threading lock first: SQLite's own busy handler waits by sleeping (up to
+100 ms a try), which turned lock contention between the SMTP intake and the processor into
+seconds of latency. Other processes (the CLI) still meet on busy_timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.errors import StoreError, TransientStoreError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, echo)
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _sqlite_engine(url: str, echo: bool) -> Engine:
+    path = url.split(":///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False,
+                                                          "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Readers (marked by read_only_factory) take no write lock; writers take it up front.
+        readonly = conn.get_execution_options().get("maild_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    _WRITE_LOCKS[engine] = threading.Lock()
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that only read: on SQLite they do not queue behind writers."""
+    return sessionmaker(engine.execution_options(maild_readonly=True), expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error, DB errors translated."""
+    bind = factory.kw.get("bind")
+    lock: AbstractContextManager[object] = nullcontext()
+    if isinstance(bind, Engine) and bind in _WRITE_LOCKS:
+        lock = _WRITE_LOCKS[bind]
+    session = factory()
+    try:
+        with lock, session.begin():
+            yield session
+    except OperationalError as exc:
+        raise TransientStoreError(str(exc.orig)) from exc
+    except DBAPIError as exc:
+        raise StoreError(str(exc.orig)) from exc
+    finally:
+        session.close()
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration (a new database gets every one)."""
+    command.upgrade(alembic_config(engine), "head")
+
+
+def needs_upgrade(engine: Engine) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_heads()
+    return set(current) != set(script.get_heads())
+
+
+def is_empty(engine: Engine) -> bool:
+    return not inspect(engine).get_table_names()

@@ -1,0 +1,131 @@
+"""The outbox: notifications as rows, claimed by delivery workers with leases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from maild.domain import OutboxState
+from maild.store.models import Bounce, MessageRef, Outbox
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutgoingMail:
+    """One outbox row as the delivery worker needs it."""
+
+    id: int
+    ticket_id: int | None
+    group_id: int | None
+    template: str
+    to_addr: str
+    to_user_id: int | None
+    message_id: str
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    context: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+def add(s: Session, *, now: datetime, template: str, to_addr: str, to_user_id: int | None,
+        ticket_id: int | None, group_id: int | None, message_id: str, context: dict[str, Any],
+        in_reply_to: str | None = None, references: tuple[str, ...] = (),
+        automatic: bool = False, state: OutboxState = OutboxState.PENDING) -> int:
+    row = Outbox(created_at=now, ticket_id=ticket_id, group_id=group_id, template=template,
+                 to_addr=to_addr, to_user_id=to_user_id, automatic=automatic,
+                 message_id=message_id, in_reply_to=in_reply_to,
+                 references=" ".join(references) or None, context=context, state=state.value,
+                 attempts=0, next_attempt_at=now)
+    s.add(row)
+    if ticket_id is not None and state is OutboxState.PENDING:
+        s.add(MessageRef(message_id=message_id, ticket_id=ticket_id, sent=True))
+    s.flush()
+    return row.id
+
+
+def automatic_since(s: Session, to_addr: str, since: datetime) -> int:
+    """Automatic mails queued for an address since a time (held-back ones excluded)."""
+    return s.scalar(select(func.count(Outbox.id)).where(
+        Outbox.to_addr == to_addr, Outbox.created_at >= since, Outbox.automatic.is_(True),
+        Outbox.state != OutboxState.HELD_BACK.value)) or 0
+
+
+def claim(s: Session, now: datetime, lease: timedelta, limit: int) -> list[OutgoingMail]:
+    """Lease up to `limit` due rows; SKIP LOCKED keeps PostgreSQL workers off each other."""
+    q = (select(Outbox).where(Outbox.state == OutboxState.PENDING.value,
+                              Outbox.next_attempt_at <= now,
+                              or_(Outbox.lease_until.is_(None), Outbox.lease_until < now))
+         .order_by(Outbox.id).limit(limit))
+    if s.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    rows = list(s.scalars(q))
+    for r in rows:
+        r.lease_until = now + lease
+        r.attempts += 1
+    s.flush()
+    return [OutgoingMail(id=r.id, ticket_id=r.ticket_id, group_id=r.group_id,
+                         template=r.template, to_addr=r.to_addr, to_user_id=r.to_user_id,
+                         message_id=r.message_id, in_reply_to=r.in_reply_to,
+                         references=tuple((r.references or "").split()), context=r.context,
+                         attempts=r.attempts, created_at=r.created_at) for r in rows]
+
+
+def mark_sent(s: Session, ids: list[int], now: datetime) -> None:
+    if ids:
+        s.execute(update(Outbox).where(Outbox.id.in_(ids)).values(
+            state=OutboxState.SENT.value, sent_at=now, lease_until=None, last_error=None))
+
+
+def mark_failed(s: Session, outbox_id: int, error: str, *, retry_at: datetime | None) -> None:
+    """Schedule a retry, or give up (retry_at None) and mark the row dead."""
+    values: dict[str, Any] = {"last_error": error[:2000], "lease_until": None}
+    if retry_at is None:
+        values["state"] = OutboxState.DEAD.value
+    else:
+        values["next_attempt_at"] = retry_at
+    s.execute(update(Outbox).where(Outbox.id == outbox_id).values(**values))
+
+
+def next_due(s: Session) -> datetime | None:
+    return s.scalar(select(func.min(Outbox.next_attempt_at))
+                    .where(Outbox.state == OutboxState.PENDING.value))
+
+
+def depth(s: Session) -> int:
+    return s.scalar(select(func.count(Outbox.id))
+                    .where(Outbox.state == OutboxState.PENDING.value)) or 0
+
+
+def counts(s: Session) -> dict[str, int]:
+    return {state: n for state, n in s.execute(
+        select(Outbox.state, func.count(Outbox.id)).group_by(Outbox.state))}
+
+
+def by_id(s: Session, outbox_id: int) -> Outbox | None:
+    return s.get(Outbox, outbox_id)
+
+
+def record_bounce(s: Session, *, now: datetime, address: str, outbox_id: int | None,
+                  journal_id: int | None, status: str, diagnostic: str, permanent: bool) -> int:
+    row = Bounce(at=now, address=address, outbox_id=outbox_id, journal_id=journal_id,
+                 status=status, diagnostic=diagnostic[:2000], permanent=permanent)
+    s.add(row)
+    if outbox_id is not None:
+        s.execute(update(Outbox).where(Outbox.id == outbox_id).values(bounced_at=now))
+    s.flush()
+    return row.id
+
+
+def bounces(s: Session, address: str | None = None) -> list[Bounce]:
+    q = select(Bounce).order_by(Bounce.id)
+    if address:
+        q = q.where(Bounce.address == address)
+    return list(s.scalars(q))
+
+
+def outbox_by_message_id(s: Session, message_id: str) -> int | None:
+    return s.scalar(select(Outbox.id).where(Outbox.message_id == message_id))

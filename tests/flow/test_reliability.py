@@ -1,0 +1,166 @@
+"""Nothing lost, nothing doubled: quarantine and replay, crashes, relay failures, loops."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from dataclasses import replace
+
+from maild import app, cli
+from maild.domain import JournalState
+from maild.store.db import transaction
+from maild.store.models import Outbox
+from tests.conftest import mail, stop_daemon
+
+
+def many_headers(n: int) -> dict[str, str]:
+    return {f"X-Custom-{i}": "v" for i in range(n)}
+
+
+async def test_unparseable_mail_is_quarantined_then_replayed(database, make_settings,
+                                                             start_daemon, capsys):
+    settings = make_settings(database)
+    d = await start_daemon(replace(settings, limits=replace(settings.limits, max_headers=20)))
+    await d.send(mail(headers=many_headers(40)))
+    await d.settle()
+    assert d.tickets() == []
+    [entry] = d.journal()
+    assert entry.state is JournalState.QUARANTINED
+    assert "max_headers" in (entry.reason or "")
+
+    # the operator sees it, raises the limit, and replays it from the command line
+    await stop_daemon(d)
+    config = str(settings.source)
+    assert cli.main(["--config", config, "journal", "list", "--state", "quarantined"]) == 0
+    assert f"J{entry.id}" in capsys.readouterr().out
+    assert cli.main(["--config", config, "journal", "replay", str(entry.id)]) == 0
+    assert "now done" in capsys.readouterr().out
+    [t] = d.tickets()
+    assert t.title == "Printer on fire"
+
+
+async def test_crash_between_commit_and_delivery_sends_once(database, make_settings,
+                                                            start_daemon, clock):
+    settings = make_settings(database)
+    # the mail is processed, its notifications committed, and the process dies before sending
+    parts = app.build(settings, clock=clock)
+    from maild.domain import Channel, Envelope
+    from maild.inbound.intake import Intake
+    from maild.store.journal import Incoming
+
+    jid = Intake(parts.factory, clock).commit_now(Incoming(
+        envelope=Envelope(mail_from="alice@customer.example",
+                          rcpt_tos=("support@example.com",), channel=Channel.SMTP),
+        raw=mail()))
+    assert parts.pipeline.run_one(jid) is not None
+    with transaction(parts.reader) as s:
+        stored = {r.to_addr: r.message_id for r in s.query(Outbox)}
+    parts.engine.dispose()
+    assert set(stored) == {"alice@customer.example", "ramon@example.com"}
+
+    d = await start_daemon(settings)  # the restart
+    await d.settle()
+    await asyncio.sleep(0.2)  # give a wrong second send the chance to happen
+    got = {r.rcpt_tos[0]: r["Message-ID"] for r in d.sink.received}
+    assert got == stored
+    assert len(d.sink.received) == 2
+
+
+async def test_relay_failure_retries_with_same_message_id(database, make_settings,
+                                                          start_daemon, clock, sink):
+    sink.fail_with = "451 4.3.0 try again later"
+    d = await start_daemon(make_settings(database))
+    await d.send(mail())
+
+    def failed_once() -> bool:
+        with transaction(d.parts.reader) as s:
+            rows = list(s.query(Outbox))
+        return len(rows) == 2 and all(r.last_error and "451" in r.last_error for r in rows)
+
+    await d.until(failed_once)
+    assert sink.received == []
+    with transaction(d.parts.reader) as s:
+        rows = list(s.query(Outbox))
+    sink.fail_with = None
+    clock.advance(minutes=2)  # past the first backoff
+    await d.settle()
+    assert sorted(r["Message-ID"] for r in sink.received) == sorted(r.message_id for r in rows)
+
+
+async def test_permanent_relay_refusal_is_dead_not_retried(database, make_settings,
+                                                           start_daemon, clock, sink):
+    sink.fail_with = "554 5.7.1 rejected"
+    d = await start_daemon(make_settings(database))
+    await d.send(mail())
+    await d.until(lambda: d.outbox_counts() == {"dead": 2})
+    assert sink.received == []
+
+
+async def test_own_mail_coming_back_is_a_loop(database, make_settings, start_daemon):
+    d = await start_daemon(make_settings(database))
+    await d.send(mail())
+    await d.settle()
+    [ack] = d.sink.to("alice@customer.example")
+    # Alice's mailbox auto-forwards everything back to the support address
+    await d.send(ack.message.as_bytes().replace(b"\n", b"\r\n"),
+                 mail_from="alice@customer.example")
+    # a forged loop header on a customer's mail does not make it disappear
+    await d.send(mail(subject="Second problem", headers={"X-Maild-Loop": "0" * 24}))
+    await d.settle()
+    titles = sorted(t.title for t in d.tickets())
+    assert titles == ["Printer on fire", "Second problem"]
+    assert any("loop" in (e.outcome or "") for e in d.journal())
+
+
+async def test_attachment_stored_content_addressed(database, make_settings, start_daemon):
+    settings = make_settings(database)
+    d = await start_daemon(settings)
+    payload = bytes(range(256)) * 40
+    raw = (
+        "From: Alice <alice@customer.example>\r\nTo: support@example.com\r\n"
+        "Subject: Screenshot\r\nMessage-ID: <att1@customer.example>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nSee the screenshot.\r\n--XX\r\n"
+        "Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+        "Content-Disposition: attachment; filename=\"../../etc/shot.png\"\r\n\r\n"
+        + base64.encodebytes(payload).decode().replace("\n", "\r\n") + "--XX--\r\n").encode()
+    await d.send(raw)
+    await d.settle()
+    [t] = d.tickets()
+    [att] = d.ticket(t.id).workunits[0].attachments
+    digest = hashlib.sha256(payload).hexdigest()
+    assert att.sha256 == digest and att.size == len(payload)
+    assert "/" not in att.filename and att.filename.endswith("shot.png")
+    stored = settings.storage.data_dir / "attachments" / digest[:2] / digest[2:4] / digest
+    assert stored.read_bytes() == payload
+
+
+async def test_html_only_mail_is_sanitised_and_readable(database, make_settings,
+                                                        start_daemon):
+    d = await start_daemon(make_settings(database))
+    raw = (
+        b"From: Alice <alice@customer.example>\r\nTo: support@example.com\r\n"
+        b"Subject: Broken page\r\nMessage-ID: <h1@customer.example>\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<html><body><p>The <b>checkout</b> page fails.</p><script>alert(1)</script>"
+        b"<p onclick=\"steal()\">Second&nbsp;paragraph</p></body></html>\r\n")
+    await d.send(raw)
+    await d.settle()
+    [t] = d.tickets()
+    view = d.ticket(t.id)
+    assert "The checkout page fails." in view.description
+    assert "Second" in view.description and "<" not in view.description
+    with transaction(d.parts.reader) as s:
+        from maild.store.models import Workunit
+
+        html = s.query(Workunit).one().html
+    assert "<b>checkout</b>" in html and "script" not in html and "onclick" not in html
+
+
+async def test_sigterm_style_stop_flushes_outbox(database, make_settings, start_daemon):
+    d = await start_daemon(make_settings(database))
+    await d.send(mail())
+    d.stop.set()
+    await asyncio.wait_for(d.task, 15)
+    assert len(d.sink.received) == 2

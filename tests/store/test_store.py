@@ -1,0 +1,112 @@
+"""One contract suite for every store: SQLite files and the PostgreSQL server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.domain import Access, Channel, Envelope, JournalState, OutboxState, UserKind
+from maild.errors import NotFound
+from maild.store import db, journal, outbox, queries
+from maild.store.journal import Incoming
+from maild.store.sync import GroupSpec, StaffSpec, sync
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def factory(database: str) -> sessionmaker[Session]:
+    engine = db.make_engine(database)
+    db.upgrade(engine)
+    yield db.session_factory(engine)
+    engine.dispose()
+
+
+def staff(login: str, *emails: str, **groups: Access) -> StaffSpec:
+    return StaffSpec(login=login, name=login.title(), emails=emails, groups=dict(groups))
+
+
+def test_migrations_create_every_table(factory: sessionmaker[Session]) -> None:
+    engine = factory.kw["bind"]
+    assert not db.needs_upgrade(engine)
+    db.upgrade(engine)  # idempotent
+
+
+def test_sync_groups_staff_and_addresses(factory: sessionmaker[Session]) -> None:
+    with db.transaction(factory) as s:
+        sync(s, [GroupSpec(name="Support", addresses=("support@example.com",),
+                           default_owner="ramon")],
+             [staff("ramon", "ramon@example.com", Support=Access.MANAGE)], NOW)
+    with db.transaction(factory) as s:
+        g = queries.group_by_address(s, "SUPPORT@example.com")
+        assert g is not None and g.name == "Support"
+        ramon = queries.user_by_address(s, "ramon@example.com")
+        assert ramon is not None and ramon.kind is UserKind.STAFF
+        assert g.default_owner_id == ramon.id
+        assert queries.access(s, ramon.id, g.id) is Access.MANAGE
+    # a second start with changed config moves the address and the access level
+    with db.transaction(factory) as s:
+        sync(s, [GroupSpec(name="Support", addresses=("help@example.com",),
+                           default_owner="ramon")],
+             [staff("ramon", "ramon@new.example", Support=Access.VIEW)], NOW)
+    with db.transaction(factory) as s:
+        assert queries.group_by_address(s, "support@example.com") is None
+        assert queries.group_by_address(s, "help@example.com") is not None
+        assert queries.user_by_address(s, "ramon@example.com") is None
+        ramon2 = queries.user_by_address(s, "ramon@new.example")
+        assert ramon2 is not None and ramon2.id == ramon.id
+        assert queries.access(s, ramon.id, g.id) is Access.VIEW
+
+
+def test_journal_claim_finish_requeue(factory: sessionmaker[Session]) -> None:
+    env = Envelope(mail_from="a@b.example", rcpt_tos=("support@example.com",),
+                   channel=Channel.SMTP)
+    with db.transaction(factory) as s:
+        [jid] = journal.insert(s, [Incoming(envelope=env, raw=b"Subject: x\r\n\r\nhi")], NOW)
+    with db.transaction(factory) as s:
+        assert journal.pending_ids(s, NOW) == [jid]
+        assert journal.claim(s, jid, NOW, timedelta(minutes=5))
+    with db.transaction(factory) as s:
+        # leased: neither listed nor claimable until the lease runs out
+        assert journal.pending_ids(s, NOW) == []
+        assert not journal.claim(s, jid, NOW, timedelta(minutes=5))
+        assert journal.pending_ids(s, NOW + timedelta(minutes=6)) == [jid]
+        journal.finish(s, jid, JournalState.QUARANTINED, NOW, outcome="quarantined",
+                       reason="boom")
+    with db.transaction(factory) as s:
+        e = journal.entry(s, jid)
+        assert e.state is JournalState.QUARANTINED and e.reason == "boom"
+        assert e.rcpt_tos == ("support@example.com",)
+        assert journal.raw(s, jid).endswith(b"hi")
+        assert journal.requeue(s, jid) is JournalState.QUARANTINED
+    with db.transaction(factory) as s:
+        assert journal.pending_ids(s, NOW) == [jid]
+        with pytest.raises(NotFound):
+            journal.entry(s, jid + 1000)
+
+
+def test_outbox_lease_retry_and_cap_count(factory: sessionmaker[Session]) -> None:
+    with db.transaction(factory) as s:
+        ids = [outbox.add(s, now=NOW, template="t", to_addr="x@example.com", to_user_id=None,
+                          ticket_id=None, group_id=None, message_id=f"<m{i}@example.com>",
+                          context={"i": i}, automatic=True) for i in range(3)]
+        outbox.add(s, now=NOW, template="t", to_addr="x@example.com", to_user_id=None,
+                   ticket_id=None, group_id=None, message_id="<held@example.com>", context={},
+                   automatic=True, state=OutboxState.HELD_BACK)
+        assert outbox.automatic_since(s, "x@example.com", NOW - timedelta(days=1)) == 3
+    with db.transaction(factory) as s:
+        batch = outbox.claim(s, NOW, timedelta(minutes=5), 2)
+        assert [m.id for m in batch] == ids[:2] and batch[0].context == {"i": 0}
+    with db.transaction(factory) as s:
+        rest = outbox.claim(s, NOW, timedelta(minutes=5), 10)
+        assert [m.id for m in rest] == ids[2:]  # the leased ones are not handed out twice
+        outbox.mark_sent(s, [ids[0]], NOW)
+        outbox.mark_failed(s, ids[1], "451 later", retry_at=NOW + timedelta(minutes=1))
+        outbox.mark_failed(s, ids[2], "550 no", retry_at=None)
+    with db.transaction(factory) as s:
+        assert outbox.claim(s, NOW, timedelta(minutes=5), 10) == []
+        again = outbox.claim(s, NOW + timedelta(minutes=2), timedelta(minutes=5), 10)
+        assert [m.id for m in again] == [ids[1]] and again[0].attempts == 2
+        assert outbox.counts(s) == {"sent": 1, "dead": 1, "pending": 1, "held_back": 1}

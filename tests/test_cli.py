@@ -1,0 +1,101 @@
+"""The `maild` command line as an operator uses it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maild import cli
+from maild.settings import load_settings
+from tests.conftest import mail
+
+FIELDS = {"id", "title", "status", "priority", "group", "creator", "owner", "created_at",
+          "updated_at", "cc", "workunits"}
+WU_FIELDS = {"author", "text", "internal", "time_used", "created_at", "attachments"}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_init_writes_a_valid_config_with_a_fresh_secret(tmp_path, capsys):
+    target = tmp_path / "config.toml"
+    code, out, _ = run(capsys, "init", str(target))
+    assert code == 0 and "fresh secret" in out
+    text = target.read_text()
+    assert "change-me" not in text
+    other = tmp_path / "other.toml"
+    run(capsys, "init", str(other))
+    assert load_settings(target).secret_key != load_settings(other).secret_key
+    code, out, _ = run(capsys, "--config", str(target), "check-config")
+    assert code == 0 and "OK" in out
+    code, _, err = run(capsys, "init", str(target))  # never overwrites by accident
+    assert code == 1 and "exists" in err
+
+
+@pytest.mark.parametrize(("bad", "key"), [
+    ('[inbound.smtp]\nprotocol = "pop3"\n', "inbound.smtp.protocol"),
+    ('[inbound.smtp]\nlisten = "nowhere"\n', "inbound.smtp.listen"),
+    ('[site]\ntimezone = "Mars/Olympus"\n', "site.timezone"),
+    ('[outbound]\nrelay = "http://x"\n', "outbound.relay"),
+    ('[limits]\nauto_replies_per_day = "many"\n', "limits.auto_replies_per_day"),
+    ('[[groups]]\nname = "S"\naddresses = ["s@example.com"]\ndefault_owner = "ghost"\n',
+     "groups[0].default_owner"),
+    ('[[users]]\nlogin = "a"\nemails = ["a@example.com"]\ngroups = { S = "admin" }\n',
+     "users[0].groups.S"),
+    ('[storage]\ndatabse = "sqlite:///x.db"\n', "storage.databse"),
+])
+def test_check_config_names_the_key(tmp_path, capsys, bad, key):
+    path = tmp_path / "c.toml"
+    path.write_text('[security]\nsecret_key = "0123456789abcdef0123"\n' + bad)
+    code, _, err = run(capsys, "--config", str(path), "check-config")
+    assert code == 2
+    assert key in err
+
+
+def test_ticket_list_and_show_json(tmp_path, capsys, make_settings):
+    settings = make_settings()
+    config = str(settings.source)
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(mail(subject="VPN down", body="Cannot connect since 9:00.\n"))
+    code, out, _ = run(capsys, "--config", config, "inject", str(eml))
+    assert code == 0 and "opened ticket 1" in out
+    code, out, _ = run(capsys, "--config", config, "ticket", "list", "--json")
+    [t] = json.loads(out)
+    assert t["title"] == "VPN down" and t["status"] == "new"
+    code, out, _ = run(capsys, "--config", config, "ticket", "show", "1", "--json")
+    data = json.loads(out)
+    assert FIELDS <= set(data)
+    assert data["owner"] == "ramon" and data["group"] == "Support"
+    assert data["creator"] == "alice@customer.example" and data["cc"] == []
+    assert WU_FIELDS <= set(data["workunits"][0])
+    assert "Cannot connect" in data["workunits"][0]["text"]
+    code, _, err = run(capsys, "--config", config, "ticket", "show", "99")
+    assert code == 1 and "no ticket 99" in err
+
+
+def test_defaults_without_config_create_data_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(mail(to="support@localhost"))
+    code, out, _ = run(capsys, "inject", str(eml))
+    assert code == 0 and "opened ticket 1" in out
+    data = tmp_path / "maild-data"
+    assert (data / "maild.db").exists()
+    secret = (data / "secret").read_text().strip()
+    assert len(secret) >= 32
+    assert (data / "secret").stat().st_mode & 0o077 == 0
+    code, out, _ = run(capsys, "ticket", "show", "1", "--json")
+    assert json.loads(out)["owner"] == "admin"
+
+
+def test_module_entry_point_runs() -> None:
+    result = subprocess.run([sys.executable, "-m", "maild", "--help"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0 and "ticket" in result.stdout
