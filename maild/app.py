@@ -33,6 +33,7 @@ from maild.service import Desk, DeskConfig
 from maild.settings import Settings
 from maild.store import db, queries
 from maild.store.blobs import BlobStore
+from maild.store.directory import load_directory
 from maild.store.sync import GroupSpec, StaffSpec, sync
 from maild.tokens import Signer
 
@@ -76,6 +77,7 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
              [StaffSpec(login=u.login, name=u.name, emails=u.emails, groups=dict(u.groups),
                         admin=u.admin, qa=u.qa, company=u.company) for u in settings.users],
              clock.now())
+        directory = load_directory(s)
     signer = Signer(settings.secret_key)
     blobs = BlobStore(settings.storage.data_dir / "attachments")
     out = settings.outbound
@@ -83,7 +85,7 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
         message_domain=out.reply_domain, default_priority=settings.tickets.default_priority,
         new_tickets_per_sender_per_hour=settings.limits.new_tickets_per_sender_per_hour,
         auto_replies_per_day=settings.limits.auto_replies_per_day,
-        default_wu_time=settings.tickets.default_wu_time))
+        default_wu_time=settings.tickets.default_wu_time), directory=directory)
     own = {out.from_addr, f"{out.reply_local}@{out.reply_domain}"}
     own.update(a for g in settings.groups for a in g.addresses)
     pipeline = Pipeline(factory=factory, reader=reader, desk=desk, signer=signer, clock=clock,

@@ -2,6 +2,8 @@
 
 Every method takes the caller's session (the unit of work belongs to the loop that owns the
 message) and returns an `Outcome` value; it never sends mail, it writes outbox rows.
+Groups and staff come from the `Directory` loaded at start; the hot path issues one Core
+statement per row it writes and builds notification contexts from the values in hand.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -26,9 +28,10 @@ from maild.domain import (
     Status,
     UserKind,
 )
-from maild.store import outbox, queries
+from maild.store import outbox, queries, tickets
 from maild.store.blobs import BlobStore
-from maild.store.models import AttachmentRow, History, MessageRef, Ticket, User, UserEmail, Workunit
+from maild.store.directory import Directory
+from maild.store.queries import GroupRef, TicketRow, UserRef
 
 log = logging.getLogger("maild.service")
 
@@ -78,16 +81,26 @@ def clean_title(subject: str) -> str:
 
 
 class Desk:
-    def __init__(self, *, clock: Clock, blobs: BlobStore, config: DeskConfig) -> None:
+    def __init__(self, *, clock: Clock, blobs: BlobStore, config: DeskConfig,
+                 directory: Directory) -> None:
         self.clock = clock
         self.blobs = blobs
         self.config = config
+        self.directory = directory
 
-    # -- opening -------------------------------------------------------------------------
+    # -- people ------------------------------------------------------------------------------
+    def user_for_address(self, s: Session, address: str) -> UserRef | None:
+        return (self.directory.staff_for_address(address)
+                or tickets.customer_by_address(s, address.lower()))
+
+    def user(self, s: Session, user_id: int) -> UserRef:
+        return self.directory.staff.get(user_id) or queries.user_ref(s, user_id)
+
+    # -- opening -------------------------------------------------------------------------------
     def open_ticket(self, s: Session, group_id: int, mail: MailIn) -> Outcome:
         now = self.clock.now()
-        group = queries.group_ref(s, group_id)
-        user = queries.user_by_address(s, mail.sender.addr)
+        group = self.directory.groups[group_id]
+        user = self.user_for_address(s, mail.sender.addr)
         if user is None and not group.accept_unknown_senders:
             self._automatic(s, mail, template="refused/unknown_sender",
                             context={"group": group.name, "mail_subject": mail.subject},
@@ -95,91 +108,89 @@ class Desk:
             return Outcome(state=JournalState.DONE,
                            outcome=f"refused: {mail.sender.addr} is unknown to {group.name}")
         if user is None:
-            user = self._new_customer(s, mail.sender)
-        since = now - timedelta(hours=1)
-        limit = self.config.new_tickets_per_sender_per_hour
-        if limit and queries.tickets_opened_since(s, user.id, since) >= limit:
-            return Outcome(state=JournalState.HELD,
-                           outcome="held: sender rate limit",
+            user = tickets.insert_customer(s, address=mail.sender.addr,
+                                           name=mail.sender.name or mail.sender.addr, now=now)
+        elif self._over_rate(s, user, now):
+            limit = self.config.new_tickets_per_sender_per_hour
+            return Outcome(state=JournalState.HELD, outcome="held: sender rate limit",
                            reason=f"{mail.sender.addr} opened {limit} tickets in the last hour "
                                   "([limits] new_tickets_per_sender_per_hour)")
         thread_id = mail.message_id or self._message_id()
-        ticket = Ticket(title=clean_title(mail.subject), description=mail.text,
+        row = TicketRow(id=0, title=clean_title(mail.subject), description=mail.text,
                         status=Status.NEW.value, priority=self.config.default_priority,
                         group_id=group.id, creator_id=user.id, owner_id=group.default_owner_id,
-                        editor=mail.channel.value, creator_group_id=group.id,
-                        thread_id=thread_id, custom={}, created_at=now, updated_at=now)
-        s.add(ticket)
-        s.flush()
-        s.add(History(ticket_id=ticket.id, user_id=user.id, at=now, field="created",
-                      old=None, new=Status.NEW.value))
-        wu = self._workunit(s, ticket, user.id, mail)
-        ctx = self._context(s, ticket, wu_text=mail.text, wu_user=user.name or user.label)
-        refs = (thread_id,)
-        if user.email:
-            self._notify(s, ticket, user, "created", ctx, refs, automatic_ok=not mail.automated,
-                         creator=True)
-        if ticket.owner_id is not None and ticket.owner_id != user.id:
-            self._notify(s, ticket, queries.user_ref(s, ticket.owner_id), "created", ctx, refs)
-        log.info("ticket %d opened in %s by %s (wu %d)", ticket.id, group.name,
-                 mail.sender.addr, wu.id)
-        return Outcome(state=JournalState.DONE, outcome=f"opened ticket {ticket.id}",
-                       ticket_id=ticket.id)
+                        thread_id=thread_id, resolution=None, created_at=now, updated_at=now)
+        row = row.with_id(tickets.insert_ticket(
+            s, title=row.title, description=row.description, status=row.status,
+            priority=row.priority, group_id=group.id, creator_id=user.id,
+            owner_id=row.owner_id, editor=mail.channel.value, creator_group_id=group.id,
+            thread_id=thread_id, blocked=False, sla_disabled=False, created_at=now,
+            updated_at=now))
+        tickets.insert_history(s, [{"ticket_id": row.id, "user_id": user.id, "at": now,
+                                    "field": "created", "old": None, "new": Status.NEW.value}])
+        self._workunit(s, row.id, user.id, mail, now)
+        ctx = self._context(row, user, wu_text=mail.text, wu_user=user.name or user.label)
+        notes: list[dict[str, Any]] = []
+        if user.email and not (mail.automated and user.kind is not UserKind.STAFF):
+            notes.append(self._note(s, row, user, "created", ctx, (thread_id,), creator=True))
+        if row.owner_id is not None and row.owner_id != user.id:
+            owner = self.user(s, row.owner_id)
+            notes.append(self._note(s, row, owner, "created", ctx, (thread_id,)))
+        outbox.add_many(s, [n for n in notes if n], now)
+        log.info("ticket %d opened in %s by %s", row.id, group.name, mail.sender.addr)
+        return Outcome(state=JournalState.DONE, outcome=f"opened ticket {row.id}",
+                       ticket_id=row.id)
 
-    def _new_customer(self, s: Session, sender: Address) -> queries.UserRef:
-        user = User(name=sender.name or sender.addr, kind=UserKind.CUSTOMER.value,
-                    created_at=self.clock.now())
-        s.add(user)
-        s.flush()
-        s.add(UserEmail(user_id=user.id, address=sender.addr))
-        s.flush()
-        return queries.user_ref(s, user.id)
+    def _over_rate(self, s: Session, user: UserRef, now: datetime) -> bool:
+        limit = self.config.new_tickets_per_sender_per_hour
+        return bool(limit) and queries.tickets_opened_since(
+            s, user.id, now - timedelta(hours=1)) >= limit
 
-    # -- replies ---------------------------------------------------------------------------
+    # -- replies ---------------------------------------------------------------------------------
     def add_workunit(self, s: Session, ticket_id: int, author_id: int, mail: MailIn, *,
                      internal: bool = False) -> Outcome:
-        ticket = s.get(Ticket, ticket_id)
-        if ticket is None:
-            raise ValueError(f"no ticket {ticket_id}")
-        author = queries.user_ref(s, author_id)
-        wu = self._workunit(s, ticket, author_id, mail, internal=internal)
-        ticket.updated_at = self.clock.now()
-        ctx = self._context(s, ticket, wu_text=mail.text, wu_user=author.name or author.label)
-        refs = tuple(dict.fromkeys(r for r in (ticket.thread_id, mail.message_id) if r))
-        for uid in queries.associated_user_ids(s, ticket.id):
-            if uid == author_id:
-                continue
-            user = queries.user_ref(s, uid)
-            if internal and user.kind is not UserKind.STAFF:
-                continue
-            self._notify(s, ticket, user, "workunit", ctx, refs)
-        return Outcome(state=JournalState.DONE,
-                       outcome=f"workunit {wu.id} on ticket {ticket.id}", ticket_id=ticket.id)
-
-    def _workunit(self, s: Session, ticket: Ticket, author_id: int, mail: MailIn, *,
-                  internal: bool = False) -> Workunit:
         now = self.clock.now()
-        wu = Workunit(ticket_id=ticket.id, author_id=author_id, text=mail.text, html=mail.html,
-                      time_used=0.0, cost=False, internal=internal, public=not internal,
-                      journal_id=mail.journal_id, created_at=now, realised_at=None)
-        s.add(wu)
-        s.flush()
-        for att in mail.attachments:
-            digest = self.blobs.put(att.data)
-            s.add(AttachmentRow(ticket_id=ticket.id, workunit_id=wu.id,
-                                filename=att.filename[:255], content_type=att.content_type[:255],
-                                size=len(att.data), sha256=digest))
+        row = queries.ticket_row(s, ticket_id)
+        author = self.user(s, author_id)
+        wu_id = self._workunit(s, ticket_id, author_id, mail, now, internal=internal)
+        tickets.touch(s, ticket_id, now)
+        row = row.touched(now)
+        creator = self.user(s, row.creator_id) if row.creator_id else None
+        ctx = self._context(row, creator, wu_text=mail.text,
+                            wu_user=author.name or author.label)
+        refs = tuple(dict.fromkeys(r for r in (row.thread_id, mail.message_id) if r))
+        notes = []
+        for uid in queries.associated_user_ids(s, ticket_id):
+            user = self.user(s, uid)
+            if uid == author_id or (internal and user.kind is not UserKind.STAFF):
+                continue
+            notes.append(self._note(s, row, user, "workunit", ctx, refs))
+        outbox.add_many(s, [n for n in notes if n], now)
+        return Outcome(state=JournalState.DONE,
+                       outcome=f"workunit {wu_id} on ticket {ticket_id}", ticket_id=ticket_id)
+
+    def _workunit(self, s: Session, ticket_id: int, author_id: int, mail: MailIn,
+                  now: datetime, *, internal: bool = False) -> int:
+        wu_id = tickets.insert_workunit(
+            s, ticket_id=ticket_id, author_id=author_id, text=mail.text, html=mail.html,
+            time_used=0.0, cost=False, internal=internal, public=not internal,
+            journal_id=mail.journal_id, created_at=now, realised_at=None)
+        tickets.insert_attachments(s, [
+            {"ticket_id": ticket_id, "workunit_id": wu_id, "filename": a.filename[:255],
+             "content_type": a.content_type[:255], "size": len(a.data),
+             "sha256": self.blobs.put(a.data)} for a in mail.attachments])
         if mail.message_id:
-            s.add(MessageRef(message_id=mail.message_id[:255], ticket_id=ticket.id, sent=False))
-        return wu
+            tickets.insert_message_refs(s, [{"message_id": mail.message_id[:255],
+                                             "ticket_id": ticket_id, "sent": False}])
+        return wu_id
 
     # -- refusals and bounces ----------------------------------------------------------------
     def refuse(self, s: Session, mail: MailIn, *, template: str, reason: str,
                context: dict[str, Any] | None = None) -> Outcome:
         """Tell the sender (automatically, capped) that their mail was not taken."""
         self._automatic(s, mail, template=template,
-                        context={"mail_subject": mail.subject, "reason": reason, **(context or {})},
-                        group_id=None)
+                        context={"mail_subject": mail.subject, "reason": reason,
+                                 **(context or {})}, group_id=None)
         return Outcome(state=JournalState.DONE, outcome=f"refused: {reason}")
 
     def record_bounce(self, s: Session, *, outbox_id: int | None, report: DeliveryReport | None,
@@ -205,37 +216,37 @@ class Desk:
     def _message_id(self) -> str:
         return f"<maild.{uuid.uuid4().hex}@{self.config.message_domain}>"
 
-    def _context(self, s: Session, ticket: Ticket, **extra: Any) -> dict[str, Any]:
-        view = queries.ticket_view(s, ticket.id, full=False)
+    def _context(self, row: TicketRow, creator: UserRef | None, **extra: Any) -> dict[str, Any]:
+        group = self.directory.groups.get(row.group_id)
+        owner = self.directory.staff.get(row.owner_id) if row.owner_id else None
         return {
             "ticket": {
-                "id": view.id, "title": view.title, "status": view.status.value,
-                "priority": view.priority, "group": view.group, "owner": view.owner,
-                "creator": view.creator, "description": view.description,
-                "created_at": view.created_at.isoformat(),
-                "updated_at": view.updated_at.isoformat(), "resolution": view.resolution,
+                "id": row.id, "title": row.title, "status": row.status,
+                "priority": row.priority, "group": group.name if group else "",
+                "owner": owner.label if owner else None,
+                "creator": creator.label if creator else None,
+                "description": row.description, "created_at": row.created_at.isoformat(),
+                "updated_at": row.updated_at.isoformat(), "resolution": row.resolution,
             },
             **extra,
         }
 
-    def _notify(self, s: Session, ticket: Ticket, user: queries.UserRef, event: str,
-                ctx: dict[str, Any], refs: tuple[str, ...], *, automatic_ok: bool = True,
-                creator: bool = False) -> None:
+    def _note(self, s: Session, row: TicketRow, user: UserRef, event: str,
+              ctx: dict[str, Any], refs: tuple[str, ...], *,
+              creator: bool = False) -> dict[str, Any] | None:
+        """One outbox row for a user about a ticket, or None when they have no address."""
         if not user.email:
-            return
-        audience = "staff" if user.kind is UserKind.STAFF else "customer"
-        role = "creator" if creator else audience
-        template = f"ticket/{role}/{event}"
-        context = {**ctx, "recipient": {"name": user.name, "email": user.email}}
+            return None
+        role = "creator" if creator else ("staff" if user.kind is UserKind.STAFF else "customer")
         automatic = creator and user.kind is not UserKind.STAFF
-        if automatic and not automatic_ok:
-            return
-        state = self._cap_state(s, user.email) if automatic else OutboxState.PENDING
-        outbox.add(s, now=self.clock.now(), template=template, to_addr=user.email,
-                   to_user_id=user.id, ticket_id=ticket.id, group_id=ticket.group_id,
-                   message_id=self._message_id(), context=context,
-                   in_reply_to=refs[-1] if refs else None, references=refs,
-                   automatic=automatic, state=state)
+        return {"template": f"ticket/{role}/{event}", "to_addr": user.email,
+                "to_user_id": user.id, "ticket_id": row.id, "group_id": row.group_id,
+                "message_id": self._message_id(),
+                "context": {**ctx, "recipient": {"name": user.name, "email": user.email}},
+                "in_reply_to": refs[-1] if refs else None, "references": " ".join(refs) or None,
+                "automatic": automatic,
+                "state": (self._cap_state(s, user.email) if automatic
+                          else OutboxState.PENDING).value}
 
     def _automatic(self, s: Session, mail: MailIn, *, template: str, context: dict[str, Any],
                    group_id: int | None) -> None:
@@ -260,3 +271,5 @@ class Desk:
             return OutboxState.HELD_BACK
         return OutboxState.PENDING
 
+
+__all__ = ["Desk", "DeskConfig", "GroupRef", "MailIn", "Outcome", "clean_title"]

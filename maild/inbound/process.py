@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,7 +36,6 @@ from maild.store.db import transaction
 from maild.tokens import Signer
 
 log = logging.getLogger("maild.process")
-LEASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,21 +46,23 @@ class PipelineConfig:
 
 
 class StoreLookup:
-    """`match.Lookup` over one session."""
+    """`match.Lookup` over one session: groups and staff from the desk's directory."""
 
-    def __init__(self, s: Session) -> None:
+    def __init__(self, s: Session, desk: Desk) -> None:
         self.s = s
+        self.desk = desk
+        self.directory = desk.directory
 
     def group_for_address(self, address: str) -> int | None:
-        g = queries.group_by_address(self.s, address)
+        g = self.directory.group_for_address(address)
         return None if g is None else g.id
 
     def default_group(self) -> int | None:
-        g = queries.first_group(self.s)
+        g = self.directory.first_group()
         return None if g is None else g.id
 
     def user_for_address(self, address: str) -> int | None:
-        u = queries.user_by_address(self.s, address)
+        u = self.desk.user_for_address(self.s, address)
         return None if u is None else u.id
 
     def ticket_exists(self, ticket_id: int) -> bool:
@@ -73,6 +73,10 @@ class StoreLookup:
 
     def may_reply(self, user_id: int, ticket_id: int) -> bool:
         return queries.may_reply(self.s, user_id, ticket_id)
+
+
+class _Conflict(Exception):
+    """Another worker finished this journal row first; roll back ours."""
 
 
 class Pipeline:
@@ -97,12 +101,15 @@ class Pipeline:
             return self._quarantine(journal_id, f"cannot parse: {exc}")
         try:
             with transaction(self.factory) as s:
-                if not journal.claim(s, journal_id, self.clock.now(), LEASE):
-                    return None
                 outcome = self._dispatch(s, journal_id, parsed, envelope)
-                journal.finish(s, journal_id, outcome.state, self.clock.now(),
-                               outcome=outcome.outcome, reason=outcome.reason,
-                               ticket_id=outcome.ticket_id)
+                # Optimistic claim: the row must still be pending when we record the result.
+                if not journal.finish(s, journal_id, outcome.state, self.clock.now(),
+                                      outcome=outcome.outcome, reason=outcome.reason,
+                                      ticket_id=outcome.ticket_id, only_if_pending=True,
+                                      message_id=(parsed.message_id or "")[:255] or None):
+                    raise _Conflict
+        except _Conflict:
+            return None
         except Exception as exc:  # the shunt: anything unexpected keeps the mail, with why
             log.exception("journal %d quarantined", journal_id)
             return self._quarantine(journal_id, f"{type(exc).__name__}: {exc}")
@@ -119,7 +126,6 @@ class Pipeline:
     def _dispatch(self, s: Session, journal_id: int, parsed: Parsed,
                   envelope: Envelope) -> Outcome:
         if parsed.message_id:
-            journal.set_message_id(s, journal_id, parsed.message_id[:255])
             earlier = journal.seen_message_id(s, parsed.message_id[:255], journal_id)
             if earlier is not None:
                 return Outcome(state=JournalState.DONE,
@@ -145,7 +151,7 @@ class Pipeline:
         if parsed.sender is None:
             return Outcome(state=JournalState.HELD, outcome="held: no sender identity",
                            reason="the From header is missing, malformed or ambiguous")
-        m = match(parsed, envelope, signer=self.signer, lookup=StoreLookup(s),
+        m = match(parsed, envelope, signer=self.signer, lookup=StoreLookup(s, self.desk),
                   addressing=self.config.addressing)
         mail = MailIn(sender=parsed.sender, subject=parsed.subject, text=parsed.text,
                       html=parsed.html, attachments=parsed.attachments,

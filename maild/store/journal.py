@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from maild.domain import Channel, Envelope, JournalState
@@ -52,13 +52,17 @@ def insert(s: Session, items: list[Incoming], now: datetime) -> list[int]:
     return [r.id for r in rows]
 
 
+_LOAD = select(Journal.raw, Journal.mail_from, Journal.rcpt_tos, Journal.channel,
+               Journal.state).where(Journal.id == bindparam("jid"))
+
+
 def load(s: Session, journal_id: int) -> tuple[bytes, Envelope, JournalState]:
-    row = s.get(Journal, journal_id)
+    row = s.connection().execute(_LOAD, {"jid": journal_id}).first()
     if row is None:
         raise NotFound(f"no journal entry {journal_id}")
     env = Envelope(mail_from=row.mail_from, rcpt_tos=tuple(filter(None, row.rcpt_tos.split("\n"))),
                    channel=Channel(row.channel))
-    return row.raw, env, JournalState(row.state)
+    return bytes(row.raw), env, JournalState(row.state)
 
 
 def claim(s: Session, journal_id: int, now: datetime, lease: timedelta) -> bool:
@@ -71,12 +75,25 @@ def claim(s: Session, journal_id: int, now: datetime, lease: timedelta) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+_FINISH_VALUES = {
+    "state": bindparam("state"), "outcome": bindparam("outcome"), "reason": bindparam("reason"),
+    "ticket_id": bindparam("ticket_id"), "processed_at": bindparam("now"), "lease_until": None,
+    "attempts": Journal.attempts + 1,
+    "message_id": func.coalesce(bindparam("message_id"), Journal.message_id)}
+_FINISH = update(Journal).where(Journal.id == bindparam("jid")).values(_FINISH_VALUES)
+_FINISH_PENDING = _FINISH.where(Journal.state == JournalState.PENDING.value)
+
+
 def finish(s: Session, journal_id: int, state: JournalState, now: datetime, *,
            outcome: str | None = None, reason: str | None = None,
-           ticket_id: int | None = None) -> None:
-    s.execute(update(Journal).where(Journal.id == journal_id).values(
-        state=state.value, outcome=outcome, reason=reason, ticket_id=ticket_id,
-        processed_at=now, lease_until=None))
+           ticket_id: int | None = None, message_id: str | None = None,
+           only_if_pending: bool = False) -> bool:
+    """Record what processing did. With `only_if_pending`, False means another worker got
+    there first and the caller must roll its transaction back (optimistic claim)."""
+    q = _FINISH_PENDING if only_if_pending else _FINISH
+    params = {"jid": journal_id, "state": state.value, "outcome": outcome, "reason": reason,
+              "ticket_id": ticket_id, "now": now, "message_id": message_id}
+    return bool(s.connection().execute(q, params).rowcount)
 
 
 def requeue(s: Session, journal_id: int) -> JournalState:
@@ -98,12 +115,14 @@ def pending_ids(s: Session, now: datetime, limit: int = 100) -> list[int]:
     return list(s.scalars(q))
 
 
+_SEEN = select(Journal.id, Journal.state).where(Journal.message_id == bindparam("mid"))
+
+
 def seen_message_id(s: Session, message_id: str, before_id: int) -> int | None:
     """An earlier, processed journal row with this Message-ID (a redelivered duplicate)."""
     # Filter on message_id alone in SQL so the message_id index is used, whatever the
     # planner thinks of the state index; the few rows per Message-ID are checked here.
-    q = select(Journal.id, Journal.state).where(Journal.message_id == message_id)
-    for jid, state in s.execute(q):
+    for jid, state in s.connection().execute(_SEEN, {"mid": message_id}):
         if jid < before_id and state == JournalState.DONE.value:
             return int(jid)
     return None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from maild.domain import OutboxState
@@ -47,11 +47,33 @@ def add(s: Session, *, now: datetime, template: str, to_addr: str, to_user_id: i
     return row.id
 
 
+def add_many(s: Session, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Queue several notifications in one statement (the ingest hot path)."""
+    if not rows:
+        return
+    full = [{"created_at": now, "next_attempt_at": now, "attempts": 0, "in_reply_to": None,
+             "references": None, "automatic": False, "state": OutboxState.PENDING.value,
+             **r} for r in rows]
+    conn = s.connection()
+    conn.execute(_INSERT, full)
+    refs = [{"message_id": r["message_id"], "ticket_id": r["ticket_id"], "sent": True}
+            for r in full if r.get("ticket_id") is not None
+            and r["state"] == OutboxState.PENDING.value]
+    if refs:
+        conn.execute(_INSERT_REF, refs)
+
+
+_INSERT = insert(Outbox)
+_INSERT_REF = insert(MessageRef)
+_AUTOMATIC_SINCE = select(func.count(Outbox.id)).where(
+    Outbox.to_addr == bindparam("to"), Outbox.created_at >= bindparam("since"),
+    Outbox.automatic.is_(True), Outbox.state != OutboxState.HELD_BACK.value)
+
+
 def automatic_since(s: Session, to_addr: str, since: datetime) -> int:
     """Automatic mails queued for an address since a time (held-back ones excluded)."""
-    return s.scalar(select(func.count(Outbox.id)).where(
-        Outbox.to_addr == to_addr, Outbox.created_at >= since, Outbox.automatic.is_(True),
-        Outbox.state != OutboxState.HELD_BACK.value)) or 0
+    return s.connection().execute(_AUTOMATIC_SINCE, {"to": to_addr, "since": since}
+                                  ).scalar() or 0
 
 
 def claim(s: Session, now: datetime, lease: timedelta, limit: int) -> list[OutgoingMail]:

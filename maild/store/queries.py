@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from maild.domain import (
@@ -55,14 +56,57 @@ class GroupRef:
     accept_unknown_senders: bool
 
 
+@dataclass(frozen=True, kw_only=True)
+class TicketRow:
+    """The columns of a ticket that notifications and rules need, without its children."""
+
+    id: int
+    title: str
+    description: str
+    status: str
+    priority: str
+    group_id: int
+    creator_id: int | None
+    owner_id: int | None
+    thread_id: str
+    resolution: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def with_id(self, ticket_id: int) -> TicketRow:
+        return dataclasses.replace(self, id=ticket_id)
+
+    def touched(self, when: datetime) -> TicketRow:
+        return dataclasses.replace(self, updated_at=when)
+
+
+_TICKET_ROW = (Ticket.id, Ticket.title, Ticket.description, Ticket.status, Ticket.priority,
+               Ticket.group_id, Ticket.creator_id, Ticket.owner_id, Ticket.thread_id,
+               Ticket.resolution, Ticket.created_at, Ticket.updated_at)
+
+
+_ROW = select(*_TICKET_ROW).where(Ticket.id == bindparam("tid"))
+
+
+def ticket_row(s: Session, ticket_id: int) -> TicketRow:
+    row = s.connection().execute(_ROW, {"tid": ticket_id}).first()
+    if row is None:
+        raise NotFound(f"no ticket {ticket_id}")
+    return TicketRow(**row._asdict())
+
+
+_USER = (select(User.id, User.login, User.name, User.kind, User.admin,
+                select(UserEmail.address).where(UserEmail.user_id == User.id)
+                .order_by(UserEmail.id).limit(1).scalar_subquery().label("email"))
+         .where(User.id == bindparam("uid")))
+
+
 def user_ref(s: Session, user_id: int) -> UserRef:
-    user = s.get(User, user_id)
-    if user is None:
+    row = s.connection().execute(_USER, {"uid": user_id}).first()
+    if row is None:
         raise NotFound(f"no user {user_id}")
-    email = s.scalar(select(UserEmail.address).where(UserEmail.user_id == user_id)
-                     .order_by(UserEmail.id).limit(1))
-    return UserRef(id=user.id, login=user.login, name=user.name, kind=UserKind(user.kind),
-                   email=email, admin=user.admin)
+    return UserRef(id=row.id, login=row.login, name=row.name, kind=UserKind(row.kind),
+                   email=row.email, admin=row.admin)
 
 
 def user_by_address(s: Session, address: str) -> UserRef | None:
@@ -113,62 +157,74 @@ def access(s: Session, user_id: int, group_id: int) -> Access | None:
     return None if level is None else Access(level)
 
 
+_EXISTS = select(Ticket.id).where(Ticket.id == bindparam("tid"))
+_BY_MESSAGE_ID = select(MessageRef.ticket_id, MessageRef.message_id).where(
+    MessageRef.message_id.in_(bindparam("ids", expanding=True)))
+_PEOPLE = select(Ticket.creator_id, Ticket.owner_id, Ticket.group_id).where(
+    Ticket.id == bindparam("tid"))
+_AUTHORS = (select(Workunit.author_id).where(Workunit.ticket_id == bindparam("tid"),
+                                             Workunit.author_id.is_not(None))
+            .group_by(Workunit.author_id).order_by(func.min(Workunit.id)))
+_OPENED_SINCE = select(func.count(Ticket.id)).where(
+    Ticket.creator_id == bindparam("uid"), Ticket.created_at >= bindparam("since"))
+_STAFF_ACCESS = (select(User.kind, User.admin, Membership.access)
+                 .outerjoin(Membership, (Membership.user_id == User.id)
+                            & (Membership.group_id == bindparam("gid")))
+                 .where(User.id == bindparam("uid")))
+
+
 def ticket_exists(s: Session, ticket_id: int) -> bool:
-    return s.get(Ticket, ticket_id) is not None
+    return s.connection().execute(_EXISTS, {"tid": ticket_id}).first() is not None
 
 
 def ticket_for_message_ids(s: Session, ids: tuple[str, ...]) -> int | None:
     """The ticket a Message-ID (sent or received) belongs to; the newest reference wins."""
     if not ids:
         return None
-    q = select(MessageRef.ticket_id, MessageRef.message_id).where(MessageRef.message_id.in_(ids))
-    found = {mid: tid for tid, mid in s.execute(q)}
+    found = {mid: tid for tid, mid in s.connection().execute(_BY_MESSAGE_ID, {"ids": list(ids)})}
     for mid in reversed(ids):
         if mid in found:
-            return found[mid]
+            return int(found[mid])
     return None
 
 
 def associated_user_ids(s: Session, ticket_id: int) -> list[int]:
     """Creator, owner and everyone who has written on the ticket, in that order."""
-    t = s.get(Ticket, ticket_id)
-    if t is None:
+    conn = s.connection()
+    people = conn.execute(_PEOPLE, {"tid": ticket_id}).first()
+    if people is None:
         raise NotFound(f"no ticket {ticket_id}")
-    ids = [i for i in (t.creator_id, t.owner_id) if i is not None]
-    authors = s.scalars(select(Workunit.author_id).where(Workunit.ticket_id == ticket_id,
-                                                         Workunit.author_id.is_not(None))
-                        .distinct())
-    for a in authors:
-        if a is not None and a not in ids:
-            ids.append(a)
+    ids = [i for i in (people.creator_id, people.owner_id) if i is not None]
+    for (author,) in conn.execute(_AUTHORS, {"tid": ticket_id}):
+        if author not in ids:
+            ids.append(author)
     return ids
 
 
 def is_associated(s: Session, user_id: int, ticket_id: int) -> bool:
-    t = s.get(Ticket, ticket_id)
-    if t is None:
+    try:
+        return user_id in associated_user_ids(s, ticket_id)
+    except NotFound:
         return False
-    if user_id in (t.creator_id, t.owner_id):
-        return True
-    return s.scalar(select(Workunit.id).where(Workunit.ticket_id == ticket_id,
-                                              Workunit.author_id == user_id).limit(1)) is not None
 
 
 def may_reply(s: Session, user_id: int, ticket_id: int) -> bool:
     """Associated with the ticket, or staff with edit on its group (or a super admin)."""
     if is_associated(s, user_id, ticket_id):
         return True
-    t = s.get(Ticket, ticket_id)
-    user = s.get(User, user_id)
-    if t is None or user is None or user.kind != UserKind.STAFF.value:
+    people = s.connection().execute(_PEOPLE, {"tid": ticket_id}).first()
+    if people is None:
         return False
-    level = access(s, user_id, t.group_id)
-    return user.admin or (level is not None and level >= Access.EDIT)
+    row = s.connection().execute(_STAFF_ACCESS, {"uid": user_id,
+                                                 "gid": people.group_id}).first()
+    if row is None or row.kind != UserKind.STAFF.value:
+        return False
+    return bool(row.admin) or (row.access is not None and row.access >= Access.EDIT)
 
 
 def tickets_opened_since(s: Session, creator_id: int, since: datetime) -> int:
-    return s.scalar(select(func.count(Ticket.id)).where(Ticket.creator_id == creator_id,
-                                                        Ticket.created_at >= since)) or 0
+    return s.connection().execute(_OPENED_SINCE, {"uid": creator_id, "since": since}
+                                  ).scalar() or 0
 
 
 def _label(s: Session, user_id: int | None, cache: dict[int, str]) -> str | None:

@@ -1,0 +1,88 @@
+"""Writes and reads of the ingest hot path as prebuilt Core statements run on the session's
+connection: building a statement and going through the ORM layer cost several times more
+than the SQL itself, and ingest runs these for every mail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from maild.domain import UserKind
+from maild.store.models import (
+    AttachmentRow,
+    History,
+    MessageRef,
+    Ticket,
+    User,
+    UserEmail,
+    Workunit,
+)
+from maild.store.queries import UserRef
+
+_INSERT_USER = insert(User).returning(User.id)
+_INSERT_EMAIL = insert(UserEmail)
+_CUSTOMER = (select(User.id, User.login, User.name, User.kind, User.admin)
+             .join(UserEmail, UserEmail.user_id == User.id)
+             .where(UserEmail.address == bindparam("address")))
+_INSERT_TICKET = insert(Ticket).returning(Ticket.id)
+_INSERT_WORKUNIT = insert(Workunit).returning(Workunit.id)
+_INSERT_ATTACHMENT = insert(AttachmentRow)
+_INSERT_HISTORY = insert(History)
+_INSERT_REF = insert(MessageRef)
+_TOUCH = update(Ticket).where(Ticket.id == bindparam("tid")).values(updated_at=bindparam("now"))
+
+
+def insert_customer(s: Session, *, address: str, name: str, now: datetime) -> UserRef:
+    conn = s.connection()
+    uid = conn.execute(_INSERT_USER, {
+        "name": name, "kind": UserKind.CUSTOMER.value, "independent": False, "admin": False,
+        "qa": False, "active": True, "created_at": now, "login": None,
+        "company_id": None}).scalar_one()
+    conn.execute(_INSERT_EMAIL, {"user_id": uid, "address": address})
+    return UserRef(id=uid, login=None, name=name, kind=UserKind.CUSTOMER, email=address,
+                   admin=False)
+
+
+def customer_by_address(s: Session, address: str) -> UserRef | None:
+    row = s.connection().execute(_CUSTOMER, {"address": address}).first()
+    if row is None:
+        return None
+    return UserRef(id=row.id, login=row.login, name=row.name, kind=UserKind(row.kind),
+                   email=address, admin=row.admin)
+
+
+TICKET_DEFAULTS: dict[str, Any] = {
+    "resolution": None, "type_name": None, "parent_id": None, "epilogue": None,
+    "custom": {}, "closed_at": None, "closed_by_id": None, "blocked": False,
+    "sla_disabled": False}
+
+
+def insert_ticket(s: Session, **values: Any) -> int:
+    row = {**TICKET_DEFAULTS, **values}
+    return int(s.connection().execute(_INSERT_TICKET, row).scalar_one())
+
+
+def insert_workunit(s: Session, **values: Any) -> int:
+    return int(s.connection().execute(_INSERT_WORKUNIT, values).scalar_one())
+
+
+def insert_attachments(s: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        s.connection().execute(_INSERT_ATTACHMENT, rows)
+
+
+def insert_history(s: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        s.connection().execute(_INSERT_HISTORY, rows)
+
+
+def insert_message_refs(s: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        s.connection().execute(_INSERT_REF, rows)
+
+
+def touch(s: Session, ticket_id: int, now: datetime) -> None:
+    s.connection().execute(_TOUCH, {"tid": ticket_id, "now": now})
