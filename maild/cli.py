@@ -247,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command != "run":
         logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    if not args.verbose:  # aiosmtpd logs every SMTP command at INFO: noise, and CPU per mail
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except ConfigError as exc:

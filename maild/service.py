@@ -130,7 +130,7 @@ class Desk:
                                     "field": "created", "old": None, "new": Status.NEW.value}])
         self._workunit(s, row.id, user.id, mail, now)
         ctx = self._context(row, user, wu_text=mail.text, wu_user=user.name or user.label)
-        notes: list[dict[str, Any]] = []
+        notes: list[dict[str, Any] | None] = []
         if user.email and not (mail.automated and user.kind is not UserKind.STAFF):
             notes.append(self._note(s, row, user, "created", ctx, (thread_id,), creator=True))
         if row.owner_id is not None and row.owner_id != user.id:
@@ -159,7 +159,7 @@ class Desk:
         ctx = self._context(row, creator, wu_text=mail.text,
                             wu_user=author.name or author.label)
         refs = tuple(dict.fromkeys(r for r in (row.thread_id, mail.message_id) if r))
-        notes = []
+        notes: list[dict[str, Any] | None] = []
         for uid in queries.associated_user_ids(s, ticket_id):
             user = self.user(s, uid)
             if uid == author_id or (internal and user.kind is not UserKind.STAFF):

@@ -253,7 +253,7 @@ def _storage(s: _Section, base: Path) -> StorageSettings:
 
 
 def _secret(s: _Section, base: Path) -> str:
-    secret = s.get("secret_key", str, None)
+    secret: str | None = s.get("secret_key", str, None)
     if secret is None and "secret_file" in s.raw:
         path = Path(s.get("secret_file", str, ""))
         path = path if path.is_absolute() else base / path

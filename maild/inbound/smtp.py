@@ -92,7 +92,8 @@ async def start_server(handler: MailHandler, *, host: str, port: int, protocol: 
     cls: Any = LMTP if protocol == "lmtp" else SMTP
 
     def factory() -> SMTP:
-        return cls(handler, data_size_limit=max_message_size, enable_SMTPUTF8=True,
-                   decode_data=False, hostname=hostname, ident="maild", loop=loop)
+        server: SMTP = cls(handler, data_size_limit=max_message_size, enable_SMTPUTF8=True,
+                           decode_data=False, hostname=hostname, ident="maild", loop=loop)
+        return server
 
     return await loop.create_server(factory, host=host, port=port)

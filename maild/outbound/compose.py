@@ -59,13 +59,14 @@ def _address(name: str, addr: str) -> str:
 
 def compose(mail: OutgoingMail, rendered: Rendered, *, signer: Signer, me: Identity,
             now: datetime) -> Composed:
+    # (MIMEText takes a Charset object at run time; typeshed only knows the name form.)
     # The compat32 classes with headers written as strings: the modern header registry
     # costs milliseconds per message, and these headers are all of our own making.
-    msg: Message = MIMEText(rendered.text, "plain", _UTF8)
+    msg: Message = MIMEText(rendered.text, "plain", _UTF8)  # type: ignore[arg-type]
     if rendered.html:
         alt = MIMEMultipart("alternative")
         alt.attach(msg)
-        alt.attach(MIMEText(rendered.html, "html", _UTF8))
+        alt.attach(MIMEText(rendered.html, "html", _UTF8))  # type: ignore[arg-type]
         msg = alt
     name = _one_line(str(mail.context.get("recipient", {}).get("name") or ""))
     headers = [("From", _address(_one_line(me.from_name), me.from_addr)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -63,16 +63,6 @@ def load(s: Session, journal_id: int) -> tuple[bytes, Envelope, JournalState]:
     env = Envelope(mail_from=row.mail_from, rcpt_tos=tuple(filter(None, row.rcpt_tos.split("\n"))),
                    channel=Channel(row.channel))
     return bytes(row.raw), env, JournalState(row.state)
-
-
-def claim(s: Session, journal_id: int, now: datetime, lease: timedelta) -> bool:
-    """Take a pending row for processing; False when another worker holds it or it is done."""
-    result = s.execute(
-        update(Journal)
-        .where(Journal.id == journal_id, Journal.state == JournalState.PENDING.value,
-               or_(Journal.lease_until.is_(None), Journal.lease_until < now))
-        .values(lease_until=now + lease, attempts=Journal.attempts + 1))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 _FINISH_VALUES = {

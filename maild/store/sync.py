@@ -70,11 +70,11 @@ def _sync_user(s: Session, spec: StaffSpec, now: datetime) -> User:
         if addr not in spec.emails and row.user_id == user.id:
             s.delete(row)
     for addr in spec.emails:
-        row = existing.get(addr)
-        if row is None:
+        found = existing.get(addr)
+        if found is None:
             s.add(UserEmail(user_id=user.id, address=addr))
-        elif row.user_id != user.id:
-            row.user_id = user.id  # the address now belongs to this staff member
+        elif found.user_id != user.id:
+            found.user_id = user.id  # the address now belongs to this staff member
     s.flush()
     return user
 

@@ -60,26 +60,24 @@ def test_sync_groups_staff_and_addresses(factory: sessionmaker[Session]) -> None
         assert queries.access(s, ramon.id, g.id) is Access.VIEW
 
 
-def test_journal_claim_finish_requeue(factory: sessionmaker[Session]) -> None:
+def test_journal_finish_is_an_optimistic_claim_and_requeue(
+        factory: sessionmaker[Session]) -> None:
     env = Envelope(mail_from="a@b.example", rcpt_tos=("support@example.com",),
                    channel=Channel.SMTP)
     with db.transaction(factory) as s:
         [jid] = journal.insert(s, [Incoming(envelope=env, raw=b"Subject: x\r\n\r\nhi")], NOW)
     with db.transaction(factory) as s:
         assert journal.pending_ids(s, NOW) == [jid]
-        assert journal.claim(s, jid, NOW, timedelta(minutes=5))
+        assert journal.finish(s, jid, JournalState.QUARANTINED, NOW, outcome="quarantined",
+                              reason="boom", only_if_pending=True)
     with db.transaction(factory) as s:
-        # leased: neither listed nor claimable until the lease runs out
-        assert journal.pending_ids(s, NOW) == []
-        assert not journal.claim(s, jid, NOW, timedelta(minutes=5))
-        assert journal.pending_ids(s, NOW + timedelta(minutes=6)) == [jid]
-        journal.finish(s, jid, JournalState.QUARANTINED, NOW, outcome="quarantined",
-                       reason="boom")
-    with db.transaction(factory) as s:
+        # a second worker that processed the same row loses: its result is not recorded
+        assert not journal.finish(s, jid, JournalState.DONE, NOW, only_if_pending=True)
         e = journal.entry(s, jid)
         assert e.state is JournalState.QUARANTINED and e.reason == "boom"
         assert e.rcpt_tos == ("support@example.com",)
         assert journal.raw(s, jid).endswith(b"hi")
+        assert journal.pending_ids(s, NOW) == []
         assert journal.requeue(s, jid) is JournalState.QUARANTINED
     with db.transaction(factory) as s:
         assert journal.pending_ids(s, NOW) == [jid]
