@@ -25,7 +25,33 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.errors import StoreError, TransientStoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+class FifoLock:
+    """A lock granted in arrival order. threading.Lock lets the thread that just released it
+    take it again at once, so the processor's back-to-back transactions starved the SMTP
+    intake (p99 acceptance latency in the hundreds of ms)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self) -> FifoLock:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._cond.wait()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, FifoLock] = weakref.WeakKeyDictionary()
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -57,7 +83,7 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
         readonly = conn.get_execution_options().get("maild_readonly", False)
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
-    _WRITE_LOCKS[engine] = threading.Lock()
+    _WRITE_LOCKS[engine] = FifoLock()
     return engine
 
 
