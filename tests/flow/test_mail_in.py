@@ -10,6 +10,7 @@ from email.utils import make_msgid
 import pytest
 
 from maild.domain import JournalState, Status
+from maild.errors import TransientStoreError
 from maild.tokens import Signer, make_address, split_address
 from tests.conftest import SECRET, mail
 
@@ -282,3 +283,20 @@ async def test_duplicate_delivery_is_processed_once(database, make_settings, sta
     await d.settle()
     assert len(d.tickets()) == 1
     assert any("duplicate" in (e.outcome or "") for e in d.journal())
+
+
+async def test_store_failure_before_commit_answers_451(database, make_settings, start_daemon,
+                                                       monkeypatch):
+    d = await start_daemon(make_settings(database))
+
+    def broken(items: object) -> list[int]:  # stands in for Intake._commit
+        raise TransientStoreError("database is locked")
+
+    monkeypatch.setattr(d.running.intake, "_commit", broken)
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        await d.send(mail())
+    assert refused.value.smtp_code == 451  # the sending server keeps the mail and retries
+    monkeypatch.undo()
+    await d.send(mail())
+    await d.settle()
+    assert len(d.tickets()) == 1
