@@ -31,7 +31,7 @@ from maild.outbound.transport import MaildirSink, SmtpRelay, Transport
 from maild.outbound.worker import DeliveryWorker, Site
 from maild.service import Desk, DeskConfig
 from maild.settings import Settings
-from maild.store import db, queries
+from maild.store import db
 from maild.store.blobs import BlobStore
 from maild.store.directory import load_directory
 from maild.store.sync import GroupSpec, StaffSpec, sync
@@ -145,15 +145,11 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     worker = make_worker(parts, transport)
     processor = Processor(parts.pipeline, on_batch=worker.wake)
 
-    def committed() -> None:
-        processor.wake()
-
-    intake = Intake(parts.factory, parts.clock, on_committed=committed)
-    with db.transaction(parts.reader) as sess:
-        addresses = queries.group_addresses(sess)
+    intake = Intake(parts.factory, parts.clock, on_committed=processor.wake)
+    addresses = frozenset(parts.desk.directory.group_by_address)
     channel = Channel.LMTP if s.inbound.smtp.protocol == "lmtp" else Channel.SMTP
     handler = MailHandler(intake, channel=channel, accepts=recipient_filter(
-        lambda: addresses, s.outbound.reply_local, s.outbound.reply_domain))
+        addresses, s.outbound.reply_local, s.outbound.reply_domain))
     server = await start_server(handler, host=s.inbound.smtp.host,
                                 port=s.inbound.smtp.port if port is None else port,
                                 protocol=s.inbound.smtp.protocol,

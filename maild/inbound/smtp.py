@@ -72,13 +72,13 @@ def _strip(addr: str) -> str:
     return addr.strip().strip("<>")
 
 
-def recipient_filter(group_addresses: Callable[[], frozenset[str]], reply_local: str,
+def recipient_filter(group_addresses: frozenset[str], reply_local: str,
                      reply_domain: str) -> Callable[[str], bool]:
     """A group address, or `reply_local+TOKEN@reply_domain` (the token is checked later)."""
 
     def accepts(address: str) -> bool:
         addr = _strip(address).lower()
-        if addr in group_addresses():
+        if addr in group_addresses:
             return True
         return split_address(addr, reply_local, reply_domain) is not None
 

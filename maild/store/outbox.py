@@ -117,10 +117,6 @@ def next_due(s: Session) -> datetime | None:
                     .where(Outbox.state == OutboxState.PENDING.value))
 
 
-def depth(s: Session) -> int:
-    return s.scalar(select(func.count(Outbox.id))
-                    .where(Outbox.state == OutboxState.PENDING.value)) or 0
-
 
 def counts(s: Session) -> dict[str, int]:
     return {state: n for state, n in s.execute(
@@ -141,12 +137,6 @@ def record_bounce(s: Session, *, now: datetime, address: str, outbox_id: int | N
     s.flush()
     return row.id
 
-
-def bounces(s: Session, address: str | None = None) -> list[Bounce]:
-    q = select(Bounce).order_by(Bounce.id)
-    if address:
-        q = q.where(Bounce.address == address)
-    return list(s.scalars(q))
 
 
 def outbox_by_message_id(s: Session, message_id: str) -> int | None:

@@ -22,7 +22,6 @@ from maild.errors import NotFound
 from maild.store.models import (
     AttachmentRow,
     Group,
-    GroupAddress,
     History,
     Membership,
     MessageRef,
@@ -124,17 +123,6 @@ def _group_ref(g: Group) -> GroupRef:
                     accept_unknown_senders=g.accept_unknown_senders)
 
 
-def group_ref(s: Session, group_id: int) -> GroupRef:
-    g = s.get(Group, group_id)
-    if g is None:
-        raise NotFound(f"no group {group_id}")
-    return _group_ref(g)
-
-
-def group_by_address(s: Session, address: str) -> GroupRef | None:
-    g = s.scalar(select(Group).join(GroupAddress, GroupAddress.group_id == Group.id)
-                 .where(GroupAddress.address == address.lower(), Group.active.is_(True)))
-    return None if g is None else _group_ref(g)
 
 
 def group_by_name(s: Session, name: str) -> GroupRef | None:
@@ -142,19 +130,7 @@ def group_by_name(s: Session, name: str) -> GroupRef | None:
     return None if g is None else _group_ref(g)
 
 
-def first_group(s: Session) -> GroupRef | None:
-    g = s.scalar(select(Group).where(Group.active.is_(True)).order_by(Group.id).limit(1))
-    return None if g is None else _group_ref(g)
 
-
-def group_addresses(s: Session) -> frozenset[str]:
-    return frozenset(s.scalars(select(GroupAddress.address)))
-
-
-def access(s: Session, user_id: int, group_id: int) -> Access | None:
-    level = s.scalar(select(Membership.access).where(Membership.user_id == user_id,
-                                                     Membership.group_id == group_id))
-    return None if level is None else Access(level)
 
 
 _EXISTS = select(Ticket.id).where(Ticket.id == bindparam("tid"))
@@ -289,11 +265,3 @@ def list_tickets(s: Session, *, status: str | None = None, group: str | None = N
         like = f"%{text}%"
         q = q.where(or_(Ticket.title.ilike(like), Ticket.description.ilike(like)))
     return [ticket_view(s, tid, full=False) for tid in s.scalars(q)]
-
-
-def attachment(s: Session, attachment_id: int) -> AttachmentView:
-    a = s.get(AttachmentRow, attachment_id)
-    if a is None:
-        raise NotFound(f"no attachment {attachment_id}")
-    return AttachmentView(id=a.id, filename=a.filename, content_type=a.content_type,
-                          size=a.size, sha256=a.sha256)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.domain import Access, Channel, Envelope, JournalState, OutboxState, UserKind
 from maild.errors import NotFound
 from maild.store import db, journal, outbox, queries
+from maild.store.directory import load_directory
 from maild.store.journal import Incoming
 from maild.store.sync import GroupSpec, StaffSpec, sync
 
@@ -40,24 +41,27 @@ def test_sync_groups_staff_and_addresses(factory: sessionmaker[Session]) -> None
                            default_owner="ramon")],
              [staff("ramon", "ramon@example.com", Support=Access.MANAGE)], NOW)
     with db.transaction(factory) as s:
-        g = queries.group_by_address(s, "SUPPORT@example.com")
+        d = load_directory(s)
+        g = d.group_for_address("SUPPORT@example.com")
         assert g is not None and g.name == "Support"
-        ramon = queries.user_by_address(s, "ramon@example.com")
+        ramon = d.staff_for_address("ramon@example.com")
         assert ramon is not None and ramon.kind is UserKind.STAFF
+        assert queries.user_by_address(s, "ramon@example.com") == ramon
         assert g.default_owner_id == ramon.id
-        assert queries.access(s, ramon.id, g.id) is Access.MANAGE
+        assert d.level(ramon.id, g.id) is Access.MANAGE
     # a second start with changed config moves the address and the access level
     with db.transaction(factory) as s:
         sync(s, [GroupSpec(name="Support", addresses=("help@example.com",),
                            default_owner="ramon")],
              [staff("ramon", "ramon@new.example", Support=Access.VIEW)], NOW)
     with db.transaction(factory) as s:
-        assert queries.group_by_address(s, "support@example.com") is None
-        assert queries.group_by_address(s, "help@example.com") is not None
-        assert queries.user_by_address(s, "ramon@example.com") is None
-        ramon2 = queries.user_by_address(s, "ramon@new.example")
+        d = load_directory(s)
+        assert d.group_for_address("support@example.com") is None
+        assert d.group_for_address("help@example.com") is not None
+        assert d.staff_for_address("ramon@example.com") is None
+        ramon2 = d.staff_for_address("ramon@new.example")
         assert ramon2 is not None and ramon2.id == ramon.id
-        assert queries.access(s, ramon.id, g.id) is Access.VIEW
+        assert d.level(ramon.id, g.id) is Access.VIEW
 
 
 def test_journal_finish_is_an_optimistic_claim_and_requeue(
