@@ -108,8 +108,8 @@ def _check_time(started: float, limits: LimitSettings) -> None:
 def _prescan(raw: bytes, limits: LimitSettings) -> None:
     """Reject what is visibly over a cap from the raw bytes, before the costly parse."""
     stop = limits.max_header_bytes + 4  # enough to see the limit passed
-    ends = [i for i in (raw.find(b"\n\n", 0, stop), raw.find(b"\n\r\n", 0, stop)) if i >= 0]
-    head = raw[: min(ends) if ends else stop].rstrip(b"\r\n")
+    end = _blank_line_end(raw, 0, stop)
+    head = raw[: end if end >= 0 else stop].rstrip(b"\r\n")
     if len(head) > limits.max_header_bytes:
         raise _exceeded(len(head), "bytes of header lines", limits.max_header_bytes,
                         "max_header_bytes")
@@ -207,7 +207,7 @@ ELIDE_FROM = 16 * 1024  # mails shorter than this are parsed as they are
 ELIDE_MIN = 4 * 1024  # bodies shorter than this stay in
 MAX_BLOCK = 64 * 1024  # a header block longer than this ends the search for bodies
 _STANDIN = "maild-elided-{nonce}-{index:06d}-end"
-_CONTENT_TYPES = re.compile(rb"(?:^|\n)content-type:[ \t\r\n]*([^;\s]*)")
+_TYPE_VALUE = re.compile(rb"[ \t\r\n]*([^;\s]*)")  # always matches
 
 
 def _elide_bodies(raw: bytes, elided: dict[str, str]) -> bytes:
@@ -226,41 +226,62 @@ def _elide_bodies(raw: bytes, elided: dict[str, str]) -> bytes:
 def _opaque_bodies(raw: bytes) -> Iterator[tuple[int, int]]:
     """(start, end) of the bodies worth eliding: the top-level one of a single-part mail, or
     those after a "--" line and a header block, up to the next "--" line."""
-    body = _blank_line_end(raw, 0)
+    body = _blank_line_end(raw, 0, len(raw))
     if body < 0:
         return
     if _opaque_block(raw[:body], top=True):
         if len(raw) - body >= ELIDE_MIN:
             yield body, len(raw)
         return
-    pos, seen = body - 1, 0
-    while seen < 1000:  # delimiter lines looked at; a real mail has a few
-        dash = raw.find(b"\n--", pos)
+    dash, lone_cr = _next_dash_line(raw, body - 1)
+    for _ in range(1000):  # delimiter lines looked at; a real mail has a few
+        if dash < 0 or lone_cr:
+            return  # no more parts; or a lone CR, which makes lines where we do not look
         head = raw.find(b"\n", dash + 1) + 1
-        body = _blank_line_end(raw, head) if dash >= 0 and head > 0 else -1
-        if body < 0:
-            return
-        seen += 1
-        after = raw.find(b"\n--", dash + 1)
-        if after < 0:
+        after, lone_cr = _next_dash_line(raw, dash + 1)
+        if head <= 0 or after < 0 or lone_cr:
             return  # the last part runs to the end: left alone
-        if after < body - 1:  # another "--" line before the blank line: not a header block
-            pos = after
-            continue
-        end = after - 1 if raw[after - 1 : after] == b"\r" else after
-        if end - body >= ELIDE_MIN and raw.find(b"\r--", body, end) < 0 \
-                and _opaque_block(raw[head:body], top=False):
-            yield body, end
-        pos = after
+        body = _blank_line_end(raw, head, after + 1)
+        # (else another "--" line came before the blank line: not a header block)
+        if body >= 0:
+            end = after - 1 if raw[after - 1 : after] == b"\r" else after
+            if end - body >= ELIDE_MIN and _opaque_block(raw[head:body], top=False):
+                yield body, end
+        dash = after
 
 
-def _blank_line_end(raw: bytes, start: int) -> int:
-    """Where the body begins after the header block starting at `start`; -1 without one."""
-    if raw[start : start + 1] == b"\n" or raw[start : start + 2] == b"\r\n":
-        return start + (1 if raw[start : start + 1] == b"\n" else 2)
-    stop = start + MAX_BLOCK  # bounded: in a CRLF mail "\n\n" would be looked for to the end
-    ends = [i + len(sep) for sep in (b"\n\n", b"\n\r\n")
-            if (i := raw.find(sep, start, stop)) >= 0]
+def _next_dash_line(raw: bytes, pos: int) -> tuple[int, bool]:
+    """Where the next line starting with "--" begins (its "\n"; -1: none), and whether that
+    line follows a lone CR (the parser splits lines there too).
+
+    Looks for "-" first: one memchr call skips a whole base64 body, which has none, where
+    looking for "\n--" costs ~40x more. Text full of dashes falls back to that after a while.
+    """
+    for _ in range(64):
+        i = raw.find(b"-", pos + 1)
+        if i < 0:
+            return -1, False
+        if raw[i + 1 : i + 2] == b"-" and raw[i - 1 : i] in (b"\n", b"\r"):
+            return i - 1, raw[i - 1 : i] == b"\r"
+        pos = i
+    lf = raw.find(b"\n--", pos)
+    cr = raw.find(b"\r--", pos, lf + 3 if lf >= 0 else len(raw))
+    return (cr, True) if cr >= 0 else (lf, False)
+
+
+def _blank_line_end(raw: bytes, start: int, stop: int) -> int:
+    """Where the body begins after the header block starting at `start` (-1: no blank line
+    before `stop`). The line end of the block's first line says which blank line to look for
+    first, so the other search only covers the block, not the body after it."""
+    if raw.startswith(b"\n", start) or raw.startswith(b"\r\n", start):
+        return start + (1 if raw.startswith(b"\n", start) else 2)
+    stop = min(stop, start + MAX_BLOCK)
+    nl = raw.find(b"\n", start, stop)
+    crlf = nl > start and raw[nl - 1] == 13
+    first, second = (b"\n\r\n", b"\n\n") if crlf else (b"\n\n", b"\n\r\n")
+    i = raw.find(first, start, stop)
+    j = raw.find(second, start, i + len(second) if i >= 0 else stop)
+    ends = [k + len(sep) for k, sep in ((i, first), (j, second)) if k >= 0]
     return min(ends) if ends else -1
 
 
@@ -268,7 +289,14 @@ def _opaque_block(block: bytes, *, top: bool) -> bool:
     """Whether a body under these headers is opaque to the parser: its type is declared and
     is neither multipart/* nor message/* (the top level may rely on the text/plain default;
     a part may not: inside multipart/digest the default is message/rfc822)."""
-    types = _CONTENT_TYPES.findall(block.lower())
+    lower = block.lower()
+    types = []
+    at = lower.find(b"content-type:")
+    while at >= 0:
+        if at == 0 or lower[at - 1] == 10:  # at the start of a line: a header field
+            m = _TYPE_VALUE.match(lower, at + 13)
+            types.append(m.group(1) if m else b"")
+        at = lower.find(b"content-type:", at + 13)
     if not types:
         return top
     return all(t and not t.startswith((b"multipart/", b"message/")) for t in types)
@@ -387,28 +415,29 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,64})\?([bBqQ])\?([^?\s]*)\?=")
 
 def _decode_words(value: str) -> str:
     """RFC 2047: encoded-words decoded; the space between two of them dropped; adjacent words
-    in one charset joined before decoding (mailers split multi-byte characters across them)."""
+    in one charset joined before decoding (mailers split multi-byte characters across them);
+    a word that does not decode is kept as it was written."""
     if "=?" not in value:
         return value
     out: list[str] = []
     pending: list[bytes] = []  # decoded bytes of adjacent words in `charset`
-    charset = ""
-    pos = 0
+    charset, after_word, pos = "", False, 0
     for m in _ENCODED_WORD.finditer(value):
         gap = value[pos : m.start()]
         data = _word_bytes(m.group(2), m.group(3))
-        if data is None:  # not decodable: keep the word as it was written
-            gap += m.group(0)
         word_charset = m.group(1).split("*", 1)[0]  # RFC 2231: charset*language
-        if (gap and not (pending and gap.isspace())) or word_charset.lower() != charset.lower():
+        joined = not gap or (after_word and gap.isspace())
+        if data is None or not joined or word_charset.lower() != charset.lower():
             out.append(_decode_bytes(b"".join(pending), charset))
             pending = []
-            if not (gap.isspace() and data is not None and out[-1]):
+            if not joined or data is None:
                 out.append(gap)
-        if data is not None:
+        if data is None:
+            out.append(m.group(0))
+        else:
             pending.append(data)
             charset = word_charset
-        pos = m.end()
+        after_word, pos = data is not None, m.end()
     out.append(_decode_bytes(b"".join(pending), charset))
     out.append(value[pos:])
     return _HEADER_CONTROL.sub(" ", "".join(out))
@@ -416,8 +445,8 @@ def _decode_words(value: str) -> str:
 
 def _word_bytes(encoding: str, text: str) -> bytes | None:
     try:
-        if encoding in "bB":
-            return binascii.a2b_base64(text + "=" * (-len(text) % 4))
+        if encoding in "bB":  # a missing padding is common and harmless
+            return binascii.a2b_base64(text + "=" * (-len(text) % 4), strict_mode=True)
         return binascii.a2b_qp(text.encode("ascii"), header=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
         return None
@@ -575,6 +604,11 @@ def _valid_addr(text: str) -> str | None:
     local, domain = m.group(1) or m.group(2), m.group(3).lower()
     if len(local) > 64 or len(domain) > 253 or ("." not in domain and domain != "localhost"):
         return None
+    # RFC 6532 allows UTF-8, but only letters, marks and digits of it: an invisible character
+    # (zero-width space, right-to-left override) would make a look-alike of another address.
+    if not text.isascii() and any(unicodedata.category(ch)[0] not in "LMN"
+                                  for ch in text if ord(ch) > 127):
+        return None
     return f"{local}@{domain}".lower()
 
 
@@ -643,10 +677,13 @@ _BODY_TYPES = ("text/plain", "text/html")
 
 @dataclass
 class _Body:
+    """What the walk found: the body parts, and the attachment parts as (part, content type,
+    the name it gives itself)."""
+
     text_part: Message | None = None
     html_part: Message | None = None
-    files: list[tuple[Message, str, str | None]] = field(default_factory=list)  # attachment
-    parts: int = 0  # parts: (part, content type, the name it gives itself)
+    files: list[tuple[Message, str, str | None]] = field(default_factory=list)
+    parts: int = 0
 
 
 def _walk(msg: Message, limits: LimitSettings, started: float) -> _Body:
@@ -827,12 +864,14 @@ def _part_text(part: Message) -> str:
 
 
 def _body_text(body: _Body) -> tuple[str, str | None]:
-    """(readable text, sanitised HTML or None): the text part, else text made from the HTML."""
+    """(readable text, sanitised HTML or None): the text part, else text made from the HTML
+    (also when the text part is blank, as some mailers send beside a real HTML body)."""
     html_source = _part_text(body.html_part) if body.html_part is not None else None
     html = sanitize_html(html_source) if html_source is not None else None
-    if body.text_part is not None:
-        return _part_text(body.text_part), html
-    return (html_to_text(html_source) if html_source is not None else ""), html
+    text = _part_text(body.text_part) if body.text_part is not None else ""
+    if html_source is not None and not text.strip():
+        text = html_to_text(html_source)
+    return text, html
 
 
 # -- delivery reports ---------------------------------------------------------------------------

@@ -1,35 +1,40 @@
 """HTML of inbound mail made safe to show (`sanitize_html`) and readable as text (`html_to_text`).
 
-This module owns the HTML step of inbound parsing. It is also the one module allowed to import
-bleach, and on purpose does not: measured on Python 3.11.7, bleach (html5lib) needs ~2.3 ms for
-a 1.2 KB mail body and over a minute for 100 KB of nested `<div>`s, and the stdlib
-`html.parser` is quadratic on `<a <a <a …` (2.8 s for 12 KB) and raises AssertionError on
-`<![<![`. Both fail "safe on huge or hostile input". Instead a small regex tokenizer reads the
-markup in one linear pass, and the output is *rebuilt* from scratch, never passed through:
+This module owns the HTML step of inbound parsing and is the one module that imports bleach.
+`sanitize_html` is bleach's Cleaner with this allow-list:
 
-* only allow-listed tags and attributes are written, every attribute value is quoted and
-  escaped, every text run is unescaped and escaped again, so what a browser parses from the
-  output is exactly what we wrote, whatever the input meant;
-* end tags are only written for elements we opened, and everything still open is closed at the
-  end, so the fragment cannot close or break the page it is embedded in;
-* the content of script, style, title, textarea, iframe, noscript, … is dropped, other unknown
-  tags (html, body, font, o:p, …) are dropped but their text is kept;
+* tags: text structure, lists, tables, links and images; the content of script and style is
+  dropped, other unknown tags are stripped with their text kept;
 * links: only absolute http, https and mailto URLs, always with rel="nofollow noopener";
 * images: only `cid:` (parts of the same mail) and inline `data:image/{png,jpeg,gif,webp}`
   sources. Remote images are dropped: they are tracking beacons and leak that a ticket was read;
-* no style, class or id attributes and no event handlers (on*), nothing else that executes.
+* other attributes: img alt/title/width/height, td/th colspan/rowspan (digits only), and dir
+  (ltr/rtl/auto, for right-to-left mail); no style, class or id, no event handlers (on*).
 
-Input longer than MAX_HTML_CHARS is cut there first (no real mail body is that long; it bounds
-the work per mail).
+bleach (html5lib) costs a few ms for a typical body and grows with nesting, so input is cut at
+MAX_HTML_CHARS and mail past the MAX_BLEACH_* bounds keeps only its text.
+
+`html_to_text` is not a security boundary (its output is text, escaped wherever it is shown):
+a small regex tokenizer reads the markup in one linear pass, bounded by MAX_TOKENS, because the
+stdlib `html.parser` is quadratic on `<a <a <a …` and raises AssertionError on `<![<![`.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterator
+from functools import partial
+from html import escape, unescape
+from itertools import islice
+from typing import Any
 
-MAX_HTML_CHARS = 4_000_000
+import bleach
+from bleach.html5lib_shim import Filter
+from bleach.linkifier import LinkifyFilter
+
+MAX_HTML_CHARS = 8_000_000  # inline data: images make big HTML bodies that are cheap to read
+MAX_TOKENS = 200_000
+MAX_ATTRIBUTES = 64  # per tag
 MAX_DEPTH = 100  # open elements kept; deeper nesting is flattened (renderers choke on it)
 MAX_TEXT_NESTING = 12  # list indents and "> " prefixes shown in text; deeper is not readable
 MAX_LINK_PARTS = 64  # a link label longer than this many pieces is not compared with its URL
@@ -59,16 +64,16 @@ _RAW_TEXT = frozenset({"script", "style", "title", "textarea", "xmp", "iframe", 
                        "noframes", "noscript"})
 _RAW_END = {name: re.compile(rf"</{name}[\t\n\f\r />]", re.IGNORECASE) for name in _RAW_TEXT}
 
-# One token at a time: a text run, a tag, the start of a comment, of a bogus comment
-# (`<!`, `<?`, `</` not followed by a name) or a lone `<`. Possessive quantifiers (`++`, `*+`)
-# never backtrack, so every match is linear in what it consumes. A tag runs to `>` outside
-# quotes; a tag without that `>` (`close` unmatched) runs to the end of the input, where
-# browsers drop it and so do we.
+# One token at a time: a text run (a "<" that starts no markup is text, as in browsers), a
+# tag, or the start of a comment or of a bogus comment (`<!`, `<?`, `</` not followed by a
+# name). Possessive quantifiers (`++`, `*+`) never backtrack, so every match is linear in
+# what it consumes. A tag runs to `>` outside quotes; a tag without that `>` (`close`
+# unmatched) runs to the end of the input, where browsers drop it and so do we.
 _TOKEN = re.compile(
-    r"""([^<]++)"""  # 1: text
+    r"""((?:[^<]++|<(?![a-zA-Z!?/]))++)"""  # 1: text
     r"""|<(/?)([a-zA-Z][^\t\n\f\r />]*+)"""  # 2: end tag?, 3: name
     r"""((?:[^>"']++|"[^"]*+"?|'[^']*+'?)*+)(>)?"""  # 4: attributes, 5: the closing ">"
-    r"""|(<!--)|(<[!?/])|<"""  # 6: comment, 7: bogus comment, or a lone "<"
+    r"""|(<!--)|(<[!?/])"""  # 6: comment, 7: bogus comment
 )
 _ATTR = re.compile(
     r"""([^\t\n\f\r /=>][^\t\n\f\r /=>]*+)"""
@@ -86,13 +91,15 @@ _NO_ATTRS: dict[str, str] = {}  # shared, never written to
 
 
 def _tokens(source: str) -> Iterator[str | _Tag]:
-    """Text runs and tags of `source`, in one left-to-right pass. Text comes as written
-    (entities not decoded) and never contains "<": a lone "<" comes as "&lt;"."""
+    """Text runs and tags of `source`, in one left-to-right pass. Text comes as written:
+    entities not decoded, and a "<" that starts no markup left as it is."""
     pos, n = 0, len(source)
     match = _TOKEN.match
-    while pos < n:
+    for _ in range(MAX_TOKENS):
+        if pos >= n:
+            return
         m = match(source, pos)
-        assert m is not None  # the last alternative matches any "<"; [^<] anything else
+        assert m is not None  # every "<" starts markup or text; [^<] is text
         pos = m.end()
         kind = m.lastindex
         if kind == 1:
@@ -106,20 +113,20 @@ def _tokens(source: str) -> Iterator[str | _Tag]:
             if name in _RAW_TEXT and not end:
                 close = _RAW_END[name].search(source, pos)
                 pos = close.start() if close else n
-        elif kind == 6 or kind == 7:
-            pos = _skip_comment(source, pos, kind == 6)
         else:
-            yield "&lt;"
+            pos = _skip_comment(source, pos, kind == 6)
 
 
 def _attributes(source: str) -> dict[str, str]:
-    """The attributes sanitize_html and html_to_text look at; the first of duplicates wins."""
+    """The attributes sanitize_html and html_to_text look at; the first of duplicates wins.
+    Only the first MAX_ATTRIBUTES of a tag are read (ignoring more only loses, never lets
+    anything through)."""
     attrs: dict[str, str] = {}
-    for m in _ATTR.finditer(source):
+    for m in islice(_ATTR.finditer(source), MAX_ATTRIBUTES):
         key = m.group(1).lower()
         if key in _WANTED_ATTRS and key not in attrs:
             raw = m.group(2) or m.group(3) or m.group(4) or ""
-            attrs[key] = html.unescape(raw) if "&" in raw else raw
+            attrs[key] = unescape(raw) if "&" in raw else raw
     return attrs
 
 
@@ -137,7 +144,7 @@ def _skip_comment(source: str, pos: int, dashes: bool) -> int:
 
 def _text(raw: str) -> str:
     """A text run as characters: entities decoded, NUL and control characters dropped."""
-    text = html.unescape(raw) if "&" in raw else raw
+    text = unescape(raw) if "&" in raw else raw
     return _CONTROL.sub("", text) if _CONTROL.search(text) else text
 
 
@@ -156,82 +163,89 @@ def _safe_src(value: str) -> str | None:
 
 # -- sanitize_html ---------------------------------------------------------------------------
 
-def sanitize_html(source: str) -> str:
-    """`source` rebuilt from allow-listed tags and attributes only (see the module docstring).
+# bleach (html5lib) is slow on deep nesting and on floods of entities: past these bounds a mail
+# keeps only its text (real mail stays far below them; the raw mail is kept in the journal).
+MAX_BLEACH_TAGS = 5000
+MAX_BLEACH_ENTITIES = 20_000
+MAX_BLEACH_CHARS = 400_000
 
-    Text runs are copied as written: they contain no "<" (the tokenizer sees to that), so
-    they cannot make markup, and their entities show what the sender meant.
+
+def _attribute_ok(tag: str, name: str, value: str) -> bool:
+    """bleach's attribute filter: the allow-list above, with each value checked."""
+    if name == "dir":
+        return value.strip().lower() in _DIRS
+    if name not in _ALLOWED_ATTRS.get(tag, frozenset()):
+        return False
+    if name in _NUMERIC_ATTRS:
+        digits = value.strip()
+        return digits.isascii() and digits.isdigit() and len(digits) < 6
+    if name == "href":
+        return _safe_href(value) is not None
+    if name == "src":
+        return _safe_src(value) is not None
+    return True
+
+
+def _rel(attrs: dict[tuple[str | None, str], str], new: bool = False
+         ) -> dict[tuple[str | None, str], str]:
+    if (None, "href") in attrs:
+        attrs[(None, "rel")] = "nofollow noopener"
+    return attrs
+
+
+class _DropBareImages(Filter):  # type: ignore[misc]
+    """An image whose source was refused is dropped, not left as an empty <img>."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for token in super().__iter__():
+            if (token["type"] in ("StartTag", "EmptyTag") and token["name"] == "img"
+                    and not any(key[1] == "src" for key in token["data"])):
+                continue
+            yield token
+
+
+_CLEANER = bleach.sanitizer.Cleaner(
+    tags=_ALLOWED_TAGS, attributes=_attribute_ok,
+    protocols={"http", "https", "mailto", "cid", "data"},  # data:/cid: only pass for img src
+    strip=True, strip_comments=True,
+    filters=[_DropBareImages, partial(LinkifyFilter, callbacks=[_rel], parse_email=False)])
+
+
+_RAW_START = re.compile(r"<(" + "|".join(sorted(_RAW_TEXT)) + r")[\t\n\f\r />]", re.IGNORECASE)
+
+
+def _drop_raw_text(source: str) -> str:
+    """Remove script, style, … with their content, in one forward pass (bleach would keep
+    their text); an element never closed takes the rest of the document, as in a browser."""
+    out: list[str] = []
+    pos = 0
+    while m := _RAW_START.search(source, pos):
+        out.append(source[pos:m.start()])
+        end = _RAW_END[m.group(1).lower()].search(source, m.end())
+        if end is None:
+            return "".join(out)
+        close = source.find(">", end.end() - 1)
+        pos = len(source) if close < 0 else close + 1
+    out.append(source[pos:])
+    return "".join(out)
+
+
+def sanitize_html(html: str) -> str:
+    """`html` with only allow-listed tags and attributes, by bleach (see the module docstring).
+
+    Mail with more tags than bleach handles in reasonable time keeps no HTML: the caller
+    shows the text made by `html_to_text`, and the raw mail stays in the journal.
     """
-    source = source[:MAX_HTML_CHARS]
+    source = html[:MAX_HTML_CHARS]
     if _CONTROL.search(source):  # NUL and other controls: no place in a page or a database
         source = _CONTROL.sub("", source)
-    out: list[str] = []
-    stack: list[str] = []
-    for token in _tokens(source):
-        if isinstance(token, str):
-            out.append(token)
-            continue
-        name, end, attrs = token
-        if name not in _ALLOWED_TAGS:
-            continue
-        if end:
-            _close(name, stack, out)
-        elif name in _VOID:
-            start = _start_tag(name, attrs)
-            if start:
-                out.append(start)
-        elif len(stack) < MAX_DEPTH:
-            while stack and stack[-1] in _CLOSED_BY.get(name, ()):
-                out.append(f"</{stack.pop()}>")
-            out.append(_start_tag(name, attrs) or f"<{name}>" if attrs else f"<{name}>")
-            stack.append(name)
-    out.extend(f"</{name}>" for name in reversed(stack))
-    return "".join(out).strip()
+    if (len(source) > MAX_BLEACH_CHARS or source.count("<") > MAX_BLEACH_TAGS
+            or source.count("&") > MAX_BLEACH_ENTITIES):
+        return "<pre>" + escape(html_to_text(source)) + "</pre>"
+    return str(_CLEANER.clean(_drop_raw_text(source))).strip()
 
 
-# HTML's optional end tags: a new cell ends the open cell, a new row the open row, and so on.
-_CLOSED_BY: dict[str, frozenset[str]] = {
-    "td": frozenset({"td", "th"}), "th": frozenset({"td", "th"}),
-    "tr": frozenset({"tr", "td", "th"}), "li": frozenset({"li"}), "p": frozenset({"p"}),
-    "dt": frozenset({"dt", "dd"}), "dd": frozenset({"dt", "dd"}),
-}
 
-
-def _close(name: str, stack: list[str], out: list[str]) -> None:
-    """Close `name` and what was opened inside it; an end tag we did not open is dropped."""
-    if name not in stack:
-        return
-    while stack:
-        top = stack.pop()
-        out.append(f"</{top}>")
-        if top == name:
-            return
-
-
-def _start_tag(name: str, attrs: dict[str, str]) -> str | None:
-    """The start tag with its safe attributes; None for an image without a safe source."""
-    allowed = _ALLOWED_ATTRS.get(name, frozenset())
-    parts = [name]
-    for key, value in attrs.items():
-        if key in _NUMERIC_ATTRS:
-            digits = value.strip()
-            ok: str | None = digits if digits.isascii() and digits.isdigit() and len(digits) < 6 \
-                else None
-        elif key == "dir":
-            ok = value.strip().lower() if value.strip().lower() in _DIRS else None
-        elif key == "href":
-            ok = _safe_href(value)
-        elif key == "src":
-            ok = _safe_src(value)
-        else:
-            ok = value
-        if ok is not None and (key in allowed or key in _GLOBAL_ATTRS):
-            parts.append(f'{key}="{html.escape(ok, quote=True)}"')
-    if name == "img" and not any(p.startswith("src=") for p in parts):
-        return None
-    if name == "a" and any(p.startswith("href=") for p in parts):
-        parts.append('rel="nofollow noopener"')
-    return "<" + " ".join(parts) + ">"
 
 
 # -- html_to_text ----------------------------------------------------------------------------
@@ -301,11 +315,11 @@ class _TextWriter:
         return _BLANKS.sub("\n\n", _TRAILING.sub("\n", text + "\n")).strip("\n")
 
 
-def html_to_text(source: str) -> str:
+def html_to_text(html: str) -> str:
     """Readable plain text of an HTML body: blocks and <br> as newlines, lists as "- " and
     "1. ", quotes as "> ", links as "text (url)", entities decoded, scripts and styles gone."""
     w = _TextWriter()
-    for token in _tokens(source[:MAX_HTML_CHARS]):
+    for token in _tokens(html[:MAX_HTML_CHARS]):
         if isinstance(token, str):
             w.text(token)
         elif token[1]:

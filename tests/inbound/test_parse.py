@@ -166,6 +166,10 @@ def test_message_id_forms(value: str, expected: str | None) -> None:
     assert parse(mail(f"Message-ID: {value}")).message_id == expected
 
 
+def test_undecodable_encoded_word_is_kept_as_written() -> None:
+    assert parse(mail("Subject: =?utf-8?b?!!!?= =?utf-8?q?ok?=")).subject == "=?utf-8?b?!!!?= ok"
+
+
 def test_subject_whitespace_is_collapsed() -> None:
     raw = mail("Subject: Re:   printer\r\n\t  on  =?utf-8?q?fire_=F0=9F=94=A5?=")
     assert parse(raw).subject == "Re: printer on fire 🔥"
@@ -206,6 +210,8 @@ def test_bad_dates_give_none() -> None:
     '"alice@example.org',
     "alice@example.org (comment (nested))",
     "",
+    "admin\u200b@example.org",  # an invisible character: a look-alike of another address
+    "Admin <admin@exa\u202emple.org>",
 ])
 def test_ambiguous_or_malformed_from_gives_no_sender(value: str) -> None:
     assert parse(mail(sender=value)).sender is None
@@ -226,6 +232,19 @@ def test_ambiguous_or_malformed_from_gives_no_sender(value: str) -> None:
 ])
 def test_valid_from(value: str, expected: Address) -> None:
     assert parse(mail(sender=value)).sender == expected
+
+
+_ADDRESS_PIECES = st.sampled_from(["alice", "@", "example.org", ".", " ", "<", ">", '"', "(",
+                                   ")", ",", ";", ":", "\\", "=?utf-8?q?A=2Cb?=", "Bob", "é",
+                                   "\u200b", "\t", "[", "]", "localhost", "-", "x.y"])
+
+
+@FUZZ
+@given(st.lists(_ADDRESS_PIECES, max_size=12))
+def test_the_fast_mailbox_path_agrees_with_the_full_parser(pieces: list[str]) -> None:
+    value = "".join(pieces)
+    full = [(parse_module._mailbox(i), i.in_group) for i in parse_module._address_items(value)]
+    assert parse_module._mailboxes(value) == full
 
 
 def test_malformed_from_sample_still_parses_the_rest() -> None:
@@ -303,6 +322,14 @@ def test_attachment_filenames(disposition: str, expected: str) -> None:
     assert attachment.data == b"data"
 
 
+def test_name_parameter_of_the_content_type_names_the_file() -> None:
+    raw = multipart(["Content-Type: text/plain\r\n\r\nbody",
+                     'Content-Type: application/vnd.ms-excel; NAME="Q1 figures.xls"\r\n\r\nxls'])
+    [attachment] = parse(raw).attachments
+    assert (attachment.filename, attachment.content_type) == ("Q1 figures.xls",
+                                                              "application/vnd.ms-excel")
+
+
 def test_very_long_filename_is_cut_keeping_the_extension() -> None:
     raw = multipart(["Content-Type: text/plain\r\n\r\nbody",
                      "Content-Type: application/pdf\r\nContent-Disposition: attachment; "
@@ -337,6 +364,13 @@ def test_calendar_alternative_and_second_text_part() -> None:
     assert p.html == "<p>meeting at <b>10</b></p>"
     assert [(a.filename, a.data) for a in p.attachments] == [
         ("attachment-1.ics", b"BEGIN:VCALENDAR"), ("attachment-2.txt", b"P.S. bring coffee")]
+
+
+def test_blank_text_part_beside_html_uses_the_html() -> None:
+    raw = multipart(["Content-Type: text/plain\r\n\r\n  \r\n",
+                     "Content-Type: text/html\r\n\r\n<p>The real <b>message</b></p>"],
+                    subtype="alternative")
+    assert parse(raw).text == "The real message"
 
 
 # -- charsets --------------------------------------------------------------------------------------
