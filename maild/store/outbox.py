@@ -132,11 +132,10 @@ def record_bounce(s: Session, *, now: datetime, address: str, outbox_id: int | N
     row = Bounce(at=now, address=address, outbox_id=outbox_id, journal_id=journal_id,
                  status=status, diagnostic=diagnostic[:2000], permanent=permanent)
     s.add(row)
-    if outbox_id is not None:
+    if outbox_id is not None and permanent:  # a delay or a success report is not a bounce
         s.execute(update(Outbox).where(Outbox.id == outbox_id).values(bounced_at=now))
     s.flush()
     return row.id
-
 
 
 def outbox_by_message_id(s: Session, message_id: str) -> int | None:

@@ -11,6 +11,8 @@ import pytest
 
 from maild.domain import JournalState, Status
 from maild.errors import TransientStoreError
+from maild.store.db import transaction
+from maild.store.models import Bounce, Outbox
 from maild.tokens import Signer, make_address, split_address
 from tests.conftest import SECRET, mail
 
@@ -204,6 +206,12 @@ async def test_bounce_is_recorded_against_notification(database, make_settings, 
     assert entry.state is JournalState.DONE
     assert "bounce recorded for alice@customer.example" in (entry.outcome or "")
     assert len(d.sink.received) == sent
+    with transaction(d.parts.reader) as s:
+        row = s.query(Outbox).filter_by(message_id=ack["Message-ID"]).one()
+        [bounce] = s.query(Bounce).all()
+    assert row.bounced_at is not None
+    assert (bounce.address, bounce.status, bounce.permanent) == (
+        "alice@customer.example", "5.1.1", True)
 
 
 async def test_unknown_recipient_550_and_oversize_552(database, make_settings, start_daemon):
