@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,7 +120,7 @@ class Pipeline:
     def _quarantine(self, journal_id: int, reason: str) -> Outcome:
         with transaction(self.factory) as s:
             journal.finish(s, journal_id, JournalState.QUARANTINED, self.clock.now(),
-                           outcome="quarantined", reason=reason[:4000])
+                           outcome="quarantined", reason=reason[:4000], only_if_pending=True)
         log.warning("journal %d quarantined: %s", journal_id, reason)
         return Outcome(state=JournalState.QUARANTINED, outcome="quarantined", reason=reason)
 
@@ -158,7 +159,7 @@ class Pipeline:
                       message_id=parsed.message_id, journal_id=journal_id,
                       channel=envelope.channel, automated=automated, cc=parsed.cc)
         if isinstance(m, ToTicket):
-            reply = MailIn(**{**mail.__dict__, "text": strip_quoted(parsed.text)})
+            reply = dataclasses.replace(mail, text=strip_quoted(parsed.text))
             return self.desk.add_workunit(s, m.ticket_id, m.author_id, reply)
         if isinstance(m, NewTicket):
             if m.note:
