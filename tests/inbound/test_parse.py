@@ -17,7 +17,10 @@ from hypothesis import strategies as st
 
 from maild.domain import Address, Parsed
 from maild.errors import LimitExceeded, ParseError
+from maild.inbound import addresses as addresses_module
+from maild.inbound import elide as elide_module
 from maild.inbound import parse as parse_module
+from maild.inbound import payloads as payloads_module
 from maild.inbound.parse import parse_mail
 from maild.settings import LimitSettings
 from maild.tokens import Signer
@@ -243,8 +246,9 @@ _ADDRESS_PIECES = st.sampled_from(["alice", "@", "example.org", ".", " ", "<", "
 @given(st.lists(_ADDRESS_PIECES, max_size=12))
 def test_the_fast_mailbox_path_agrees_with_the_full_parser(pieces: list[str]) -> None:
     value = "".join(pieces)
-    full = [(parse_module._mailbox(i), i.in_group) for i in parse_module._address_items(value)]
-    assert parse_module._mailboxes(value) == full
+    full = [(addresses_module._mailbox(i), i.in_group)
+            for i in addresses_module._address_items(value)]
+    assert addresses_module._mailboxes(value) == full
 
 
 def test_malformed_from_sample_still_parses_the_rest() -> None:
@@ -647,8 +651,8 @@ def test_fuzz_random_bytes(raw: bytes) -> None:
 
 def _tree(raw: bytes, elide: bool) -> list[tuple[object, ...]]:
     if elide:  # elide every body, however short, to try many more shapes
-        with mock.patch.object(parse_module, "ELIDE_FROM", 0), \
-                mock.patch.object(parse_module, "ELIDE_MIN", 1):
+        with mock.patch.object(elide_module, "ELIDE_FROM", 0), \
+                mock.patch.object(elide_module, "ELIDE_MIN", 1):
             msg = parse_module._parse_bytes(raw, LIMITS, time.monotonic())
     else:
         msg = parse_module._feed(raw, LIMITS, time.monotonic())
@@ -656,7 +660,7 @@ def _tree(raw: bytes, elide: bool) -> list[tuple[object, ...]]:
     stack = [msg]
     while stack:
         part = stack.pop()
-        payload = parse_module._raw(part)
+        payload = payloads_module._raw(part)
         out.append((tuple(part.raw_items()), part.preamble, part.epilogue,
                     None if isinstance(payload, list) else payload,
                     sorted(type(d).__name__ for d in part.defects)))
