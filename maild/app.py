@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -63,7 +64,8 @@ def prepare_database(settings: Settings, engine: Engine, *, upgrade: bool) -> No
                           "the database schema is older than this maild; run `maild db upgrade`")
 
 
-def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = False) -> Parts:
+def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = False,
+          sync_config: bool = True) -> Parts:
     clock = clock or SystemClock()
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(settings.storage.database)
@@ -71,12 +73,8 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
     factory = db.session_factory(engine)
     reader = db.read_only_factory(engine)
     with db.transaction(factory) as s:
-        sync(s, [GroupSpec(name=g.name, addresses=g.addresses, default_owner=g.default_owner,
-                           accept_unknown_senders=g.accept_unknown_senders)
-                 for g in settings.groups],
-             [StaffSpec(login=u.login, name=u.name, emails=u.emails, groups=dict(u.groups),
-                        admin=u.admin, qa=u.qa, company=u.company) for u in settings.users],
-             clock.now())
+        if sync_config:  # a worker process leaves this to the `maild run` that started it
+            _sync(s, settings, clock)
         directory = load_directory(s)
     signer = Signer(settings.secret_key)
     blobs = BlobStore(settings.storage.data_dir / "attachments")
@@ -108,6 +106,15 @@ def opened(settings: Settings, *, upgrade: bool = False) -> Iterator[Parts]:
         parts.engine.dispose()
 
 
+def _sync(s: Session, settings: Settings, clock: Clock) -> None:
+    sync(s, [GroupSpec(name=g.name, addresses=g.addresses, default_owner=g.default_owner,
+                       accept_unknown_senders=g.accept_unknown_senders)
+             for g in settings.groups],
+         [StaffSpec(login=u.login, name=u.name, emails=u.emails, groups=dict(u.groups),
+                    admin=u.admin, qa=u.qa, company=u.company) for u in settings.users],
+         clock.now())
+
+
 def make_transport(settings: Settings) -> Transport:
     out = settings.outbound
     if out.relay:
@@ -131,34 +138,37 @@ def make_worker(parts: Parts, transport: Transport) -> DeliveryWorker:
 class Running:
     """What `serve` started, for tests: the bound port and the parts."""
 
-    port: int
-    worker: DeliveryWorker
-    processor: Processor
-    intake: Intake
+    port: int | None
+    worker: DeliveryWorker | None
+    processor: Processor | None
+    intake: Intake | None
 
 
 async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | None = None,
                 port: int | None = None, started: asyncio.Future[Running] | None = None,
-                shutdown_seconds: float = 10.0) -> None:
-    s = parts.settings
-    transport = transport or make_transport(s)
-    worker = make_worker(parts, transport)
-    processor = Processor(parts.pipeline, on_batch=worker.wake)
+                shutdown_seconds: float = 10.0, listen: bool = True, work: bool = True,
+                poll_seconds: float = 5.0) -> None:
+    """Run the listener (`listen`), the processor and delivery worker (`work`), or both.
 
-    intake = Intake(parts.factory, parts.clock, on_committed=processor.wake)
-    addresses = frozenset(parts.desk.directory.group_by_address)
-    channel = Channel.LMTP if s.inbound.smtp.protocol == "lmtp" else Channel.SMTP
-    handler = MailHandler(intake, channel=channel, accepts=recipient_filter(
-        addresses, s.outbound.reply_local, s.outbound.reply_domain))
-    server = await start_server(handler, host=s.inbound.smtp.host,
-                                port=s.inbound.smtp.port if port is None else port,
-                                protocol=s.inbound.smtp.protocol,
-                                max_message_size=s.inbound.smtp.max_message_size,
-                                hostname=s.inbound.smtp.hostname)
-    bound = server.sockets[0].getsockname()[1]
-    _announce(parts, bound, transport)
-    tasks = [asyncio.create_task(processor.run(), name="processor"),
-             asyncio.create_task(worker.run(), name="delivery")]
+    Without `listen` nothing wakes the processor, so it polls the journal every
+    `poll_seconds`; without `work` the journal is processed by another process.
+    """
+    s = parts.settings
+    worker = processor = None
+    tasks: list[asyncio.Task[None]] = []
+    if work:
+        transport = transport or make_transport(s)
+        worker = make_worker(parts, transport)
+        processor = Processor(parts.pipeline, on_batch=worker.wake, tick_seconds=poll_seconds)
+        tasks = [asyncio.create_task(processor.run(), name="processor"),
+                 asyncio.create_task(worker.run(), name="delivery")]
+    server, intake, bound = None, None, None
+    if listen:
+        intake = Intake(parts.factory, parts.clock,
+                        on_committed=processor.wake if processor else lambda: None)
+        server = await _listen(parts, intake, port)
+        bound = server.sockets[0].getsockname()[1]
+    _announce(parts, bound, listen=listen, work=work)
     if started is not None:
         started.set_result(Running(port=bound, worker=worker, processor=processor,
                                    intake=intake))
@@ -166,47 +176,126 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
         await stop.wait()
     finally:
         log.info("stopping: no new mail accepted; finishing work in flight")
-        server.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.wait_closed(), shutdown_seconds / 2)
-        processor.stop()
-        worker.stop()
-        await asyncio.wait(tasks, timeout=shutdown_seconds / 4)
-        await processor.finish(budget_seconds=shutdown_seconds / 4)
-        await worker.flush(budget_seconds=shutdown_seconds / 4)
-        for t in tasks:
-            t.cancel()
-        await transport.close()
+        if server is not None:
+            server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), shutdown_seconds / 2)
+        if processor is not None and worker is not None and transport is not None:
+            processor.stop()
+            worker.stop()
+            await asyncio.wait(tasks, timeout=shutdown_seconds / 4)
+            await processor.finish(budget_seconds=shutdown_seconds / 4)
+            await worker.flush(budget_seconds=shutdown_seconds / 4)
+            for t in tasks:
+                t.cancel()
+            await transport.close()
         parts.engine.dispose()
         log.info("stopped")
 
 
-def _announce(parts: Parts, port: int, transport: Transport) -> None:
+async def _listen(parts: Parts, intake: Intake, port: int | None) -> asyncio.Server:
     s = parts.settings
-    where = (f"relay {s.outbound.relay}" if s.outbound.relay
-             else f"maildir {s.storage.data_dir / 'outbox'}")
-    log.info("maild: config %s", s.source or "built-in defaults (no --config)")
-    log.info("maild: database %s", s.storage.database)
-    log.info("maild: data folder %s", s.storage.data_dir)
-    log.info("maild: %s listening on %s:%d", s.inbound.smtp.protocol.upper(),
-             s.inbound.smtp.host, port)
-    log.info("maild: outgoing mail to %s", where)
-    for g in s.groups:
-        log.info("maild: group %s takes %s", g.name, ", ".join(g.addresses))
-    del transport
+    addresses = frozenset(parts.desk.directory.group_by_address)
+    channel = Channel.LMTP if s.inbound.smtp.protocol == "lmtp" else Channel.SMTP
+    handler = MailHandler(intake, channel=channel, accepts=recipient_filter(
+        addresses, s.outbound.reply_local, s.outbound.reply_domain))
+    return await start_server(handler, host=s.inbound.smtp.host,
+                              port=s.inbound.smtp.port if port is None else port,
+                              protocol=s.inbound.smtp.protocol,
+                              max_message_size=s.inbound.smtp.max_message_size,
+                              hostname=s.inbound.smtp.hostname)
+
+
+def _announce(parts: Parts, port: int | None, *, listen: bool, work: bool) -> None:
+    s = parts.settings
+    if listen:
+        log.info("maild: config %s", s.source or "built-in defaults (no --config)")
+        log.info("maild: database %s", s.storage.database)
+        log.info("maild: data folder %s", s.storage.data_dir)
+        log.info("maild: %s listening on %s:%s", s.inbound.smtp.protocol.upper(),
+                 s.inbound.smtp.host, port)
+        for g in s.groups:
+            log.info("maild: group %s takes %s", g.name, ", ".join(g.addresses))
+    if work:
+        where = (f"relay {s.outbound.relay}" if s.outbound.relay
+                 else f"maildir {s.storage.data_dir / 'outbox'}")
+        log.info("maild: processing mail; outgoing mail to %s", where)
+
+
+def _on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
 
 
 def run(settings: Settings) -> int:
-    """`maild run`: serve until SIGTERM/SIGINT."""
+    """`maild run`: serve until SIGTERM/SIGINT.
+
+    With `[inbound] processing = "process"` (the default) the SMTP listener runs here and
+    the processor and delivery worker in a child process (`maild work`), so the listener
+    keeps its own interpreter lock and answers within milliseconds while mail is processed.
+    """
     parts = build(settings)
+    split = settings.inbound.processing == "process"
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(parts, stop)
+        _on_signals(stop)
+        if not split:
+            await serve(parts, stop)
+            return
+        child_stop = asyncio.Event()
+        supervisor = asyncio.create_task(_supervise(settings, stop, child_stop))
+        await serve(parts, stop, work=False)  # returns once the listener is closed
+        child_stop.set()
+        await supervisor
 
     asyncio.run(main())
     return 0
 
+
+def work(settings: Settings) -> int:
+    """`maild work`: the processor and delivery worker of a split daemon."""
+    parts = build(settings, sync_config=False)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _on_signals(stop)
+        await serve(parts, stop, listen=False, poll_seconds=0.05)
+
+    asyncio.run(main())
+    return 0
+
+
+async def _supervise(settings: Settings, stop: asyncio.Event, child_stop: asyncio.Event,
+                     shutdown_seconds: float = 15.0) -> None:
+    """Keep one `maild work` child running; on stop, let it finish its work and flush."""
+    argv = [sys.executable, "-m", "maild"]
+    if settings.source is not None:
+        argv += ["--config", str(settings.source)]
+    argv.append("work")
+    backoff = 1.0
+    while True:
+        proc = await asyncio.create_subprocess_exec(*argv)
+        log.info("maild: worker process %d started", proc.pid)
+        exited = asyncio.create_task(proc.wait())
+        stopping = asyncio.create_task(child_stop.wait())
+        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stopping.done():
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(exited, shutdown_seconds)
+                except TimeoutError:
+                    log.error("maild: worker process %d did not stop; killing it", proc.pid)
+                    proc.kill()
+                    await proc.wait()
+            return
+        stopping.cancel()
+        if stop.is_set():  # it was told to stop with us (SIGINT reaches the whole group)
+            await child_stop.wait()
+            return
+        log.error("maild: worker process exited with %s; restarting in %.0f s",
+                  proc.returncode, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 60.0)

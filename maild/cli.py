@@ -51,6 +51,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return app.run(_settings(args))
 
 
+def cmd_work(args: argparse.Namespace) -> int:
+    return app.work(_settings(args))
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.output)
     if target.exists() and not args.force:
@@ -204,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     add("run", cmd_run, help="run the daemon")
+    add("work", cmd_work, help="the daemon's worker process (started by `maild run`)")
     sp = add("init", cmd_init, help="write a starting config with a fresh secret")
     sp.add_argument("output", nargs="?", default="config.toml")
     sp.add_argument("--force", action="store_true")
@@ -245,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command != "run":
+    if args.command not in ("run", "work"):
         logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if not args.verbose:  # aiosmtpd logs every SMTP command at INFO: noise, and CPU per mail
         logging.getLogger("mail.log").setLevel(logging.WARNING)

@@ -48,6 +48,7 @@ class SmtpSettings:
 class InboundSettings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     invalid_token: str = "new"  # new | refuse: a reply address whose token does not verify
+    processing: str = "process"  # process: a child process works the journal | inline
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,7 +270,7 @@ def _secret(s: _Section, base: Path) -> str:
 
 
 def _inbound(raw: Any) -> InboundSettings:
-    s = _Section(raw, "inbound", {"smtp", "invalid_token"})
+    s = _Section(raw, "inbound", {"smtp", "invalid_token", "processing"})
     smtp = _Section(s.raw.get("smtp"), "inbound.smtp",
                     {"listen", "protocol", "max_message_size", "hostname"})
     host, port = _host_port(smtp.get("listen", str, "127.0.0.1:2525"), "inbound.smtp.listen")
@@ -282,10 +283,13 @@ def _inbound(raw: Any) -> InboundSettings:
     invalid = s.get("invalid_token", str, "new")
     if invalid not in ("new", "refuse"):
         raise ConfigError("inbound.invalid_token", "must be \"new\" or \"refuse\"")
+    processing = s.get("processing", str, "process")
+    if processing not in ("process", "inline"):
+        raise ConfigError("inbound.processing", "must be \"process\" or \"inline\"")
     return InboundSettings(
         smtp=SmtpSettings(host=host, port=port, protocol=protocol, max_message_size=size,
                           hostname=smtp.get("hostname", str, "maild")),
-        invalid_token=invalid)
+        invalid_token=invalid, processing=processing)
 
 
 def _host_port(value: str, key: str) -> tuple[str, int]:

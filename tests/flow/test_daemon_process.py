@@ -1,0 +1,116 @@
+"""`maild run` as an operator runs it: a real process, its worker child, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import mail
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 20.0) -> None:
+    end = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def count(db: Path, sql: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path, Path]]:
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[storage]
+database = "sqlite:///maild.db"
+data_dir = "data"
+[security]
+secret_key = "a-test-secret-key-0123456789"
+[inbound.smtp]
+listen = "127.0.0.1:{port}"
+[outbound]
+from = "support@example.com"
+reply_domain = "example.com"
+[[groups]]
+name = "Support"
+addresses = ["support@example.com"]
+default_owner = "ramon"
+[[users]]
+login = "ramon"
+name = "Ramón"
+emails = ["ramon@example.com"]
+groups = {{ Support = "manage" }}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return proc.poll() is not None  # stop waiting if it died
+
+    wait_for(listening)
+    assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+    yield proc, port, tmp_path / "maild.db", tmp_path / "data" / "outbox" / "new"
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def send(port: int, subject: str) -> None:
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        client.sendmail("alice@customer.example", ["support@example.com"],
+                        mail(subject=subject))
+
+
+def test_run_splits_listener_and_worker_and_stops_on_sigterm(daemon) -> None:
+    proc, port, db, maildir = daemon
+    send(port, "First")
+    wait_for(lambda: db.exists() and count(db, "SELECT count(*) FROM tickets") == 1)
+    wait_for(lambda: maildir.exists() and len(os.listdir(maildir)) == 2)  # ack + owner
+
+    # the worker child dies: the listener keeps taking mail and a new worker processes it
+    [worker] = children(proc.pid)
+    os.kill(worker, signal.SIGKILL)
+    send(port, "Second")
+    wait_for(lambda: count(db, "SELECT count(*) FROM tickets") == 2, seconds=30)
+    [replacement] = children(proc.pid)
+    assert replacement != worker
+
+    send(port, "Third")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()
+    # what was accepted before SIGTERM was processed and its notifications sent
+    assert count(db, "SELECT count(*) FROM tickets") == 3
+    assert count(db, "SELECT count(*) FROM journal WHERE state != 'done'") == 0
+    assert len(os.listdir(maildir)) == 6
+    assert b"stopped" in out
