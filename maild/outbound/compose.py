@@ -7,6 +7,7 @@ envelope sender is a signed VERP address so a bounce names the notification that
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email.charset import QP, Charset
@@ -57,17 +58,29 @@ def _address(name: str, addr: str) -> str:
     return formataddr((name, addr), charset="utf-8") if name else addr
 
 
+def _fold(name: str, value: str) -> str:
+    """One header field, folded between words before 78 columns (RFC 5322 §2.2.3)."""
+    lines, line = [], f"{name}:"
+    for word in value.replace("\n", " ").split(" "):
+        if word and len(line) + 1 + len(word) > 78 and line != f"{name}:":
+            lines.append(line)
+            line = ""
+        line += " " + word if word else ""
+    lines.append(line)
+    return "\r\n".join(lines)
+
+
 def compose(mail: OutgoingMail, rendered: Rendered, *, signer: Signer, me: Identity,
             now: datetime) -> Composed:
-    # (MIMEText takes a Charset object at run time; typeshed only knows the name form.)
-    # The compat32 classes with headers written as strings: the modern header registry
-    # costs milliseconds per message, and these headers are all of our own making.
-    msg: Message = MIMEText(rendered.text, "plain", _UTF8)  # type: ignore[arg-type]
+    # The compat32 MIME classes make the body; the envelope headers, all of our own making
+    # and already encoded, are written here: the email package's per-header folding cost
+    # more than everything else in a notification.
+    body: Message = MIMEText(rendered.text, "plain", _UTF8)  # type: ignore[arg-type]
     if rendered.html:
-        alt = MIMEMultipart("alternative")
-        alt.attach(msg)
+        alt = MIMEMultipart("alternative", boundary=f"=_maild_{uuid.uuid4().hex}")
+        alt.attach(body)
         alt.attach(MIMEText(rendered.html, "html", _UTF8))  # type: ignore[arg-type]
-        msg = alt
+        body = alt
     name = _one_line(str(mail.context.get("recipient", {}).get("name") or ""))
     headers = [("From", _address(_one_line(me.from_name), me.from_addr)),
                ("To", _address(name, mail.to_addr)),
@@ -88,13 +101,9 @@ def compose(mail: OutgoingMail, rendered: Rendered, *, signer: Signer, me: Ident
                 ("X-Maild-Loop", signer.loop_mark(mail.message_id))]
     if mail.ticket_id is not None:
         headers.append(("X-Maild-Ticket", str(mail.ticket_id)))
-    body_headers = list(msg.items())
-    for key in list(msg.keys()):
-        del msg[key]
-    for key, value in headers + body_headers:
-        msg[key] = value
     out = BytesIO()
-    BytesGenerator(out, policy=_WIRE).flatten(msg)
+    BytesGenerator(out, policy=_WIRE).flatten(body)
+    head = "\r\n".join(_fold(k, v) for k, v in headers) + "\r\n"
     envelope_from = make_address(me.reply_local, signer.bounce_token(mail.id), me.reply_domain)
     return Composed(envelope_from=envelope_from, recipients=(mail.to_addr,),
-                    message=out.getvalue())
+                    message=head.encode("ascii") + out.getvalue())

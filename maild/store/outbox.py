@@ -76,24 +76,29 @@ def automatic_since(s: Session, to_addr: str, since: datetime) -> int:
                                   ).scalar() or 0
 
 
+_DUE = (select(Outbox.id, Outbox.ticket_id, Outbox.group_id, Outbox.template, Outbox.to_addr,
+               Outbox.to_user_id, Outbox.message_id, Outbox.in_reply_to, Outbox.references,
+               Outbox.context, Outbox.attempts, Outbox.created_at)
+        .where(Outbox.state == OutboxState.PENDING.value,
+               Outbox.next_attempt_at <= bindparam("now"),
+               or_(Outbox.lease_until.is_(None), Outbox.lease_until < bindparam("now")))
+        .order_by(Outbox.id).limit(bindparam("limit")))
+_LEASE = (update(Outbox).where(Outbox.id.in_(bindparam("ids", expanding=True)))
+          .values(lease_until=bindparam("until"), attempts=Outbox.attempts + 1))
+
+
 def claim(s: Session, now: datetime, lease: timedelta, limit: int) -> list[OutgoingMail]:
     """Lease up to `limit` due rows; SKIP LOCKED keeps PostgreSQL workers off each other."""
-    q = (select(Outbox).where(Outbox.state == OutboxState.PENDING.value,
-                              Outbox.next_attempt_at <= now,
-                              or_(Outbox.lease_until.is_(None), Outbox.lease_until < now))
-         .order_by(Outbox.id).limit(limit))
-    if s.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    rows = list(s.scalars(q))
-    for r in rows:
-        r.lease_until = now + lease
-        r.attempts += 1
-    s.flush()
+    conn = s.connection()
+    q = _DUE.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else _DUE
+    rows = conn.execute(q, {"now": now, "limit": limit}).all()
+    if rows:
+        conn.execute(_LEASE, {"ids": [r.id for r in rows], "until": now + lease})
     return [OutgoingMail(id=r.id, ticket_id=r.ticket_id, group_id=r.group_id,
                          template=r.template, to_addr=r.to_addr, to_user_id=r.to_user_id,
                          message_id=r.message_id, in_reply_to=r.in_reply_to,
                          references=tuple((r.references or "").split()), context=r.context,
-                         attempts=r.attempts, created_at=r.created_at) for r in rows]
+                         attempts=r.attempts + 1, created_at=r.created_at) for r in rows]
 
 
 def mark_sent(s: Session, ids: list[int], now: datetime) -> None:
