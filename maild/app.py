@@ -123,7 +123,8 @@ def make_transport(settings: Settings) -> Transport:
     return MaildirSink(settings.storage.data_dir / "outbox")
 
 
-def make_worker(parts: Parts, transport: Transport) -> DeliveryWorker:
+def make_worker(parts: Parts, transport: Transport, *,
+                tick_seconds: float = 5.0) -> DeliveryWorker:
     s = parts.settings
     return DeliveryWorker(
         factory=parts.factory, clock=parts.clock, renderer=parts.renderer, transport=transport,
@@ -131,7 +132,7 @@ def make_worker(parts: Parts, transport: Transport) -> DeliveryWorker:
         me=Identity(from_addr=s.outbound.from_addr, from_name=s.outbound.from_name or s.site.name,
                     reply_local=s.outbound.reply_local, reply_domain=s.outbound.reply_domain),
         deadline=timedelta(hours=s.outbound.retry_deadline_hours),
-        concurrency=s.outbound.concurrency)
+        concurrency=s.outbound.concurrency, tick_seconds=tick_seconds)
 
 
 @dataclass
@@ -146,29 +147,31 @@ class Running:
 
 async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | None = None,
                 port: int | None = None, started: asyncio.Future[Running] | None = None,
-                shutdown_seconds: float = 10.0, listen: bool = True, work: bool = True,
-                poll_seconds: float = 5.0) -> None:
-    """Run the listener (`listen`), the processor and delivery worker (`work`), or both.
+                shutdown_seconds: float = 10.0, listen: bool = True, process: bool = True,
+                deliver: bool = True, poll_seconds: float = 5.0) -> None:
+    """Run any of the three roles: the listener, the journal processor, the delivery worker.
 
-    Without `listen` nothing wakes the processor, so it polls the journal every
-    `poll_seconds`; without `work` the journal is processed by another process.
+    A role whose partner runs in another process cannot be woken by it, so it polls every
+    `poll_seconds`. On stop: the listener closes first, then the processor finishes what was
+    accepted, then the outbox is flushed.
     """
     s = parts.settings
-    worker = processor = None
-    tasks: list[asyncio.Task[None]] = []
-    if work:
+    worker, processor, tasks = None, None, []
+    if deliver:
         transport = transport or make_transport(s)
-        worker = make_worker(parts, transport)
-        processor = Processor(parts.pipeline, on_batch=worker.wake, tick_seconds=poll_seconds)
-        tasks = [asyncio.create_task(processor.run(), name="processor"),
-                 asyncio.create_task(worker.run(), name="delivery")]
+        worker = make_worker(parts, transport, tick_seconds=poll_seconds)
+        tasks.append(asyncio.create_task(worker.run(), name="delivery"))
+    if process:
+        processor = Processor(parts.pipeline, on_batch=worker.wake if worker else _nothing,
+                              tick_seconds=poll_seconds)
+        tasks.append(asyncio.create_task(processor.run(), name="processor"))
     server, intake, bound = None, None, None
     if listen:
         intake = Intake(parts.factory, parts.clock,
-                        on_committed=processor.wake if processor else lambda: None)
+                        on_committed=processor.wake if processor else _nothing)
         server = await _listen(parts, intake, port)
         bound = server.sockets[0].getsockname()[1]
-    _announce(parts, bound, listen=listen, work=work)
+    _announce(parts, bound, listen=listen, process=process, deliver=deliver)
     if started is not None:
         started.set_result(Running(port=bound, worker=worker, processor=processor,
                                    intake=intake))
@@ -180,17 +183,24 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
             server.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), shutdown_seconds / 2)
-        if processor is not None and worker is not None and transport is not None:
-            processor.stop()
-            worker.stop()
+        for part in (processor, worker):
+            if part is not None:
+                part.stop()
+        if tasks:
             await asyncio.wait(tasks, timeout=shutdown_seconds / 4)
+        if processor is not None:
             await processor.finish(budget_seconds=shutdown_seconds / 4)
+        if worker is not None and transport is not None:
             await worker.flush(budget_seconds=shutdown_seconds / 4)
-            for t in tasks:
-                t.cancel()
             await transport.close()
+        for task in tasks:
+            task.cancel()
         parts.engine.dispose()
         log.info("stopped")
+
+
+def _nothing() -> None:
+    return None
 
 
 async def _listen(parts: Parts, intake: Intake, port: int | None) -> asyncio.Server:
@@ -206,7 +216,8 @@ async def _listen(parts: Parts, intake: Intake, port: int | None) -> asyncio.Ser
                               hostname=s.inbound.smtp.hostname)
 
 
-def _announce(parts: Parts, port: int | None, *, listen: bool, work: bool) -> None:
+def _announce(parts: Parts, port: int | None, *, listen: bool, process: bool,
+              deliver: bool) -> None:
     s = parts.settings
     if listen:
         log.info("maild: config %s", s.source or "built-in defaults (no --config)")
@@ -216,10 +227,12 @@ def _announce(parts: Parts, port: int | None, *, listen: bool, work: bool) -> No
                  s.inbound.smtp.host, port)
         for g in s.groups:
             log.info("maild: group %s takes %s", g.name, ", ".join(g.addresses))
-    if work:
+    if process:
+        log.info("maild: processing the journal")
+    if deliver:
         where = (f"relay {s.outbound.relay}" if s.outbound.relay
                  else f"maildir {s.storage.data_dir / 'outbox'}")
-        log.info("maild: processing mail; outgoing mail to %s", where)
+        log.info("maild: delivering notifications to %s", where)
 
 
 def _on_signals(stop: asyncio.Event) -> None:
@@ -228,12 +241,16 @@ def _on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+ROLES = ("process", "deliver")
+
+
 def run(settings: Settings) -> int:
     """`maild run`: serve until SIGTERM/SIGINT.
 
-    With `[inbound] processing = "process"` (the default) the SMTP listener runs here and
-    the processor and delivery worker in a child process (`maild work`), so the listener
-    keeps its own interpreter lock and answers within milliseconds while mail is processed.
+    With `[inbound] processing = "process"` (the default) the SMTP listener runs here, and the
+    journal processor and the delivery worker each in a child process (`maild work --role`),
+    restarted if they die: each keeps its own interpreter lock, so the listener answers within
+    milliseconds while mail is processed and sent, and the two cores both work.
     """
     parts = build(settings)
     split = settings.inbound.processing == "process"
@@ -244,40 +261,43 @@ def run(settings: Settings) -> int:
         if not split:
             await serve(parts, stop)
             return
-        child_stop = asyncio.Event()
-        supervisor = asyncio.create_task(_supervise(settings, stop, child_stop))
-        await serve(parts, stop, work=False)  # returns once the listener is closed
-        child_stop.set()
-        await supervisor
+        stops = {role: asyncio.Event() for role in ROLES}
+        children = {role: asyncio.create_task(_supervise(settings, role, stop, stops[role]))
+                    for role in ROLES}
+        await serve(parts, stop, process=False, deliver=False)  # returns once closed
+        for role in ROLES:  # in order: what the processor queues, the deliverer then sends
+            stops[role].set()
+            await children[role]
 
     asyncio.run(main())
     return 0
 
 
-def work(settings: Settings) -> int:
-    """`maild work`: the processor and delivery worker of a split daemon."""
+def work(settings: Settings, roles: tuple[str, ...] = ROLES) -> int:
+    """`maild work`: the journal processor and/or the delivery worker of a split daemon."""
     parts = build(settings, sync_config=False)
 
     async def main() -> None:
         stop = asyncio.Event()
         _on_signals(stop)
-        await serve(parts, stop, listen=False, poll_seconds=0.05)
+        await serve(parts, stop, listen=False, process="process" in roles,
+                    deliver="deliver" in roles, poll_seconds=0.05)
 
     asyncio.run(main())
     return 0
 
 
-async def _supervise(settings: Settings, stop: asyncio.Event, child_stop: asyncio.Event,
-                     shutdown_seconds: float = 15.0) -> None:
-    """Keep one `maild work` child running; on stop, let it finish its work and flush."""
+async def _supervise(settings: Settings, role: str, stop: asyncio.Event,
+                     child_stop: asyncio.Event, shutdown_seconds: float = 15.0) -> None:
+    """Keep one `maild work --role ROLE` child running; on stop, let it finish its work."""
     argv = [sys.executable, "-m", "maild"]
     if settings.source is not None:
         argv += ["--config", str(settings.source)]
-    argv.append("work")
+    argv += ["work", "--role", role]
     backoff = 1.0
     while True:
         proc = await asyncio.create_subprocess_exec(*argv)
-        log.info("maild: worker process %d started", proc.pid)
+        log.info("maild: %s process %d started", role, proc.pid)
         exited = asyncio.create_task(proc.wait())
         stopping = asyncio.create_task(child_stop.wait())
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -287,7 +307,8 @@ async def _supervise(settings: Settings, stop: asyncio.Event, child_stop: asynci
                 try:
                     await asyncio.wait_for(exited, shutdown_seconds)
                 except TimeoutError:
-                    log.error("maild: worker process %d did not stop; killing it", proc.pid)
+                    log.error("maild: %s process %d did not stop; killing it", role,
+                              proc.pid)
                     proc.kill()
                     await proc.wait()
             return
@@ -295,7 +316,7 @@ async def _supervise(settings: Settings, stop: asyncio.Event, child_stop: asynci
         if stop.is_set():  # it was told to stop with us (SIGINT reaches the whole group)
             await child_stop.wait()
             return
-        log.error("maild: worker process exited with %s; restarting in %.0f s",
+        log.error("maild: %s process exited with %s; restarting in %.0f s", role,
                   proc.returncode, backoff)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, 60.0)

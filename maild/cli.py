@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_work(args: argparse.Namespace) -> int:
-    return app.work(_settings(args))
+    return app.work(_settings(args), tuple(args.role or app.ROLES))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -208,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     add("run", cmd_run, help="run the daemon")
-    add("work", cmd_work, help="the daemon's worker process (started by `maild run`)")
+    sp = add("work", cmd_work, help="a worker process of the daemon (started by `maild run`)")
+    sp.add_argument("--role", action="append", choices=app.ROLES,
+                    help="process the journal, deliver notifications (default: both)")
     sp = add("init", cmd_init, help="write a starting config with a fresh secret")
     sp.add_argument("output", nargs="?", default="config.toml")
     sp.add_argument("--force", action="store_true")

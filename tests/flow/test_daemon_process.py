@@ -37,9 +37,12 @@ def count(db: Path, sql: str) -> int:
         return int(conn.execute(sql).fetchone()[0])
 
 
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+def children(pid: int) -> dict[str, int]:
+    """The worker processes of a `maild run`, by role."""
+    out = subprocess.run(["pgrep", "-a", "-P", str(pid)], capture_output=True,
+                         text=True).stdout
+    return {line.split("--role ")[1].split()[0]: int(line.split()[0])
+            for line in out.splitlines() if "--role " in line}
 
 
 @pytest.fixture
@@ -97,13 +100,16 @@ def test_run_splits_listener_and_worker_and_stops_on_sigterm(daemon) -> None:
     wait_for(lambda: db.exists() and count(db, "SELECT count(*) FROM tickets") == 1)
     wait_for(lambda: maildir.exists() and len(os.listdir(maildir)) == 2)  # ack + owner
 
-    # the worker child dies: the listener keeps taking mail and a new worker processes it
-    [worker] = children(proc.pid)
-    os.kill(worker, signal.SIGKILL)
+    # one listener here, a processor and a deliverer as children
+    workers = children(proc.pid)
+    assert set(workers) == {"process", "deliver"}
+    # the processor dies: the listener keeps taking mail and a new processor handles it
+    os.kill(workers["process"], signal.SIGKILL)
     send(port, "Second")
     wait_for(lambda: count(db, "SELECT count(*) FROM tickets") == 2, seconds=30)
-    [replacement] = children(proc.pid)
-    assert replacement != worker
+    replacement = children(proc.pid)
+    assert replacement["process"] != workers["process"]
+    assert replacement["deliver"] == workers["deliver"]
 
     send(port, "Third")
     proc.send_signal(signal.SIGTERM)
