@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from functools import partial
 from html import escape, unescape
 from itertools import islice
 from typing import Any
 
 import bleach
 from bleach.html5lib_shim import Filter
-from bleach.linkifier import LinkifyFilter
 
 MAX_HTML_CHARS = 8_000_000  # inline data: images make big HTML bodies that are cheap to read
 MAX_TOKENS = 200_000
@@ -186,21 +184,19 @@ def _attribute_ok(tag: str, name: str, value: str) -> bool:
     return True
 
 
-def _rel(attrs: dict[tuple[str | None, str], str], new: bool = False
-         ) -> dict[tuple[str | None, str], str]:
-    if (None, "href") in attrs:
-        attrs[(None, "rel")] = "nofollow noopener"
-    return attrs
-
-
-class _DropBareImages(Filter):  # type: ignore[misc]
-    """An image whose source was refused is dropped, not left as an empty <img>."""
+class _Finish(Filter):  # type: ignore[misc]
+    """After bleach's allow-list: drop an image whose source was refused (rather than leave
+    an empty <img>) and mark every link rel="nofollow noopener". (bleach's LinkifyFilter does
+    the latter too, but also scans all text for URLs, which tripled the cost.)"""
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for token in super().__iter__():
-            if (token["type"] in ("StartTag", "EmptyTag") and token["name"] == "img"
-                    and not any(key[1] == "src" for key in token["data"])):
-                continue
+            if token["type"] in ("StartTag", "EmptyTag"):
+                attrs = token["data"]
+                if token["name"] == "img" and not any(k[1] == "src" for k in attrs):
+                    continue
+                if token["name"] == "a" and (None, "href") in attrs:
+                    attrs[(None, "rel")] = "nofollow noopener"
             yield token
 
 
@@ -208,7 +204,7 @@ _CLEANER = bleach.sanitizer.Cleaner(
     tags=_ALLOWED_TAGS, attributes=_attribute_ok,
     protocols={"http", "https", "mailto", "cid", "data"},  # data:/cid: only pass for img src
     strip=True, strip_comments=True,
-    filters=[_DropBareImages, partial(LinkifyFilter, callbacks=[_rel], parse_email=False)])
+    filters=[_Finish])
 
 
 _RAW_START = re.compile(r"<(" + "|".join(sorted(_RAW_TEXT)) + r")[\t\n\f\r />]", re.IGNORECASE)
