@@ -1,8 +1,10 @@
 """The composition root: settings → engine → clock → services → listener → worker.
 
 The only module that wires things together. `build()` makes the parts (sync, also used by
-the CLI); `serve()` runs them in one event loop until asked to stop, then shuts down in a
-bounded time: stop accepting, finish what is in flight, flush the outbox.
+the CLI); `serve()` runs any of the three roles (listener, journal processor, delivery
+worker) in one event loop until asked to stop, then shuts down in a bounded time: stop
+accepting, finish what is in flight, flush the outbox. `run()` is `maild run`: the listener
+here and the other two roles in supervised child processes (`work()`), or all inline.
 """
 
 from __future__ import annotations
