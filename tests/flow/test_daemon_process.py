@@ -38,11 +38,17 @@ def count(db: Path, sql: str) -> int:
 
 
 def children(pid: int) -> dict[str, int]:
-    """The worker processes of a `maild run`, by role."""
-    out = subprocess.run(["pgrep", "-a", "-P", str(pid)], capture_output=True,
-                         text=True).stdout
-    return {line.split("--role ")[1].split()[0]: int(line.split()[0])
-            for line in out.splitlines() if "--role " in line}
+    """The worker processes of a `maild run`, by role (read from /proc)."""
+    found: dict[str, int] = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or gone meanwhile
+        if ppid == pid and b"--role" in argv:
+            found[argv[argv.index(b"--role") + 1].decode()] = int(proc.name)
+    return found
 
 
 @pytest.fixture
