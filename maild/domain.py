@@ -108,7 +108,7 @@ class Parsed:
     headers: tuple[tuple[str, str], ...] = ()  # (lower-case name, decoded value), in order
     content_type: str = "text/plain"  # top-level, lower-case
     text: str = ""  # the readable body: first text/plain part, or text made from the HTML
-    html: str | None = None  # sanitised HTML body when the mail had one
+    html: str | None = None  # sanitised HTML when it is the body (no text alternative)
     attachments: tuple[Attachment, ...] = ()
     report: DeliveryReport | None = None  # set when the mail is a delivery status report
     own_loop: bool = False
