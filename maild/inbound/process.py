@@ -96,6 +96,10 @@ class Pipeline:
             raw, envelope, state = journal.load(s, journal_id)
         if state is not JournalState.PENDING:
             return None
+        return self.run_loaded(journal_id, raw, envelope)
+
+    def run_loaded(self, journal_id: int, raw: bytes, envelope: Envelope) -> Outcome | None:
+        """Process a pending row already read (see `next_batch`)."""
         try:
             parsed = parse_mail(raw, limits=self.config.limits, signer=self.signer)
         except ParseError as exc:
@@ -177,6 +181,12 @@ class Pipeline:
         with transaction(self.reader) as s:
             return journal.pending_ids(s, self.clock.now(), limit)
 
+    def next_batch(self, limit: int = 32,
+                   max_bytes: int = 16 * 1024 * 1024) -> list[tuple[int, bytes, Envelope]]:
+        """Pending rows with their mail, read in one transaction (not one per mail)."""
+        with transaction(self.reader) as s:
+            return journal.load_pending(s, limit, max_bytes)
+
     def drain(self) -> int:
         """Process everything pending now (used by the CLI and tests)."""
         done = 0
@@ -204,9 +214,9 @@ class Processor:
     async def run(self) -> None:
         while not self._stop:
             self._wake.clear()
-            ids = await asyncio.to_thread(self.pipeline.pending)
-            if ids:
-                await asyncio.to_thread(self._run_batch, ids)
+            batch = await asyncio.to_thread(self.pipeline.next_batch)
+            if batch:
+                await asyncio.to_thread(self._run_batch, batch)
                 self.on_batch()
                 continue
             try:
@@ -214,15 +224,15 @@ class Processor:
             except TimeoutError:
                 pass
 
-    def _run_batch_now(self, ids: list[int]) -> None:
-        for jid in ids:
-            self.pipeline.run_one(jid)
+    def _run_batch_now(self, batch: list[tuple[int, bytes, Envelope]]) -> None:
+        for jid, raw, envelope in batch:
+            self.pipeline.run_loaded(jid, raw, envelope)
 
-    def _run_batch(self, ids: list[int]) -> None:
-        for jid in ids:
+    def _run_batch(self, batch: list[tuple[int, bytes, Envelope]]) -> None:
+        for jid, raw, envelope in batch:
             if self._stop:
                 return
-            self.pipeline.run_one(jid)
+            self.pipeline.run_loaded(jid, raw, envelope)
 
     def stop(self) -> None:
         self._stop = True
@@ -233,7 +243,7 @@ class Processor:
         loop = asyncio.get_running_loop()
         end = loop.time() + budget_seconds
         while loop.time() < end:
-            ids = await asyncio.to_thread(self.pipeline.pending, 20)
-            if not ids:
+            batch = await asyncio.to_thread(self.pipeline.next_batch)
+            if not batch:
                 return
-            await asyncio.to_thread(self._run_batch_now, ids)
+            await asyncio.to_thread(self._run_batch_now, batch)

@@ -60,8 +60,7 @@ def load(s: Session, journal_id: int) -> tuple[bytes, Envelope, JournalState]:
     row = s.connection().execute(_LOAD, {"jid": journal_id}).first()
     if row is None:
         raise NotFound(f"no journal entry {journal_id}")
-    env = Envelope(mail_from=row.mail_from, rcpt_tos=tuple(filter(None, row.rcpt_tos.split("\n"))),
-                   channel=Channel(row.channel))
+    env = _envelope(row.mail_from, row.rcpt_tos, row.channel)
     return bytes(row.raw), env, JournalState(row.state)
 
 
@@ -103,6 +102,35 @@ def pending_ids(s: Session, now: datetime, limit: int = 100) -> list[int]:
                 or_(Journal.lease_until.is_(None), Journal.lease_until < now))
          .order_by(Journal.id).limit(limit))
     return list(s.scalars(q))
+
+
+_PENDING_SIZES = (select(Journal.id, Journal.size)
+                  .where(Journal.state == JournalState.PENDING.value)
+                  .order_by(Journal.id).limit(bindparam("limit")))
+_LOAD_MANY = (select(Journal.id, Journal.raw, Journal.mail_from, Journal.rcpt_tos,
+                     Journal.channel).where(Journal.id.in_(bindparam("ids", expanding=True)))
+              .order_by(Journal.id))
+
+
+def load_pending(s: Session, limit: int, max_bytes: int) -> list[tuple[int, bytes, Envelope]]:
+    """The next pending rows with their mail, as many as fit in `max_bytes` (at least one)."""
+    conn = s.connection()
+    ids: list[int] = []
+    total = 0
+    for jid, size in conn.execute(_PENDING_SIZES, {"limit": limit}):
+        if ids and total + size > max_bytes:
+            break
+        ids.append(jid)
+        total += size
+    if not ids:
+        return []
+    return [(r.id, bytes(r.raw), _envelope(r.mail_from, r.rcpt_tos, r.channel))
+            for r in conn.execute(_LOAD_MANY, {"ids": ids})]
+
+
+def _envelope(mail_from: str, rcpt_tos: str, channel: str) -> Envelope:
+    return Envelope(mail_from=mail_from, rcpt_tos=tuple(filter(None, rcpt_tos.split("\n"))),
+                    channel=Channel(channel))
 
 
 _SEEN = select(Journal.id, Journal.state).where(Journal.message_id == bindparam("mid"))
