@@ -53,7 +53,7 @@ class Intake:
 
     def _commit(self, items: list[Incoming]) -> list[int]:
         with transaction(self._factory) as s:
-            return journal.insert(s, items, self._clock.now())
+            return journal.insert_many(s, items, self._clock.now())
 
     def commit_now(self, item: Incoming) -> int:
         """Synchronous form for the CLI (`maild inject`) and IMAP batches."""

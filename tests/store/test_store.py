@@ -69,7 +69,8 @@ def test_journal_finish_is_an_optimistic_claim_and_requeue(
     env = Envelope(mail_from="a@b.example", rcpt_tos=("support@example.com",),
                    channel=Channel.SMTP)
     with db.transaction(factory) as s:
-        [jid] = journal.insert(s, [Incoming(envelope=env, raw=b"Subject: x\r\n\r\nhi")], NOW)
+        [jid] = journal.insert_many(s, [Incoming(envelope=env, raw=b"Subject: x\r\n\r\nhi")],
+                                   NOW)
     with db.transaction(factory) as s:
         assert journal.pending_ids(s, NOW) == [jid]
         assert journal.finish(s, jid, JournalState.QUARANTINED, NOW, outcome="quarantined",
@@ -112,3 +113,18 @@ def test_outbox_lease_retry_and_cap_count(factory: sessionmaker[Session]) -> Non
         again = outbox.claim(s, NOW + timedelta(minutes=2), timedelta(minutes=5), 10)
         assert [m.id for m in again] == [ids[1]] and again[0].attempts == 2
         assert outbox.counts(s) == {"sent": 1, "dead": 1, "pending": 1, "held_back": 1}
+
+
+def test_journal_batch_insert_returns_ids_in_order(factory: sessionmaker[Session]) -> None:
+    items = [Incoming(envelope=Envelope(mail_from=f"s{i}@b.example", rcpt_tos=("x@y.example",),
+                                        channel=Channel.LMTP), raw=f"Subject: {i}\r\n\r\n".encode(),
+                      source=f"peer{i}") for i in range(5)]
+    with db.transaction(factory) as s:
+        ids = journal.insert_many(s, items, NOW)
+    with db.transaction(factory) as s:
+        assert [journal.entry(s, j).source for j in ids] == [f"peer{i}" for i in range(5)]
+        batch = journal.load_pending(s, limit=10, max_bytes=1)  # always at least one
+        assert [jid for jid, _, _ in batch] == ids[:1]
+        batch = journal.load_pending(s, limit=10, max_bytes=10_000)
+        assert [jid for jid, _, _ in batch] == ids
+        assert batch[2][1] == b"Subject: 2\r\n\r\n" and batch[2][2].mail_from == "s2@b.example"
