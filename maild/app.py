@@ -61,6 +61,7 @@ def prepare_database(settings: Settings, engine: Engine, *, upgrade: bool) -> No
     """Migrate an empty database (or any, when asked); refuse to run on an old schema."""
     if upgrade or db.is_empty(engine):
         db.upgrade(engine)
+        log.info("database schema is at the newest migration")
     elif db.needs_upgrade(engine):
         raise ConfigError("storage.database",
                           "the database schema is older than this maild; run `maild db upgrade`")
@@ -180,7 +181,8 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     try:
         await stop.wait()
     finally:
-        log.info("stopping: no new mail accepted; finishing work in flight")
+        log.info("stopping: %s", "no new mail accepted; finishing work in flight" if listen
+                 else "finishing work in flight")
         if server is not None:
             server.close()
             with contextlib.suppress(TimeoutError):
@@ -222,19 +224,19 @@ def _announce(parts: Parts, port: int | None, *, listen: bool, process: bool,
               deliver: bool) -> None:
     s = parts.settings
     if listen:
-        log.info("maild: config %s", s.source or "built-in defaults (no --config)")
-        log.info("maild: database %s", s.storage.database)
-        log.info("maild: data folder %s", s.storage.data_dir)
-        log.info("maild: %s listening on %s:%s", s.inbound.smtp.protocol.upper(),
+        log.info("config %s", s.source or "built-in defaults (no --config)")
+        log.info("database %s", s.storage.database)
+        log.info("data folder %s", s.storage.data_dir)
+        log.info("%s listening on %s:%s", s.inbound.smtp.protocol.upper(),
                  s.inbound.smtp.host, port)
         for g in s.groups:
-            log.info("maild: group %s takes %s", g.name, ", ".join(g.addresses))
+            log.info("group %s takes %s", g.name, ", ".join(g.addresses))
     if process:
-        log.info("maild: processing the journal")
+        log.info("processing the journal")
     if deliver:
         where = (f"relay {s.outbound.relay}" if s.outbound.relay
                  else f"maildir {s.storage.data_dir / 'outbox'}")
-        log.info("maild: delivering notifications to %s", where)
+        log.info("delivering notifications to %s", where)
 
 
 def _on_signals(stop: asyncio.Event) -> None:
@@ -299,7 +301,7 @@ async def _supervise(settings: Settings, role: str, stop: asyncio.Event,
     backoff = 1.0
     while True:
         proc = await asyncio.create_subprocess_exec(*argv)
-        log.info("maild: %s process %d started", role, proc.pid)
+        log.info("%s process %d started", role, proc.pid)
         exited = asyncio.create_task(proc.wait())
         stopping = asyncio.create_task(child_stop.wait())
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -309,7 +311,7 @@ async def _supervise(settings: Settings, role: str, stop: asyncio.Event,
                 try:
                     await asyncio.wait_for(exited, shutdown_seconds)
                 except TimeoutError:
-                    log.error("maild: %s process %d did not stop; killing it", role,
+                    log.error("%s process %d did not stop; killing it", role,
                               proc.pid)
                     proc.kill()
                     await proc.wait()
@@ -318,7 +320,7 @@ async def _supervise(settings: Settings, role: str, stop: asyncio.Event,
         if stop.is_set():  # it was told to stop with us (SIGINT reaches the whole group)
             await child_stop.wait()
             return
-        log.error("maild: %s process exited with %s; restarting in %.0f s", role,
+        log.error("%s process exited with %s; restarting in %.0f s", role,
                   proc.returncode, backoff)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, 60.0)

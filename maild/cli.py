@@ -256,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if not args.verbose:  # aiosmtpd logs every SMTP command at INFO: noise, and CPU per mail
         logging.getLogger("mail.log").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # each process checks the schema
     try:
         return int(args.func(args))
     except ConfigError as exc:
