@@ -149,9 +149,6 @@ def seen_message_id(s: Session, message_id: str, before_id: int) -> int | None:
     return None
 
 
-def set_message_id(s: Session, journal_id: int, message_id: str | None) -> None:
-    s.execute(update(Journal).where(Journal.id == journal_id).values(message_id=message_id))
-
 
 def entries(s: Session, *, state: JournalState | None = None,
             limit: int = 100) -> list[JournalEntry]:
