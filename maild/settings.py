@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from maild.domain import Access
 from maild.errors import ConfigError
+from maild.rules.transitions import StatusMap, parse_status_map
 
 DEFAULT_DATA_DIR = "maild-data"
 DEFAULT_PRIORITIES = ("very_low", "low", "medium", "high", "very_high", "critical")
@@ -115,6 +116,7 @@ class Settings:
     tickets: TicketSettings
     groups: tuple[GroupSettings, ...]
     users: tuple[UserSettings, ...]
+    status_map: StatusMap | None = None  # None: every move allowed ([status_map] absent)
     source: Path | None = None  # the file read, None for built-in defaults
 
     def group(self, name: str) -> GroupSettings | None:
@@ -204,7 +206,7 @@ class _Section:
 
 
 TOP_KEYS = {"site", "storage", "security", "inbound", "outbound", "limits", "tickets",
-            "groups", "users"}
+            "groups", "users", "status_map"}
 
 
 def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -> Settings:
@@ -224,7 +226,19 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
     groups = _groups(top.raw.get("groups", []), users)
     return Settings(site=site, storage=storage, secret_key=secret, inbound=inbound,
                     outbound=outbound, limits=limits, tickets=tickets, groups=groups,
-                    users=users, source=source)
+                    users=users, status_map=_status_map(top.raw.get("status_map")),
+                    source=source)
+
+
+def _status_map(raw: Any) -> StatusMap | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError("status_map", "must be a table of status = [next statuses]")
+    status_map, errors = parse_status_map(raw)
+    if errors:
+        raise ConfigError(*errors[0])
+    return status_map
 
 
 def _site(s: _Section) -> SiteSettings:

@@ -35,6 +35,7 @@ def test_init_writes_a_valid_config_with_a_fresh_secret(tmp_path, capsys):
     assert load_settings(target).secret_key != load_settings(other).secret_key
     code, out, _ = run(capsys, "--config", str(target), "check-config")
     assert code == 0 and "OK" in out
+    assert load_settings(target).status_map is not None  # the example's map reads
     code, _, err = run(capsys, "init", str(target))  # never overwrites by accident
     assert code == 1 and "exists" in err
 
@@ -50,6 +51,8 @@ def test_init_writes_a_valid_config_with_a_fresh_secret(tmp_path, capsys):
     ('[[users]]\nlogin = "a"\nemails = ["a@example.com"]\ngroups = { S = "admin" }\n',
      "users[0].groups.S"),
     ('[storage]\ndatabse = "sqlite:///x.db"\n', "storage.databse"),
+    ('[status_map]\nnew = ["asigned"]\n', "status_map.new"),
+    ('[status_map]\nneww = ["assigned"]\n', "status_map.neww"),
 ])
 def test_check_config_names_the_key(tmp_path, capsys, bad, key):
     path = tmp_path / "c.toml"
