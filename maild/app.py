@@ -86,7 +86,8 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
         message_domain=out.reply_domain, default_priority=settings.tickets.default_priority,
         new_tickets_per_sender_per_hour=settings.limits.new_tickets_per_sender_per_hour,
         auto_replies_per_day=settings.limits.auto_replies_per_day,
-        default_wu_time=settings.tickets.default_wu_time), directory=directory)
+        default_wu_time=settings.tickets.default_wu_time,
+        reopen_on_reply=settings.tickets.reopen_on_reply), directory=directory)
     own = {out.from_addr, f"{out.reply_local}@{out.reply_domain}"}
     own.update(a for g in settings.groups for a in g.addresses)
     pipeline = Pipeline(factory=factory, reader=reader, desk=desk, signer=signer, clock=clock,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +48,7 @@ class DeskConfig:
     new_tickets_per_sender_per_hour: int = 20
     auto_replies_per_day: int = 40
     default_wu_time: float = 0.0
+    reopen_on_reply: bool = True  # the creator's mail to a closed ticket reopens it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,7 +98,8 @@ class Desk:
         return self.directory.staff.get(user_id) or queries.user_ref(s, user_id)
 
     # -- opening -------------------------------------------------------------------------------
-    def open_ticket(self, s: Session, group_id: int, mail: MailIn) -> Outcome:
+    def open_ticket(self, s: Session, group_id: int, mail: MailIn, *,
+                    parent_id: int | None = None) -> Outcome:
         now = self.clock.now()
         group = self.directory.groups[group_id]
         user = self.user_for_address(s, mail.sender.addr)
@@ -124,8 +126,7 @@ class Desk:
             s, title=row.title, description=row.description, status=row.status,
             priority=row.priority, group_id=group.id, creator_id=user.id,
             owner_id=row.owner_id, editor=mail.channel.value, creator_group_id=group.id,
-            thread_id=thread_id, blocked=False, sla_disabled=False, created_at=now,
-            updated_at=now))
+            thread_id=thread_id, parent_id=parent_id, created_at=now, updated_at=now))
         tickets.insert_history(s, [{"ticket_id": row.id, "user_id": user.id, "at": now,
                                     "field": "created", "old": None, "new": Status.NEW.value}])
         self._workunit(s, row.id, user.id, mail, now)
@@ -151,6 +152,13 @@ class Desk:
                      internal: bool = False) -> Outcome:
         now = self.clock.now()
         row = queries.ticket_row(s, ticket_id)
+        if (row.status == Status.CLOSED.value and author_id == row.creator_id
+                and self.config.reopen_on_reply):
+            if row.blocked:  # the spec: a locked ticket cannot reopen; its sequel is a child
+                outcome = self.open_ticket(s, row.group_id, mail, parent_id=row.id)
+                return replace(outcome, outcome=f"{outcome.outcome} (ticket {row.id} is "
+                                                "closed and locked)")
+            row = self._reopen(s, row, author_id, now)
         author = self.user(s, author_id)
         wu_id = self._workunit(s, ticket_id, author_id, mail, now, internal=internal)
         tickets.touch(s, ticket_id, now)
@@ -168,6 +176,14 @@ class Desk:
         outbox.add_many(s, [n for n in notes if n], now)
         return Outcome(state=JournalState.DONE,
                        outcome=f"workunit {wu_id} on ticket {ticket_id}", ticket_id=ticket_id)
+
+    def _reopen(self, s: Session, row: TicketRow, user_id: int, now: datetime) -> TicketRow:
+        tickets.set_status(s, row.id, Status.REOPENED.value, now)
+        tickets.insert_history(s, [{"ticket_id": row.id, "user_id": user_id, "at": now,
+                                    "field": "status", "old": row.status,
+                                    "new": Status.REOPENED.value}])
+        log.info("ticket %d reopened by its creator's mail", row.id)
+        return replace(row, status=Status.REOPENED.value)
 
     def _workunit(self, s: Session, ticket_id: int, author_id: int, mail: MailIn,
                   now: datetime, *, internal: bool = False) -> int:

@@ -84,6 +84,7 @@ class TicketSettings:
     default_priority: str = "medium"
     resolutions: tuple[str, ...] = DEFAULT_RESOLUTIONS
     default_wu_time: float = 0.0
+    reopen_on_reply: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,14 +348,15 @@ def _limits(raw: Any) -> LimitSettings:
 
 def _tickets(raw: Any) -> TicketSettings:
     s = _Section(raw, "tickets", {"priorities", "default_priority", "resolutions",
-                                  "default_wu_time"})
+                                  "default_wu_time", "reopen_on_reply"})
     prios = s.strings("priorities", DEFAULT_PRIORITIES)
     default = s.get("default_priority", str, "medium" if "medium" in prios else prios[0])
     if default not in prios:
         raise ConfigError("tickets.default_priority", f"{default!r} is not in tickets.priorities")
     return TicketSettings(priorities=prios, default_priority=default,
                           resolutions=s.strings("resolutions", DEFAULT_RESOLUTIONS),
-                          default_wu_time=s.get("default_wu_time", float, 0.0))
+                          default_wu_time=s.get("default_wu_time", float, 0.0),
+                          reopen_on_reply=s.get("reopen_on_reply", bool, True))
 
 
 def _users(raw: Any) -> tuple[UserSettings, ...]:

@@ -71,6 +71,7 @@ class TicketRow:
     resolution: str | None
     created_at: datetime
     updated_at: datetime
+    blocked: bool = False  # a locked closed ticket
 
     def with_id(self, ticket_id: int) -> TicketRow:
         return dataclasses.replace(self, id=ticket_id)
@@ -81,7 +82,7 @@ class TicketRow:
 
 _TICKET_ROW = (Ticket.id, Ticket.title, Ticket.description, Ticket.status, Ticket.priority,
                Ticket.group_id, Ticket.creator_id, Ticket.owner_id, Ticket.thread_id,
-               Ticket.resolution, Ticket.created_at, Ticket.updated_at)
+               Ticket.resolution, Ticket.created_at, Ticket.updated_at, Ticket.blocked)
 
 
 _ROW = select(*_TICKET_ROW).where(Ticket.id == bindparam("tid"))

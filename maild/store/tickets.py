@@ -32,6 +32,8 @@ _INSERT_WORKUNIT = insert(Workunit).returning(Workunit.id)
 _INSERT_ATTACHMENT = insert(AttachmentRow)
 _INSERT_HISTORY = insert(History)
 _INSERT_REF = insert(MessageRef)
+_STATUS = (update(Ticket).where(Ticket.id == bindparam("tid"))
+           .values(status=bindparam("status"), updated_at=bindparam("now")))
 _TOUCH = update(Ticket).where(Ticket.id == bindparam("tid")).values(updated_at=bindparam("now"))
 
 
@@ -86,3 +88,7 @@ def insert_message_refs(s: Session, rows: list[dict[str, Any]]) -> None:
 
 def touch(s: Session, ticket_id: int, now: datetime) -> None:
     s.connection().execute(_TOUCH, {"tid": ticket_id, "now": now})
+
+
+def set_status(s: Session, ticket_id: int, status: str, now: datetime) -> None:
+    s.connection().execute(_STATUS, {"tid": ticket_id, "status": status, "now": now})

@@ -14,7 +14,7 @@ from maild.errors import TransientStoreError
 from maild.store.db import transaction
 from maild.store.models import Bounce, Outbox
 from maild.tokens import Signer, make_address, split_address
-from tests.conftest import SECRET, mail
+from tests.conftest import SECRET, Daemon, mail
 
 
 def reply_token(received) -> str:
@@ -308,3 +308,50 @@ async def test_store_failure_before_commit_answers_451(database, make_settings, 
     await d.send(mail())
     await d.settle()
     assert len(d.tickets()) == 1
+
+
+def close_ticket(d: Daemon, ticket_id: int, *, locked: bool) -> None:
+    """Close a ticket in the store (the #close command comes with issue 3)."""
+    from sqlalchemy import update
+
+    from maild.store.models import Ticket
+
+    with transaction(d.parts.factory) as s:
+        s.execute(update(Ticket).where(Ticket.id == ticket_id).values(
+            status="closed", blocked=locked, closed_at=d.parts.clock.now()))
+
+
+async def test_creators_reply_reopens_a_closed_ticket(database, make_settings, start_daemon):
+    d = await start_daemon(make_settings(database))
+    await d.send(mail())
+    await d.settle()
+    [ack] = d.sink.to("alice@customer.example")
+    [t] = d.tickets()
+    close_ticket(d, t.id, locked=False)
+    await d.send(mail(subject="Re: x", body="It is burning again.\n"),
+                 rcpts=[make_address("support", reply_token(ack), "example.com")])
+    await d.settle()
+    view = d.ticket(t.id)
+    assert view.status is Status.REOPENED
+    assert view.workunits[-1].text == "It is burning again."
+    assert [(h.field, h.old, h.new) for h in view.history][-1] == ("status", "closed",
+                                                                   "reopened")
+    assert "reopened" in d.sink.to("ramon@example.com")[-1].text  # the owner sees it
+
+
+async def test_reply_to_a_locked_ticket_opens_a_child(database, make_settings, start_daemon):
+    d = await start_daemon(make_settings(database))
+    await d.send(mail())
+    await d.settle()
+    [ack] = d.sink.to("alice@customer.example")
+    [t] = d.tickets()
+    close_ticket(d, t.id, locked=True)
+    await d.send(mail(subject="Re: [#1] Printer on fire", body="Again!\n"),
+                 rcpts=[make_address("support", reply_token(ack), "example.com")])
+    await d.settle()
+    assert d.ticket(t.id).status is Status.CLOSED
+    assert len(d.ticket(t.id).workunits) == 1
+    [child] = [x for x in d.tickets() if x.id != t.id]
+    assert d.ticket(child.id).parent_id == t.id
+    assert d.ticket(child.id).description == "Again!"
+    assert any("closed and locked" in (e.outcome or "") for e in d.journal())
