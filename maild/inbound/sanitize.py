@@ -237,10 +237,20 @@ def sanitize_html(html: str) -> str:
         source = _CONTROL.sub("", source)
     if (len(source) > MAX_BLEACH_CHARS or source.count("<") > MAX_BLEACH_TAGS
             or source.count("&") > MAX_BLEACH_ENTITIES):
-        return "<pre>" + escape(html_to_text(source)) + "</pre>"
-    return str(_CLEANER.clean(_drop_raw_text(source))).strip()
+        return _as_text(source)
+    # html5lib serialises some misnested markup (a list item in a table) into HTML that it
+    # parses differently again; what we store must be stable, so clean until it is.
+    out = str(_CLEANER.clean(_drop_raw_text(source))).strip()
+    for _ in range(2):
+        again = str(_CLEANER.clean(out)).strip()
+        if again == out:
+            return out
+        out = again
+    return _as_text(source)
 
 
+def _as_text(source: str) -> str:
+    return "<pre>" + escape(html_to_text(source), quote=False) + "</pre>"
 
 
 
