@@ -177,24 +177,11 @@ class Pipeline:
         return self.desk.refuse(s, mail, template=m.template, reason=m.reason)
 
     # -- the queue -----------------------------------------------------------------------------
-    def pending(self, limit: int = 200) -> list[int]:
-        with transaction(self.reader) as s:
-            return journal.pending_ids(s, self.clock.now(), limit)
-
     def next_batch(self, limit: int = 32,
                    max_bytes: int = 16 * 1024 * 1024) -> list[tuple[int, bytes, Envelope]]:
         """Pending rows with their mail, read in one transaction (not one per mail)."""
         with transaction(self.reader) as s:
             return journal.load_pending(s, limit, max_bytes)
-
-    def drain(self) -> int:
-        """Process everything pending now (used by the CLI and tests)."""
-        done = 0
-        while ids := self.pending():
-            for jid in ids:
-                if self.run_one(jid) is not None:
-                    done += 1
-        return done
 
 
 class Processor:
@@ -224,13 +211,10 @@ class Processor:
             except TimeoutError:
                 pass
 
-    def _run_batch_now(self, batch: list[tuple[int, bytes, Envelope]]) -> None:
+    def _run_batch(self, batch: list[tuple[int, bytes, Envelope]], *,
+                   stoppable: bool = True) -> None:
         for jid, raw, envelope in batch:
-            self.pipeline.run_loaded(jid, raw, envelope)
-
-    def _run_batch(self, batch: list[tuple[int, bytes, Envelope]]) -> None:
-        for jid, raw, envelope in batch:
-            if self._stop:
+            if stoppable and self._stop:
                 return
             self.pipeline.run_loaded(jid, raw, envelope)
 
@@ -246,4 +230,4 @@ class Processor:
             batch = await asyncio.to_thread(self.pipeline.next_batch)
             if not batch:
                 return
-            await asyncio.to_thread(self._run_batch_now, batch)
+            await asyncio.to_thread(self._run_batch, batch, stoppable=False)

@@ -310,6 +310,19 @@ async def test_store_failure_before_commit_answers_451(database, make_settings, 
     assert len(d.tickets()) == 1
 
 
+async def reply_to_closed_ticket(d: Daemon, body: str, *, locked: bool) -> int:
+    """Alice opens a ticket, it gets closed, she answers her acknowledgement; its id."""
+    await d.send(mail())
+    await d.settle()
+    [ack] = d.sink.to("alice@customer.example")
+    [t] = d.tickets()
+    close_ticket(d, t.id, locked=locked)
+    await d.send(mail(subject=f"Re: {ack['Subject']}", body=body),
+                 rcpts=[make_address("support", reply_token(ack), "example.com")])
+    await d.settle()
+    return int(t.id)
+
+
 def close_ticket(d: Daemon, ticket_id: int, *, locked: bool) -> None:
     """Close a ticket in the store (the #close command comes with issue 3)."""
     from sqlalchemy import update
@@ -323,15 +336,8 @@ def close_ticket(d: Daemon, ticket_id: int, *, locked: bool) -> None:
 
 async def test_creators_reply_reopens_a_closed_ticket(database, make_settings, start_daemon):
     d = await start_daemon(make_settings(database))
-    await d.send(mail())
-    await d.settle()
-    [ack] = d.sink.to("alice@customer.example")
-    [t] = d.tickets()
-    close_ticket(d, t.id, locked=False)
-    await d.send(mail(subject="Re: x", body="It is burning again.\n"),
-                 rcpts=[make_address("support", reply_token(ack), "example.com")])
-    await d.settle()
-    view = d.ticket(t.id)
+    tid = await reply_to_closed_ticket(d, "It is burning again.\n", locked=False)
+    view = d.ticket(tid)
     assert view.status is Status.REOPENED
     assert view.workunits[-1].text == "It is burning again."
     assert [(h.field, h.old, h.new) for h in view.history][-1] == ("status", "closed",
@@ -341,17 +347,10 @@ async def test_creators_reply_reopens_a_closed_ticket(database, make_settings, s
 
 async def test_reply_to_a_locked_ticket_opens_a_child(database, make_settings, start_daemon):
     d = await start_daemon(make_settings(database))
-    await d.send(mail())
-    await d.settle()
-    [ack] = d.sink.to("alice@customer.example")
-    [t] = d.tickets()
-    close_ticket(d, t.id, locked=True)
-    await d.send(mail(subject="Re: [#1] Printer on fire", body="Again!\n"),
-                 rcpts=[make_address("support", reply_token(ack), "example.com")])
-    await d.settle()
-    assert d.ticket(t.id).status is Status.CLOSED
-    assert len(d.ticket(t.id).workunits) == 1
-    [child] = [x for x in d.tickets() if x.id != t.id]
-    assert d.ticket(child.id).parent_id == t.id
+    tid = await reply_to_closed_ticket(d, "Again!\n", locked=True)
+    assert d.ticket(tid).status is Status.CLOSED
+    assert len(d.ticket(tid).workunits) == 1
+    [child] = [x for x in d.tickets() if x.id != tid]
+    assert d.ticket(child.id).parent_id == tid
     assert d.ticket(child.id).description == "Again!"
     assert any("closed and locked" in (e.outcome or "") for e in d.journal())
