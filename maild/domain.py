@@ -8,7 +8,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+
+DEFAULT_PRIORITIES = ("very_low", "low", "medium", "high", "very_high", "critical")
+DEFAULT_RESOLUTIONS = ("solved", "rejected", "missing_data", "expired", "duplicate", "other")
 
 
 class Status(enum.StrEnum):
@@ -161,6 +164,7 @@ class TicketView:
     sla_disabled: bool
     workunits: tuple[WorkunitView, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
+    children: tuple[int, ...] = ()
     custom: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -194,3 +198,23 @@ class HistoryEntry:
     field: str
     old: str | None
     new: str | None
+
+
+CommandValue = str | int | float | date | Status | tuple[str, ...] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    """One `#name args` line of a staff mail, read and syntax-checked (`inbound.commands`)."""
+
+    name: str
+    value: CommandValue
+    line: str  # as written, for the outcome mail
+
+
+@dataclass(frozen=True, kw_only=True)
+class LineError:
+    """A `#…` line of the command block that does not read; reported, never dropped."""
+
+    line: str
+    message: str

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from maild.domain import Access
+from maild.domain import DEFAULT_PRIORITIES, DEFAULT_RESOLUTIONS, Access
 from maild.errors import ConfigError
 from maild.rules.transitions import StatusMap, parse_status_map
 
 DEFAULT_DATA_DIR = "maild-data"
-DEFAULT_PRIORITIES = ("very_low", "low", "medium", "high", "very_high", "critical")
-DEFAULT_RESOLUTIONS = ("solved", "rejected", "missing_data", "expired", "duplicate", "other")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +102,16 @@ class UserSettings:
     admin: bool = False
     qa: bool = False
     company: str | None = None
+    kind: str = "staff"  # staff | customer (a grouped customer: sees the group's tickets)
+    independent: bool = False  # a customer who sees only their own tickets
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandAuth:
+    """What, beyond a verified reply token, a mail needs before its commands act."""
+
+    require: str = "none"  # none | dkim | spf | dkim_or_spf
+    authserv_id: str | None = None  # the trusted relay's name in Authentication-Results
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +126,7 @@ class Settings:
     groups: tuple[GroupSettings, ...]
     users: tuple[UserSettings, ...]
     status_map: StatusMap | None = None  # None: every move allowed ([status_map] absent)
+    command_auth: CommandAuth = field(default_factory=CommandAuth)
     source: Path | None = None  # the file read, None for built-in defaults
 
     def group(self, name: str) -> GroupSettings | None:
@@ -215,8 +224,10 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
     site = _site(_Section(top.raw.get("site"), "site", {"name", "url", "timezone"}))
     storage = _storage(
         _Section(top.raw.get("storage"), "storage", {"database", "data_dir"}), base)
-    sec = _Section(top.raw.get("security"), "security", {"secret_key", "secret_file"})
+    sec = _Section(top.raw.get("security"), "security", {
+        "secret_key", "secret_file", "command_authentication", "authserv_id"})
     secret = _secret(sec, base)
+    command_auth = _command_auth(sec)
     inbound = _inbound(top.raw.get("inbound"))
     outbound = _outbound(_Section(top.raw.get("outbound"), "outbound", {
         "from", "from_name", "reply_local", "reply_domain", "relay", "relay_user",
@@ -228,7 +239,20 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
     return Settings(site=site, storage=storage, secret_key=secret, inbound=inbound,
                     outbound=outbound, limits=limits, tickets=tickets, groups=groups,
                     users=users, status_map=_status_map(top.raw.get("status_map")),
-                    source=source)
+                    command_auth=command_auth, source=source)
+
+
+def _command_auth(s: _Section) -> CommandAuth:
+    require = s.get("command_authentication", str, "none")
+    if require not in ("none", "dkim", "spf", "dkim_or_spf"):
+        raise ConfigError("security.command_authentication",
+                          "must be \"none\", \"dkim\", \"spf\" or \"dkim_or_spf\"")
+    authserv = s.get("authserv_id", str, None)
+    if require != "none" and not authserv:
+        raise ConfigError("security.authserv_id",
+                          "is required with command_authentication: the name your receiving "
+                          "relay writes first in its Authentication-Results header")
+    return CommandAuth(require=require, authserv_id=authserv.lower() if authserv else None)
 
 
 def _status_map(raw: Any) -> StatusMap | None:
@@ -367,7 +391,14 @@ def _users(raw: Any) -> tuple[UserSettings, ...]:
     seen_emails: set[str] = set()
     for i, item in enumerate(raw):
         key = f"users[{i}]"
-        s = _Section(item, key, {"login", "name", "emails", "groups", "admin", "qa", "company"})
+        s = _Section(item, key, {"login", "name", "emails", "groups", "admin", "qa", "company",
+                                 "kind", "independent"})
+        kind = s.get("kind", str, "staff")
+        if kind not in ("staff", "customer"):
+            raise ConfigError(f"{key}.kind", "must be \"staff\" or \"customer\"")
+        independent = s.get("independent", bool, False)
+        if independent and kind != "customer":
+            raise ConfigError(f"{key}.independent", "only a customer can be independent")
         login = s.require("login", str).strip()
         if not login or login in seen_logins:
             raise ConfigError(f"{key}.login", f"{login!r} is empty or used twice")
@@ -388,14 +419,15 @@ def _users(raw: Any) -> tuple[UserSettings, ...]:
                                   f"must be view, edit or manage, got {level!r}") from None
         out.append(UserSettings(login=login, name=s.get("name", str, login), emails=emails,
                                 groups=groups, admin=s.get("admin", bool, False),
-                                qa=s.get("qa", bool, False), company=s.get("company", str, None)))
+                                qa=s.get("qa", bool, False), company=s.get("company", str, None),
+                                kind=kind, independent=independent))
     return tuple(out)
 
 
 def _groups(raw: Any, users: tuple[UserSettings, ...]) -> tuple[GroupSettings, ...]:
     if not isinstance(raw, list):
         raise ConfigError("groups", "must be an array of tables ([[groups]])")
-    logins = {u.login for u in users}
+    logins = {u.login for u in users if u.kind == "staff"}
     out: list[GroupSettings] = []
     seen_addr: set[str] = set()
     for i, item in enumerate(raw):
@@ -414,7 +446,8 @@ def _groups(raw: Any, users: tuple[UserSettings, ...]) -> tuple[GroupSettings, .
             seen_addr.add(a)
         owner = s.get("default_owner", str, None)
         if owner is not None and owner not in logins:
-            raise ConfigError(f"{key}.default_owner", f"no [[users]] entry has login {owner!r}")
+            raise ConfigError(f"{key}.default_owner",
+                              f"no staff [[users]] entry has login {owner!r}")
         out.append(GroupSettings(
             name=name, addresses=addresses, default_owner=owner,
             accept_unknown_senders=s.get("accept_unknown_senders", bool, True)))

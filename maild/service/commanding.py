@@ -1,0 +1,255 @@
+"""Staff commands by mail: judged by `rules.changes`, applied all together or not at all.
+
+Either way the text of the mail is kept (as an internal note when the block is refused, so
+words meant for staff never reach a customer by accident) and the sender gets one outcome
+mail listing every line as applied or refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from maild.domain import Command, JournalState, LineError, Status, UserKind
+from maild.rules.changes import (
+    CATALOGUE,
+    STAFF_ONLY_FIELDS,
+    Change,
+    Facts,
+    Plan,
+    TicketState,
+    WorkunitOptions,
+    allowed_next,
+    plan,
+)
+from maild.rules.policy import Actor, may
+from maild.rules.transitions import Denied
+from maild.service.values import MailIn, Opening, Outcome, clean_title
+from maild.store import outbox, queries, tickets
+from maild.store.queries import TicketRow, UserRef
+
+if TYPE_CHECKING:
+    from maild.service.desk import Desk, Note
+
+log = logging.getLogger("maild.service")
+
+Items = tuple[Command | LineError, ...]
+
+
+def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, mail: MailIn,
+                        items: Items, *, refuse_all: str | None) -> Outcome:
+    now = desk.clock.now()
+    row = queries.ticket_row(s, ticket_id)
+    author = desk.user(s, author_id)
+    before = _state(row, queries.ticket_cc(s, ticket_id))
+    writing = may(_actor(desk, author_id, row.group_id), "workunit", owner_id=row.owner_id)
+    if isinstance(writing, Denied):
+        # Access is read now, not when the reply address was issued: nothing is written.
+        p = plan(items, actor=_actor(desk, author_id, row.group_id), ticket=before,
+                 facts=_facts(desk, s, items, now), refuse_all=writing.reason)
+        outbox.add_many(s, [n for n in [_outcome(desk, s, p, author, mail, row=row, wu_id=None,
+                                                  reason=writing.reason)] if n], now)
+        return Outcome(state=JournalState.HELD, outcome="held: sender may not write here",
+                       reason=f"{author.label} on ticket {ticket_id}: {writing.reason}",
+                       ticket_id=ticket_id)
+    p = plan(items, actor=_actor(desk, author_id, row.group_id), ticket=before,
+             facts=_facts(desk, s, items, now), refuse_all=refuse_all)
+    text = mail.text.strip()
+    notes: list[Note | None] = []
+    if p.ok:
+        row = _apply(s, row, p, author, text, now)
+        # Closing turns the text into the epilogue; a workunit still holds time and files.
+        if (text and not p.closes) or mail.attachments or p.workunit.time_used is not None:
+            wu_id: int | None = desk.workunit(s, ticket_id, author, mail, now, p.workunit)
+        else:
+            wu_id = None
+            desk.remember(s, ticket_id, mail)
+        notes += _tell(desk, s, row, p, author, mail, wu_text=text if wu_id else "",
+                       old_owner=before.owner_id)
+    else:
+        wu_id = None
+        if text or mail.attachments:
+            wu_id = desk.workunit(s, ticket_id, author, mail, now,
+                                  WorkunitOptions(time_used=0.0, internal=True))
+        else:
+            desk.remember(s, ticket_id, mail)
+        tickets.touch(s, ticket_id, now)
+    notes.append(_outcome(desk, s, p, author, mail, row=row, wu_id=wu_id))
+    outbox.add_many(s, [n for n in notes if n], now)
+    return Outcome(state=JournalState.DONE, outcome=_summary(p, ticket_id), ticket_id=ticket_id)
+
+
+def open_with_commands(desk: Desk, s: Session, group_id: int, author_id: int, mail: MailIn,
+                       items: Items, *, refuse_all: str | None) -> Outcome:
+    now = desk.clock.now()
+    group = desk.directory.groups[group_id]
+    author = desk.user(s, author_id)
+    start = TicketState(id=None, status=Status.NEW, owner_id=group.default_owner_id,
+                        group_id=group.id, priority=desk.config.default_priority,
+                        resolution=None, title=clean_title(mail.subject), parent_id=None,
+                        locked=False)
+    p = plan(items, actor=_actor(desk, author_id, group.id), ticket=start,
+             facts=_facts(desk, s, items, now), opening=True, refuse_all=refuse_all)
+    if not p.ok:
+        # No ticket rather than a ticket for the wrong customer: the mail stays in the
+        # journal (held, replayable) and the sender is told what to fix.
+        outbox.add_many(s, [n for n in [_outcome(desk, s, p, author, mail, row=None,
+                                                  wu_id=None)] if n], now)
+        reasons = "; ".join(f"{r.line}: {r.message}" for r in p.refused)
+        return Outcome(state=JournalState.HELD, outcome="held: commands refused",
+                       reason=reasons[:4000])
+    creator = author
+    if p.creator:
+        creator = (desk.user_for_address(s, p.creator)
+                   or tickets.insert_customer(s, address=p.creator, name=p.creator, now=now))
+    a = p.after
+    opening = Opening(title=a.title, priority=a.priority, owner_id=a.owner_id,
+                      editor=author.login or author.label, description=mail.text,
+                      parent_id=a.parent_id, cc=a.cc)
+    row = desk.insert_ticket(s, group, creator, author, mail, opening, now, wu=p.workunit)
+    tickets.insert_history(s, _history(row.id, author.id, p.changes, now))
+    desk.notify_created(s, row, creator, author, mail, now, cc=a.cc)
+    outbox.add_many(s, [n for n in [_outcome(desk, s, p, author, mail, row=row, wu_id=None)]
+                        if n], now)
+    log.info("ticket %d opened in %s by %s for %s", row.id, group.name, author.label,
+             creator.label)
+    return Outcome(state=JournalState.DONE,
+                   outcome=f"opened ticket {row.id} for {creator.label}", ticket_id=row.id)
+
+
+# -- reading the world --------------------------------------------------------------------------
+
+def _state(row: TicketRow, cc: tuple[str, ...]) -> TicketState:
+    return TicketState(id=row.id, status=Status(row.status), owner_id=row.owner_id,
+                       group_id=row.group_id, priority=row.priority, resolution=row.resolution,
+                       title=row.title, parent_id=row.parent_id, locked=row.blocked, cc=cc)
+
+
+def _actor(desk: Desk, user_id: int, group_id: int) -> Actor:
+    d = desk.directory
+    return Actor(user_id=user_id, staff=desk.is_staff(user_id), admin=user_id in d.admins,
+                 access=d.level(user_id, group_id))
+
+
+def _facts(desk: Desk, s: Session, items: Items, now: datetime) -> Facts:
+    d = desk.directory
+    parents = {i.value for i in items
+               if isinstance(i, Command) and i.name == "parent" and isinstance(i.value, int)}
+    ancestors = {tid: chain for tid in parents
+                 if (chain := queries.ancestors(s, tid)) is not None}
+    return Facts(status_map=desk.config.status_map, priorities=desk.config.priorities,
+                 resolutions=desk.config.resolutions,
+                 logins={u.login.lower(): uid for uid, u in d.staff.items() if u.login},
+                 labels={uid: u.label for uid, u in d.staff.items()},
+                 groups={g.name.lower(): gid for gid, g in d.groups.items()},
+                 group_names={gid: g.name for gid, g in d.groups.items()},
+                 access=d.access, admins=d.admins, ancestors=ancestors, today=now.date())
+
+
+# -- applying ------------------------------------------------------------------------------------
+
+def _apply(s: Session, row: TicketRow, p: Plan, author: UserRef, text: str,
+           now: datetime) -> TicketRow:
+    a, b = p.after, p.before
+    values: dict[str, Any] = {"updated_at": now}
+    for column, old, new in (("status", b.status.value, a.status.value),
+                             ("owner_id", b.owner_id, a.owner_id),
+                             ("group_id", b.group_id, a.group_id),
+                             ("priority", b.priority, a.priority),
+                             ("resolution", b.resolution, a.resolution),
+                             ("title", b.title, a.title),
+                             ("parent_id", b.parent_id, a.parent_id),
+                             ("blocked", b.locked, a.locked)):
+        if old != new:
+            values[column] = new
+    if p.closes:
+        values.update(closed_at=now, closed_by_id=author.id, epilogue=text or None)
+    tickets.update_ticket(s, row.id, values)
+    tickets.add_cc(s, row.id, [c.new for c in p.changes if c.field == "cc" and c.new])
+    tickets.remove_cc(s, row.id, [c.old for c in p.changes if c.field == "cc" and c.old])
+    tickets.insert_history(s, _history(row.id, author.id, p.changes, now))
+    return dataclasses.replace(row, status=a.status.value, owner_id=a.owner_id,
+                               group_id=a.group_id, priority=a.priority,
+                               resolution=a.resolution, title=a.title, parent_id=a.parent_id,
+                               blocked=a.locked, updated_at=now)
+
+
+def _history(ticket_id: int, user_id: int, changes: tuple[Change, ...],
+             now: datetime) -> list[dict[str, Any]]:
+    return [{"ticket_id": ticket_id, "user_id": user_id, "at": now, "field": c.field,
+             "old": c.old, "new": c.new} for c in changes]
+
+
+# -- telling people ------------------------------------------------------------------------------
+
+def _tell(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef, mail: MailIn, *,
+          wu_text: str, old_owner: int | None) -> list[Note | None]:
+    """Everyone associated hears of the changes (staff of all of them; customers and third
+    parties of the public ones, and of nothing when the mail was internal)."""
+    if not p.changes and not wu_text:
+        return []
+    internal = p.workunit.internal
+    public = [c for c in p.changes if c.field not in STAFF_ONLY_FIELDS]
+    creator = desk.user(s, row.creator_id) if row.creator_id else None
+    epilogue = (mail.text.strip() or None) if p.closes else None
+    refs = desk.refs(row, mail)
+
+    def ctx(changes: list[Change]) -> dict[str, Any]:
+        return desk.context(row, creator, wu_text=wu_text, wu_user=author.name or author.label,
+                            changes=[dataclasses.asdict(c) for c in changes],
+                            closed=p.closes, epilogue=epilogue)
+
+    people = queries.associated_user_ids(s, row.id)
+    if old_owner is not None and old_owner not in people:
+        people.append(old_owner)  # who just lost the ticket hears to whom it went
+    notes: list[Note | None] = []
+    for uid in people:
+        if uid == author.id:
+            continue
+        user = desk.user(s, uid)
+        if user.kind is UserKind.STAFF:
+            notes.append(desk.note(s, row, user, "updated", ctx(list(p.changes)), refs))
+        elif not internal and (public or wu_text):
+            notes.append(desk.note(s, row, user, "updated", ctx(public), refs))
+    if not internal and (public or wu_text):
+        notes += desk.copies(s, row, queries.ticket_cc(s, row.id), "updated", ctx(public), refs)
+    return notes
+
+
+def _outcome(desk: Desk, s: Session, p: Plan, author: UserRef, mail: MailIn, *,
+             row: TicketRow | None, wu_id: int | None, reason: str | None = None) -> Note | None:
+    lines = [{"line": r.line, "applied": r.applied, "message": r.message} for r in p.results]
+    result = {"ok": p.ok and reason is None, "reason": reason, "lines": lines, "workunit_id": wu_id,
+              "kept_internal": not p.ok and wu_id is not None, "mail_subject": mail.subject,
+              "opening": row is None or p.before.id is None}
+    ctx: dict[str, Any] = {"result": result, "help": _help(desk, p, author) if p.help else None}
+    refs = tuple(r for r in (mail.message_id,) if r)
+    if row is not None:
+        creator = desk.user(s, row.creator_id) if row.creator_id else None
+        ctx = desk.context(row, creator, **ctx)
+        refs = desk.refs(row, mail)
+    return desk.direct(author, "commands/outcome", ctx, ticket_id=row.id if row else None,
+                       group_id=row.group_id if row else None, refs=refs)
+
+
+def _help(desk: Desk, p: Plan, author: UserRef) -> dict[str, Any]:
+    owner = p.after.owner_id
+    return {
+        "commands": [{"name": n, "args": a, "text": t} for n, (a, t) in CATALOGUE.items()],
+        "next": [st.value for st in allowed_next(p.after, desk.config.status_map)],
+        "status": p.after.status.value,
+        "owner": desk.directory.staff[owner].label if owner in desk.directory.staff else None,
+        "you_own": owner == author.id,
+    }
+
+
+def _summary(p: Plan, ticket_id: int) -> str:
+    if p.ok:
+        what = ", ".join(dict.fromkeys(c.field for c in p.changes)) or "no change"
+        return f"commands applied on ticket {ticket_id}: {what}"
+    return (f"commands refused on ticket {ticket_id} ({len(p.refused)} of {len(p.results)} "
+            "lines); none applied")

@@ -1,0 +1,335 @@
+"""The one place that changes tickets: ticket + workunit + history + outbox rows together.
+
+Every method takes the caller's session (the unit of work belongs to the loop that owns the
+message) and returns an `Outcome` value; it never sends mail, it writes outbox rows.
+Groups and staff come from the `Directory` loaded at start; the hot path issues one Core
+statement per row it writes and builds notification contexts from the values in hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from maild.clock import Clock
+from maild.domain import (
+    Command,
+    DeliveryReport,
+    JournalState,
+    LineError,
+    OutboxState,
+    Status,
+    UserKind,
+)
+from maild.rules.changes import WorkunitOptions
+from maild.rules.policy import Actor, may
+from maild.rules.transitions import Allowed
+from maild.service import commanding
+from maild.service.values import DeskConfig, MailIn, Opening, Outcome, clean_title
+from maild.store import outbox, queries, tickets
+from maild.store.blobs import BlobStore
+from maild.store.directory import Directory
+from maild.store.queries import GroupRef, TicketRow, UserRef
+
+log = logging.getLogger("maild.service")
+
+Note = dict[str, Any]  # an outbox row to write
+
+
+class Desk:
+    def __init__(self, *, clock: Clock, blobs: BlobStore, config: DeskConfig,
+                 directory: Directory) -> None:
+        self.clock = clock
+        self.blobs = blobs
+        self.config = config
+        self.directory = directory
+
+    # -- people ------------------------------------------------------------------------------
+    def user_for_address(self, s: Session, address: str) -> UserRef | None:
+        return (self.directory.staff_for_address(address)
+                or tickets.customer_by_address(s, address.lower()))
+
+    def user(self, s: Session, user_id: int) -> UserRef:
+        return self.directory.staff.get(user_id) or queries.user_ref(s, user_id)
+
+    def is_staff(self, user_id: int) -> bool:
+        """Active staff, as the config declares them now (not as a token once said)."""
+        return user_id in self.directory.staff
+
+    def may_write(self, s: Session, ticket_id: int, user_id: int) -> bool:
+        """Staff write on a ticket with edit on its group, as its owner, or as super admin."""
+        row = queries.ticket_row(s, ticket_id)
+        actor = Actor(user_id=user_id, staff=self.is_staff(user_id),
+                      admin=user_id in self.directory.admins,
+                      access=self.directory.level(user_id, row.group_id))
+        return isinstance(may(actor, "workunit", owner_id=row.owner_id), Allowed)
+
+    # -- commands (see service.commanding) ------------------------------------------------------
+    def reply_with_commands(self, s: Session, ticket_id: int, author_id: int, mail: MailIn,
+                            items: tuple[Command | LineError, ...], *,
+                            refuse_all: str | None = None) -> Outcome:
+        """A staff reply whose top lines are commands: all applied, or none and why."""
+        return commanding.reply_with_commands(self, s, ticket_id, author_id, mail, items,
+                                              refuse_all=refuse_all)
+
+    def open_with_commands(self, s: Session, group_id: int, author_id: int, mail: MailIn,
+                           items: tuple[Command | LineError, ...], *,
+                           refuse_all: str | None = None) -> Outcome:
+        """Staff open a ticket by mail, possibly for a customer (#creator), all or nothing."""
+        return commanding.open_with_commands(self, s, group_id, author_id, mail, items,
+                                             refuse_all=refuse_all)
+
+    # -- opening -------------------------------------------------------------------------------
+    def open_ticket(self, s: Session, group_id: int, mail: MailIn, *,
+                    parent_id: int | None = None) -> Outcome:
+        now = self.clock.now()
+        group = self.directory.groups[group_id]
+        user = self.user_for_address(s, mail.sender.addr)
+        if user is None and not group.accept_unknown_senders:
+            self._automatic(s, mail, template="refused/unknown_sender",
+                            context={"group": group.name, "mail_subject": mail.subject},
+                            group_id=group.id)
+            return Outcome(state=JournalState.DONE,
+                           outcome=f"refused: {mail.sender.addr} is unknown to {group.name}")
+        if user is None:
+            user = tickets.insert_customer(s, address=mail.sender.addr,
+                                           name=mail.sender.name or mail.sender.addr, now=now)
+        elif self._over_rate(s, user, now):
+            limit = self.config.new_tickets_per_sender_per_hour
+            return Outcome(state=JournalState.HELD, outcome="held: sender rate limit",
+                           reason=f"{mail.sender.addr} opened {limit} tickets in the last hour "
+                                  "([limits] new_tickets_per_sender_per_hour)")
+        opening = Opening(title=clean_title(mail.subject), priority=self.config.default_priority,
+                          owner_id=group.default_owner_id, editor=mail.channel.value,
+                          description=mail.text, parent_id=parent_id)
+        row = self.insert_ticket(s, group, user, user, mail, opening, now)
+        self.notify_created(s, row, user, user, mail, now)
+        log.info("ticket %d opened in %s by %s", row.id, group.name, mail.sender.addr)
+        return Outcome(state=JournalState.DONE, outcome=f"opened ticket {row.id}",
+                       ticket_id=row.id)
+
+    def insert_ticket(self, s: Session, group: GroupRef, creator: UserRef, author: UserRef,
+                      mail: MailIn, opening: Opening, now: datetime, *,
+                      wu: WorkunitOptions | None = None) -> TicketRow:
+        """The ticket, its history row and its first workunit (by `author`, who wrote it)."""
+        thread_id = mail.message_id or self.message_id()
+        row = TicketRow(id=0, title=opening.title, description=opening.description,
+                        status=Status.NEW.value, priority=opening.priority, group_id=group.id,
+                        creator_id=creator.id, owner_id=opening.owner_id, thread_id=thread_id,
+                        resolution=None, created_at=now, updated_at=now,
+                        parent_id=opening.parent_id)
+        row = row.with_id(tickets.insert_ticket(
+            s, title=row.title, description=row.description, status=row.status,
+            priority=row.priority, group_id=group.id, creator_id=creator.id,
+            owner_id=row.owner_id, editor=opening.editor, creator_group_id=group.id,
+            thread_id=thread_id, parent_id=opening.parent_id, created_at=now, updated_at=now))
+        tickets.insert_history(s, [{"ticket_id": row.id, "user_id": author.id, "at": now,
+                                    "field": "created", "old": None, "new": Status.NEW.value}])
+        tickets.add_cc(s, row.id, list(opening.cc))
+        self.workunit(s, row.id, author, mail, now, wu)
+        return row
+
+    def notify_created(self, s: Session, row: TicketRow, creator: UserRef, author: UserRef,
+                       mail: MailIn, now: datetime, *, cc: tuple[str, ...] = ()) -> None:
+        """The creator's acknowledgement, the owner's new-ticket mail, third-party copies."""
+        ctx = self.context(row, creator, wu_text=row.description,
+                           wu_user=author.name or author.label)
+        refs = (row.thread_id,)
+        notes: list[Note | None] = []
+        # An automated sender (a monitoring system, a list) gets no acknowledgement.
+        if creator.email and not (mail.automated and creator.id == author.id
+                                  and creator.kind is not UserKind.STAFF):
+            notes.append(self.note(s, row, creator, "created", ctx, refs, creator=True))
+        if row.owner_id is not None and row.owner_id != author.id:
+            notes.append(self.note(s, row, self.user(s, row.owner_id), "created", ctx, refs))
+        notes += self.copies(s, row, cc, "created", ctx, refs)
+        outbox.add_many(s, [n for n in notes if n], now)
+
+    def _over_rate(self, s: Session, user: UserRef, now: datetime) -> bool:
+        limit = self.config.new_tickets_per_sender_per_hour
+        return bool(limit) and queries.tickets_opened_since(
+            s, user.id, now - timedelta(hours=1)) >= limit
+
+    # -- replies ---------------------------------------------------------------------------------
+    def add_workunit(self, s: Session, ticket_id: int, author_id: int, mail: MailIn) -> Outcome:
+        now = self.clock.now()
+        row = queries.ticket_row(s, ticket_id)
+        if (row.status == Status.CLOSED.value and author_id == row.creator_id
+                and self.config.reopen_on_reply):
+            if row.blocked:  # the spec: a locked ticket cannot reopen; its sequel is a child
+                outcome = self.open_ticket(s, row.group_id, mail, parent_id=row.id)
+                return replace(outcome, outcome=f"{outcome.outcome} (ticket {row.id} is "
+                                                "closed and locked)")
+            row = self._reopen(s, row, author_id, now)
+        author = self.user(s, author_id)
+        wu_id = self.workunit(s, ticket_id, author, mail, now)
+        tickets.touch(s, ticket_id, now)
+        row = row.touched(now)
+        creator = self.user(s, row.creator_id) if row.creator_id else None
+        ctx = self.context(row, creator, wu_text=mail.text, wu_user=author.name or author.label)
+        refs = self.refs(row, mail)
+        notes: list[Note | None] = [
+            self.note(s, row, self.user(s, uid), "workunit", ctx, refs)
+            for uid in queries.associated_user_ids(s, ticket_id) if uid != author_id]
+        notes += self.copies(s, row, queries.ticket_cc(s, ticket_id), "workunit", ctx, refs)
+        outbox.add_many(s, [n for n in notes if n], now)
+        return Outcome(state=JournalState.DONE,
+                       outcome=f"workunit {wu_id} on ticket {ticket_id}", ticket_id=ticket_id)
+
+    @staticmethod
+    def refs(row: TicketRow, mail: MailIn) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r for r in (row.thread_id, mail.message_id) if r))
+
+    def _reopen(self, s: Session, row: TicketRow, user_id: int, now: datetime) -> TicketRow:
+        tickets.set_status(s, row.id, Status.REOPENED.value, now)
+        tickets.insert_history(s, [{"ticket_id": row.id, "user_id": user_id, "at": now,
+                                    "field": "status", "old": row.status,
+                                    "new": Status.REOPENED.value}])
+        log.info("ticket %d reopened by its creator's mail", row.id)
+        return replace(row, status=Status.REOPENED.value)
+
+    def workunit(self, s: Session, ticket_id: int, author: UserRef, mail: MailIn,
+                 now: datetime, options: WorkunitOptions | None = None) -> int:
+        """A workunit with the mail's text and files; staff time defaults as configured."""
+        o = options or WorkunitOptions()
+        spent = o.time_used
+        if spent is None:
+            spent = self.config.default_wu_time if author.kind is UserKind.STAFF else 0.0
+        realised = (datetime.combine(o.realised_on, time(12), tzinfo=UTC)
+                    if o.realised_on else None)
+        wu_id = tickets.insert_workunit(
+            s, ticket_id=ticket_id, author_id=author.id, text=mail.text, html=mail.html,
+            time_used=spent, cost=o.cost, internal=o.internal, public=not o.internal,
+            journal_id=mail.journal_id, created_at=now, realised_at=realised)
+        tickets.insert_attachments(s, [
+            {"ticket_id": ticket_id, "workunit_id": wu_id, "filename": a.filename[:255],
+             "content_type": a.content_type[:255], "size": len(a.data),
+             "sha256": self.blobs.put(a.data)} for a in mail.attachments])
+        self.remember(s, ticket_id, mail)
+        return wu_id
+
+    @staticmethod
+    def remember(s: Session, ticket_id: int, mail: MailIn) -> None:
+        """The mail's Message-ID now belongs to the ticket's thread."""
+        if mail.message_id:
+            tickets.insert_message_refs(s, [{"message_id": mail.message_id[:255],
+                                             "ticket_id": ticket_id, "sent": False}])
+
+    # -- refusals and bounces ----------------------------------------------------------------
+    def refuse(self, s: Session, mail: MailIn, *, template: str, reason: str,
+               context: dict[str, Any] | None = None) -> Outcome:
+        """Tell the sender (automatically, capped) that their mail was not taken."""
+        self._automatic(s, mail, template=template,
+                        context={"mail_subject": mail.subject, "reason": reason,
+                                 **(context or {})}, group_id=None)
+        return Outcome(state=JournalState.DONE, outcome=f"refused: {reason}")
+
+    def record_bounce(self, s: Session, *, outbox_id: int | None, report: DeliveryReport | None,
+                      journal_id: int | None) -> Outcome:
+        now = self.clock.now()
+        row = outbox.by_id(s, outbox_id) if outbox_id is not None else None
+        if report is None:  # machine mail with no report we could read: not proof of failure
+            report = DeliveryReport(permanent=False, diagnostic="no delivery report in the mail")
+        addresses = (row.to_addr,) if row is not None else report.recipients
+        if report.original_message_id and row is None:
+            oid = outbox.outbox_by_message_id(s, report.original_message_id)
+            row = outbox.by_id(s, oid) if oid is not None else None
+        for addr in addresses or ("",):
+            outbox.record_bounce(s, now=now, address=addr, journal_id=journal_id,
+                                 outbox_id=row.id if row else None, status=report.status,
+                                 diagnostic=report.diagnostic, permanent=report.permanent)
+        what = ", ".join(a for a in addresses if a) or "an unknown address"
+        note = f" (notification {row.id})" if row is not None else ""
+        return Outcome(state=JournalState.DONE, outcome=f"bounce recorded for {what}{note}",
+                       ticket_id=row.ticket_id if row is not None else None)
+
+    # -- notifications -------------------------------------------------------------------------
+    def message_id(self) -> str:
+        return f"<maild.{uuid.uuid4().hex}@{self.config.message_domain}>"
+
+    def context(self, row: TicketRow, creator: UserRef | None, **extra: Any) -> dict[str, Any]:
+        group = self.directory.groups.get(row.group_id)
+        owner = self.directory.staff.get(row.owner_id) if row.owner_id else None
+        return {
+            "ticket": {
+                "id": row.id, "title": row.title, "status": row.status,
+                "priority": row.priority, "group": group.name if group else "",
+                "owner": owner.label if owner else None,
+                "creator": creator.label if creator else None,
+                "description": row.description, "created_at": row.created_at.isoformat(),
+                "updated_at": row.updated_at.isoformat(), "resolution": row.resolution,
+            },
+            **extra,
+        }
+
+    def note(self, s: Session, row: TicketRow, user: UserRef, event: str,
+              ctx: dict[str, Any], refs: tuple[str, ...], *,
+              creator: bool = False) -> Note | None:
+        """One outbox row for a user about a ticket, or None when they have no address."""
+        if not user.email:
+            return None
+        role = "creator" if creator else ("staff" if user.kind is UserKind.STAFF else "customer")
+        automatic = creator and user.kind is not UserKind.STAFF
+        return {"template": f"ticket/{role}/{event}", "to_addr": user.email,
+                "to_user_id": user.id, "ticket_id": row.id, "group_id": row.group_id,
+                "message_id": self.message_id(),
+                "context": {**ctx, "recipient": {"name": user.name, "email": user.email}},
+                "in_reply_to": refs[-1] if refs else None, "references": " ".join(refs) or None,
+                "automatic": automatic,
+                "state": (self._cap_state(s, user.email) if automatic
+                          else OutboxState.PENDING).value}
+
+    def copies(self, s: Session, row: TicketRow, addresses: tuple[str, ...], event: str,
+               ctx: dict[str, Any], refs: tuple[str, ...]) -> list[Note]:
+        """Third-party copies of a public event: no reply token (their replies carry no
+        powers) and capped per day like every automatic mail to an outside address."""
+        return [{"template": f"ticket/thirdparty/{event}", "to_addr": addr, "to_user_id": None,
+                 "ticket_id": row.id, "group_id": row.group_id,
+                 "message_id": self.message_id(),
+                 "context": {**ctx, "recipient": {"name": "", "email": addr}},
+                 "in_reply_to": refs[-1] if refs else None,
+                 "references": " ".join(refs) or None, "automatic": True,
+                 "state": self._cap_state(s, addr).value} for addr in addresses]
+
+    def direct(self, user: UserRef, template: str, ctx: dict[str, Any], *,
+               ticket_id: int | None, group_id: int | None,
+               refs: tuple[str, ...]) -> Note | None:
+        """A mail to one staff member that is not about a ticket event (a command outcome)."""
+        if not user.email:
+            return None
+        return {"template": template, "to_addr": user.email, "to_user_id": user.id,
+                "ticket_id": ticket_id, "group_id": group_id, "message_id": self.message_id(),
+                "context": {**ctx, "recipient": {"name": user.name, "email": user.email}},
+                "in_reply_to": refs[-1] if refs else None, "references": " ".join(refs) or None,
+                "automatic": False, "state": OutboxState.PENDING.value}
+
+    def _automatic(self, s: Session, mail: MailIn, *, template: str, context: dict[str, Any],
+                   group_id: int | None) -> None:
+        """An automatic answer to an outside address: never to machines, capped per day."""
+        if mail.automated:
+            return
+        refs = (mail.message_id,) if mail.message_id else ()
+        outbox.add(s, now=self.clock.now(), template=template, to_addr=mail.sender.addr,
+                   to_user_id=None, ticket_id=None, group_id=group_id,
+                   message_id=self.message_id(),
+                   context={**context, "recipient": {"name": mail.sender.name,
+                                                     "email": mail.sender.addr}},
+                   in_reply_to=mail.message_id, references=refs, automatic=True,
+                   state=self._cap_state(s, mail.sender.addr))
+
+    def _cap_state(self, s: Session, addr: str) -> OutboxState:
+        cap = self.config.auto_replies_per_day
+        since = self.clock.now() - timedelta(days=1)
+        if cap and outbox.automatic_since(s, addr, since) >= cap:
+            log.warning("automatic mail to %s held back: %d today ([limits] "
+                        "auto_replies_per_day)", addr, cap)
+            return OutboxState.HELD_BACK
+        return OutboxState.PENDING
+
+
+__all__ = ["Desk", "DeskConfig", "GroupRef", "MailIn", "Opening", "Outcome", "clean_title"]
