@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from maild.domain import Status
+from maild.domain import Command, CommandValue, LineError, Status
+from maild.rules.changes import CATALOGUE
 from maild.rules.transitions import status_by_name
 
 MAX_COMMAND_LINES = 20
@@ -24,27 +25,21 @@ _LINE = re.compile(r"^#([A-Za-z][A-Za-z_-]*)(?:\s+(.*))?$")
 _DURATION = re.compile(r"^(?:(\d+(?:[.,]\d+)?)h)?\s*(?:(\d+)m(?:in)?)?$")
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
-Value = str | int | float | date | Status | tuple[str, ...] | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Command:
-    name: str
-    value: Value
-    line: str  # as written, for the outcome mail
-
-
-@dataclass(frozen=True, kw_only=True)
-class LineError:
-    line: str
-    message: str
+Value = CommandValue
 
 
 @dataclass(frozen=True, kw_only=True)
 class CommandBlock:
-    commands: tuple[Command, ...]
-    errors: tuple[LineError, ...]
+    items: tuple[Command | LineError, ...]  # every line of the block, in order
     body: str  # the text after the block: the workunit
+
+    @property
+    def commands(self) -> tuple[Command, ...]:
+        return tuple(i for i in self.items if isinstance(i, Command))
+
+    @property
+    def errors(self) -> tuple[LineError, ...]:
+        return tuple(i for i in self.items if isinstance(i, LineError))
 
 
 class ArgError(ValueError):
@@ -54,8 +49,6 @@ class ArgError(ValueError):
 @dataclass(frozen=True, kw_only=True)
 class Spec:
     name: str
-    args: str  # for #help
-    help: str
     read: Callable[[list[str]], Value]
 
 
@@ -146,30 +139,14 @@ def _cc(args: list[str]) -> Value:
     return (args[0].lower(), *addresses)
 
 
-COMMANDS: dict[str, Spec] = {s.name: s for s in (
-    Spec(name="status", args="STATUS", help="change the status (owner only)", read=_status),
-    Spec(name="close", args="[RESOLUTION]", help="close; the rest of the mail is the epilogue",
-         read=_optional_word),
-    Spec(name="resolution", args="NAME", help="set the resolution", read=_one),
-    Spec(name="owner", args="LOGIN", help="pass ownership (escalate)", read=_one),
-    Spec(name="group", args="NAME", help="move to another group", read=_text),
-    Spec(name="priority", args="NAME", help="set the priority", read=_one),
-    Spec(name="time", args="HOURS", help="time spent on this workunit (1.5, 1h30m, 90m)",
-         read=_hours),
-    Spec(name="done", args="YYYY-MM-DD", help="the day the work was done", read=_date),
-    Spec(name="cost", args="", help="count this time for cost", read=_none),
-    Spec(name="internal", args="", help="hide this workunit from the customer", read=_none),
-    Spec(name="public", args="", help="show this workunit to the customer", read=_none),
-    Spec(name="cc", args="add|remove ADDRESS…", help="third parties on copy", read=_cc),
-    Spec(name="parent", args="ID", help="make this a child of ticket ID", read=_ticket_id),
-    Spec(name="title", args="TEXT", help="change the title", read=_text),
-    Spec(name="lock", args="", help="a closed ticket cannot be reopened", read=_none),
-    Spec(name="unlock", args="", help="allow reopening again", read=_none),
-    Spec(name="creator", args="ADDRESS", help="open on behalf of this customer",
-         read=_address),
-    Spec(name="help", args="", help="mail back the commands and the allowed statuses",
-         read=_none),
-)}
+# The readers, by the names of `rules.changes.CATALOGUE` (which says what each one does).
+_READERS: dict[str, Callable[[list[str]], Value]] = {
+    "status": _status, "close": _optional_word, "resolution": _one, "owner": _one,
+    "group": _text, "priority": _one, "time": _hours, "done": _date, "cost": _none,
+    "internal": _none, "public": _none, "cc": _cc, "parent": _ticket_id, "title": _text,
+    "lock": _none, "unlock": _none, "creator": _address, "help": _none,
+}
+COMMANDS: dict[str, Spec] = {name: Spec(name=name, read=_READERS[name]) for name in CATALOGUE}
 
 
 # -- the block ---------------------------------------------------------------------------------
@@ -177,8 +154,7 @@ COMMANDS: dict[str, Spec] = {s.name: s for s in (
 def split_commands(text: str, *, max_lines: int = MAX_COMMAND_LINES) -> CommandBlock:
     """The command block at the top of `text`, and the text that follows it."""
     lines = text.splitlines()
-    commands: list[Command] = []
-    errors: list[LineError] = []
+    items: list[Command | LineError] = []
     i = 0
     while i < len(lines):
         line = lines[i].strip()
@@ -189,17 +165,13 @@ def split_commands(text: str, *, max_lines: int = MAX_COMMAND_LINES) -> CommandB
         if m is None:
             break
         i += 1
-        if len(commands) + len(errors) >= max_lines:
-            errors.append(LineError(line=line, message=f"more than {max_lines} command lines; "
-                                                       "this one was not read"))
+        if len(items) >= max_lines:
+            items.append(LineError(line=line, message=f"more than {max_lines} command lines; "
+                                                      "this one was not read"))
             continue
-        outcome = _read(m.group(1).lower(), m.group(2) or "", line)
-        if isinstance(outcome, Command):
-            commands.append(outcome)
-        else:
-            errors.append(outcome)
+        items.append(_read(m.group(1).lower(), m.group(2) or "", line))
     body = "\n".join(lines[i:]).strip("\n")
-    return CommandBlock(commands=tuple(commands), errors=tuple(errors), body=body)
+    return CommandBlock(items=tuple(items), body=body)
 
 
 def _read(name: str, rest: str, line: str) -> Command | LineError:
