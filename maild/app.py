@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock, SystemClock
-from maild.domain import Channel
+from maild.domain import Channel, UserKind
 from maild.errors import ConfigError
 from maild.inbound.intake import Intake
 from maild.inbound.match import ReplyAddressing
@@ -37,7 +37,7 @@ from maild.settings import Settings
 from maild.store import db
 from maild.store.blobs import BlobStore
 from maild.store.directory import load_directory
-from maild.store.sync import GroupSpec, StaffSpec, sync
+from maild.store.sync import GroupSpec, UserSpec, sync
 from maild.tokens import Signer
 
 log = logging.getLogger("maild")
@@ -87,12 +87,16 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
         new_tickets_per_sender_per_hour=settings.limits.new_tickets_per_sender_per_hour,
         auto_replies_per_day=settings.limits.auto_replies_per_day,
         default_wu_time=settings.tickets.default_wu_time,
-        reopen_on_reply=settings.tickets.reopen_on_reply), directory=directory)
+        reopen_on_reply=settings.tickets.reopen_on_reply, status_map=settings.status_map,
+        priorities=settings.tickets.priorities, resolutions=settings.tickets.resolutions),
+        directory=directory)
     own = {out.from_addr, f"{out.reply_local}@{out.reply_domain}"}
     own.update(a for g in settings.groups for a in g.addresses)
     pipeline = Pipeline(factory=factory, reader=reader, desk=desk, signer=signer, clock=clock,
                         config=PipelineConfig(
                             limits=settings.limits, own_addresses=frozenset(own),
+                            command_auth=settings.command_auth.require,
+                            authserv_id=settings.command_auth.authserv_id,
                             addressing=ReplyAddressing(
                                 local=out.reply_local, domain=out.reply_domain,
                                 invalid_token=settings.inbound.invalid_token)))
@@ -114,8 +118,9 @@ def _sync(s: Session, settings: Settings, clock: Clock) -> None:
     sync(s, [GroupSpec(name=g.name, addresses=g.addresses, default_owner=g.default_owner,
                        accept_unknown_senders=g.accept_unknown_senders)
              for g in settings.groups],
-         [StaffSpec(login=u.login, name=u.name, emails=u.emails, groups=dict(u.groups),
-                    admin=u.admin, qa=u.qa, company=u.company) for u in settings.users],
+         [UserSpec(login=u.login, name=u.name, emails=u.emails, groups=dict(u.groups),
+                   admin=u.admin, qa=u.qa, company=u.company, kind=UserKind(u.kind),
+                   independent=u.independent) for u in settings.users],
          clock.now())
 
 

@@ -120,11 +120,23 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
             return 0
         print(f"#{view.id} {view.title}\n  status {view.status.value} · priority {view.priority} · "
               f"group {view.group} · owner {view.owner or '-'} · creator {view.creator or '-'}")
+        if view.parent_id or view.children:
+            print(f"  parent {view.parent_id or '-'} · children "
+                  f"{', '.join(map(str, view.children)) or '-'}")
+        if view.cc:
+            print(f"  on copy: {', '.join(view.cc)}")
         for wu in view.workunits:
             flag = " (internal)" if wu.internal else ""
-            print(f"\n--- {wu.created_at:%Y-%m-%d %H:%M} {wu.author}{flag}\n{wu.text.rstrip()}")
+            spent = f" · {wu.time_used:g} h" if wu.time_used else ""
+            print(f"\n--- {wu.created_at:%Y-%m-%d %H:%M} {wu.author}{flag}{spent}\n"
+                  f"{wu.text.rstrip()}")
             for a in wu.attachments:
                 print(f"    [attachment {a.id}] {a.filename} ({a.size} bytes)")
+        if view.history:
+            print("\nhistory:")
+        for h in view.history:
+            print(f"  {h.at:%Y-%m-%d %H:%M} {h.who or '-'}: {h.field} "
+                  f"{h.old if h.old is not None else '-'} → {h.new if h.new is not None else '-'}")
         return 0
 
 

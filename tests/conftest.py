@@ -52,6 +52,7 @@ data_dir = "data"
 
 [security]
 secret_key = "{secret}"
+{security}
 
 [inbound.smtp]
 listen = "127.0.0.1:0"
@@ -129,11 +130,12 @@ def sqlite_url(tmp_path: Path) -> str:
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(database: str | None = None, *, protocol: str = "smtp",
              max_size: int = 1_000_000, rate: int = 20, auto_cap: int = 40,
-             extra: str = "") -> Settings:
+             extra: str = "", security: str = "") -> Settings:
         path = tmp_path / "config.toml"
         path.write_text(BASE_CONFIG.format(
             database=database or f"sqlite:///{tmp_path / 'maild.db'}", secret=SECRET,
-            protocol=protocol, max_size=max_size, rate=rate, auto_cap=auto_cap)
+            protocol=protocol, max_size=max_size, rate=rate, auto_cap=auto_cap,
+            security=security)
             + textwrap.dedent(extra), encoding="utf-8")
         return load_settings(path)
 
@@ -173,7 +175,8 @@ class Received:
             if part.get_content_type() == "text/plain":
                 payload = part.get_payload(decode=True)
                 assert isinstance(payload, bytes)
-                return payload.decode(part.get_content_charset() or "utf-8")
+                text = payload.decode(part.get_content_charset() or "utf-8")
+                return text.replace("\r\n", "\n")
         return ""
 
 

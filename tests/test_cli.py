@@ -53,10 +53,19 @@ def test_init_writes_a_valid_config_with_a_fresh_secret(tmp_path, capsys):
     ('[storage]\ndatabse = "sqlite:///x.db"\n', "storage.databse"),
     ('[status_map]\nnew = ["asigned"]\n', "status_map.new"),
     ('[status_map]\nneww = ["assigned"]\n', "status_map.neww"),
+    ('[[users]]\nlogin = "c"\nkind = "client"\n', "users[0].kind"),
+    ('[[users]]\nlogin = "c"\nindependent = true\n', "users[0].independent"),
+    ('[[users]]\nlogin = "c"\nkind = "customer"\n[[groups]]\nname = "S"\n'
+     'addresses = ["s@example.com"]\ndefault_owner = "c"\n', "groups[0].default_owner"),
+    ('[security]\nsecret_key = "0123456789abcdef0123"\ncommand_authentication = "dkim"\n',
+     "security.authserv_id"),
+    ('[security]\nsecret_key = "0123456789abcdef0123"\ncommand_authentication = "pgp"\n',
+     "security.command_authentication"),
 ])
 def test_check_config_names_the_key(tmp_path, capsys, bad, key):
     path = tmp_path / "c.toml"
-    path.write_text('[security]\nsecret_key = "0123456789abcdef0123"\n' + bad)
+    security = '[security]\nsecret_key = "0123456789abcdef0123"\n'
+    path.write_text(bad if bad.startswith("[security]") else security + bad)
     code, _, err = run(capsys, "--config", str(path), "check-config")
     assert code == 2
     assert key in err

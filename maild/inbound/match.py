@@ -82,12 +82,15 @@ def match(parsed: Parsed, envelope: Envelope, *, signer: Signer, lookup: Lookup,
         claim = signer.verify_reply(token)
         if claim is None or not lookup.ticket_exists(claim.ticket_id):
             continue
-        if sender_id is None or sender_id != claim.user_id:
-            who = parsed.sender.addr if parsed.sender else "a sender without a valid From"
-            return Hold(reason=f"reply token for ticket {claim.ticket_id} was issued to "
-                               f"user {claim.user_id} but used by {who}")
-        return ToTicket(ticket_id=claim.ticket_id, author_id=sender_id, via="token",
-                        token_user_id=claim.user_id)
+        if sender_id is not None and (sender_id == claim.user_id
+                                      or lookup.may_reply(sender_id, claim.ticket_id)):
+            # Someone else's token still threads the words of a person who may write on
+            # the ticket; `token_user_id` tells the caller that nothing in it may act.
+            return ToTicket(ticket_id=claim.ticket_id, author_id=sender_id, via="token",
+                            token_user_id=claim.user_id)
+        who = parsed.sender.addr if parsed.sender else "a sender without a valid From"
+        return Hold(reason=f"reply token for ticket {claim.ticket_id} was issued to "
+                           f"user {claim.user_id} but used by {who}")
     group_id = _group_of(envelope, lookup)
     if tokens and group_id is None:
         # Only reply addresses, none verifying: forged, truncated or from a deleted ticket.

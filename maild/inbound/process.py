@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.clock import Clock
 from maild.domain import Envelope, JournalState, Parsed
 from maild.errors import ParseError
+from maild.inbound.authres import unauthenticated
 from maild.inbound.classify import AutoReply, Bounce, Loop, Mail, classify
+from maild.inbound.commands import split_commands
 from maild.inbound.match import (
     Hold,
     NewTicket,
@@ -44,6 +46,8 @@ class PipelineConfig:
     limits: LimitSettings
     addressing: ReplyAddressing
     own_addresses: frozenset[str]
+    command_auth: str = "none"  # none | dkim | spf | dkim_or_spf
+    authserv_id: str | None = None
 
 
 class StoreLookup:
@@ -164,10 +168,25 @@ class Pipeline:
                       channel=envelope.channel, automated=automated, cc=parsed.cc)
         if isinstance(m, ToTicket):
             reply = dataclasses.replace(mail, text=strip_quoted(parsed.text))
+            if self.desk.is_staff(m.author_id):  # a customer's `#` lines are only text
+                block = split_commands(reply.text)
+                if block.items or not self.desk.may_write(s, m.ticket_id, m.author_id):
+                    return self.desk.reply_with_commands(
+                        s, m.ticket_id, m.author_id, dataclasses.replace(reply, text=block.body),
+                        block.items, refuse_all=self._distrust(s, m, parsed))
             return self.desk.add_workunit(s, m.ticket_id, m.author_id, reply)
         if isinstance(m, NewTicket):
             if m.note:
                 log.warning("journal %d: %s; opening a new ticket", journal_id, m.note)
+            staff = self.desk.user_for_address(s, parsed.sender.addr)
+            if staff is not None and self.desk.is_staff(staff.id):
+                block = split_commands(parsed.text)
+                if block.items:
+                    refuse = unauthenticated(parsed, require=self.config.command_auth,
+                                             authserv_id=self.config.authserv_id)
+                    return self.desk.open_with_commands(
+                        s, m.group_id, staff.id, dataclasses.replace(mail, text=block.body),
+                        block.items, refuse_all=refuse)
             return self.desk.open_ticket(s, m.group_id, mail)
         if isinstance(m, Hold):
             log.warning("journal %d held: %s", journal_id, m.reason)
@@ -175,6 +194,20 @@ class Pipeline:
                            reason=m.reason)
         assert isinstance(m, Refuse)
         return self.desk.refuse(s, mail, template=m.template, reason=m.reason)
+
+    def _distrust(self, s: Session, m: ToTicket, parsed: Parsed) -> str | None:
+        """Why the commands of this reply may not act, or None: the From address proves
+        nothing alone; the reply token must be the sender's own (and, when configured, the
+        relay must have seen a DKIM or SPF pass for the From domain)."""
+        if m.via != "token":
+            return ("commands act only in a reply to your own reply address; this mail was "
+                    f"matched to the ticket by its {m.via}")
+        if m.token_user_id != m.author_id:
+            issued = self.desk.user(s, m.token_user_id) if m.token_user_id else None
+            return ("this reply address was issued to "
+                    f"{issued.label if issued else 'someone else'}, not to you")
+        return unauthenticated(parsed, require=self.config.command_auth,
+                               authserv_id=self.config.authserv_id)
 
     # -- the queue -----------------------------------------------------------------------------
     def next_batch(self, limit: int = 32,

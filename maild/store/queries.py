@@ -72,6 +72,7 @@ class TicketRow:
     created_at: datetime
     updated_at: datetime
     blocked: bool = False  # a locked closed ticket
+    parent_id: int | None = None
 
     def with_id(self, ticket_id: int) -> TicketRow:
         return dataclasses.replace(self, id=ticket_id)
@@ -82,7 +83,8 @@ class TicketRow:
 
 _TICKET_ROW = (Ticket.id, Ticket.title, Ticket.description, Ticket.status, Ticket.priority,
                Ticket.group_id, Ticket.creator_id, Ticket.owner_id, Ticket.thread_id,
-               Ticket.resolution, Ticket.created_at, Ticket.updated_at, Ticket.blocked)
+               Ticket.resolution, Ticket.created_at, Ticket.updated_at, Ticket.blocked,
+               Ticket.parent_id)
 
 
 _ROW = select(*_TICKET_ROW).where(Ticket.id == bindparam("tid"))
@@ -144,10 +146,32 @@ _AUTHORS = (select(Workunit.author_id).where(Workunit.ticket_id == bindparam("ti
             .group_by(Workunit.author_id).order_by(func.min(Workunit.id)))
 _OPENED_SINCE = select(func.count(Ticket.id)).where(
     Ticket.creator_id == bindparam("uid"), Ticket.created_at >= bindparam("since"))
-_STAFF_ACCESS = (select(User.kind, User.admin, Membership.access)
+_ACCESS = (select(User.kind, User.admin, User.active, User.independent, Membership.access)
                  .outerjoin(Membership, (Membership.user_id == User.id)
                             & (Membership.group_id == bindparam("gid")))
                  .where(User.id == bindparam("uid")))
+
+
+def ticket_cc(s: Session, ticket_id: int) -> tuple[str, ...]:
+    return tuple(s.scalars(select(TicketCc.address).where(TicketCc.ticket_id == ticket_id)
+                           .order_by(TicketCc.id)))
+
+
+def ancestors(s: Session, ticket_id: int, *, depth: int = 100) -> tuple[int, ...] | None:
+    """The parent, its parent… of a ticket (nearest first); None when it does not exist."""
+    chain: list[int] = []
+    parent = s.scalar(select(Ticket.parent_id).where(Ticket.id == ticket_id))
+    if parent is None and not ticket_exists(s, ticket_id):
+        return None
+    while parent is not None and parent not in chain and len(chain) < depth:
+        chain.append(parent)
+        parent = s.scalar(select(Ticket.parent_id).where(Ticket.id == parent))
+    return tuple(chain)
+
+
+def children(s: Session, ticket_id: int) -> tuple[int, ...]:
+    return tuple(s.scalars(select(Ticket.id).where(Ticket.parent_id == ticket_id)
+                           .order_by(Ticket.id)))
 
 
 def ticket_exists(s: Session, ticket_id: int) -> bool:
@@ -186,17 +210,22 @@ def is_associated(s: Session, user_id: int, ticket_id: int) -> bool:
 
 
 def may_reply(s: Session, user_id: int, ticket_id: int) -> bool:
-    """Associated with the ticket, or staff with edit on its group (or a super admin)."""
+    """Associated with the ticket, or edit on its group: active staff (a super admin always),
+    or a grouped customer (the spec's team clients; an independent one sees only their own)."""
     if is_associated(s, user_id, ticket_id):
         return True
     people = s.connection().execute(_PEOPLE, {"tid": ticket_id}).first()
     if people is None:
         return False
-    row = s.connection().execute(_STAFF_ACCESS, {"uid": user_id,
+    row = s.connection().execute(_ACCESS, {"uid": user_id,
                                                  "gid": people.group_id}).first()
-    if row is None or row.kind != UserKind.STAFF.value:
+    if row is None or not row.active:
         return False
-    return bool(row.admin) or (row.access is not None and row.access >= Access.EDIT)
+    if row.kind == UserKind.STAFF.value and row.admin:
+        return True
+    if row.kind != UserKind.STAFF.value and row.independent:
+        return False
+    return row.access is not None and row.access >= Access.EDIT
 
 
 def tickets_opened_since(s: Session, creator_id: int, since: datetime) -> int:
@@ -235,7 +264,8 @@ def ticket_view(s: Session, ticket_id: int, *, full: bool = True) -> TicketView:
         editor=t.editor, created_at=t.created_at, updated_at=t.updated_at,
         closed_at=t.closed_at, closed_by=_label(s, t.closed_by_id, names), cc=cc,
         blocked=t.blocked, parent_id=t.parent_id, type_name=t.type_name, epilogue=t.epilogue,
-        sla_disabled=t.sla_disabled, workunits=wus, history=hist, custom=dict(t.custom or {}))
+        sla_disabled=t.sla_disabled, workunits=wus, history=hist, custom=dict(t.custom or {}),
+        children=children(s, t.id) if full else ())
 
 
 def _workunits(s: Session, ticket_id: int, names: dict[int, str]) -> tuple[WorkunitView, ...]:

@@ -1,4 +1,5 @@
-"""Groups and staff are declared in config.toml; this makes the store match it at start."""
+"""Groups, staff and grouped customers are declared in config.toml; this makes the store
+match it at start. Customers who only ever mailed are not in the config and stay as they are."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from maild.store.models import Company, Group, GroupAddress, Membership, User, U
 
 
 @dataclass(frozen=True, kw_only=True)
-class StaffSpec:
+class UserSpec:
     login: str
     name: str
     emails: tuple[str, ...]
@@ -21,6 +22,8 @@ class StaffSpec:
     admin: bool = False
     qa: bool = False
     company: str | None = None
+    kind: UserKind = UserKind.STAFF
+    independent: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,7 +34,7 @@ class GroupSpec:
     accept_unknown_senders: bool = True
 
 
-def sync(s: Session, groups: list[GroupSpec], staff: list[StaffSpec], now: datetime) -> None:
+def sync(s: Session, groups: list[GroupSpec], staff: list[UserSpec], now: datetime) -> None:
     users = {u.login: _sync_user(s, u, now) for u in staff}
     by_name = {g.name: _sync_group(s, g, users) for g in groups}
     for spec in staff:
@@ -48,17 +51,18 @@ def sync(s: Session, groups: list[GroupSpec], staff: list[StaffSpec], now: datet
     s.flush()
 
 
-def _sync_user(s: Session, spec: StaffSpec, now: datetime) -> User:
+def _sync_user(s: Session, spec: UserSpec, now: datetime) -> User:
     user = s.scalar(select(User).where(User.login == spec.login))
     if user is None:
         # A customer who mailed earlier may become staff: adopt their account by address.
         user = s.scalar(select(User).join(UserEmail).where(UserEmail.address.in_(spec.emails)))
         if user is None:
-            user = User(created_at=now, kind=UserKind.STAFF.value)
+            user = User(created_at=now, kind=spec.kind.value)
             s.add(user)
     user.login = spec.login
     user.name = spec.name
-    user.kind = UserKind.STAFF.value
+    user.kind = spec.kind.value
+    user.independent = spec.independent
     user.admin = spec.admin
     user.qa = spec.qa
     user.active = True

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from maild.domain import UserKind
@@ -16,6 +16,7 @@ from maild.store.models import (
     History,
     MessageRef,
     Ticket,
+    TicketCc,
     User,
     UserEmail,
     Workunit,
@@ -92,3 +93,18 @@ def touch(s: Session, ticket_id: int, now: datetime) -> None:
 
 def set_status(s: Session, ticket_id: int, status: str, now: datetime) -> None:
     s.connection().execute(_STATUS, {"tid": ticket_id, "status": status, "now": now})
+
+
+def update_ticket(s: Session, ticket_id: int, values: dict[str, Any]) -> None:
+    s.execute(update(Ticket).where(Ticket.id == ticket_id).values(**values))
+
+
+def add_cc(s: Session, ticket_id: int, addresses: list[str]) -> None:
+    if addresses:
+        s.execute(insert(TicketCc), [{"ticket_id": ticket_id, "address": a} for a in addresses])
+
+
+def remove_cc(s: Session, ticket_id: int, addresses: list[str]) -> None:
+    if addresses:
+        s.execute(delete(TicketCc).where(TicketCc.ticket_id == ticket_id,
+                                         TicketCc.address.in_(addresses)))

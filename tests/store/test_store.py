@@ -12,7 +12,7 @@ from maild.errors import NotFound
 from maild.store import db, journal, outbox, queries
 from maild.store.directory import load_directory
 from maild.store.journal import Incoming
-from maild.store.sync import GroupSpec, StaffSpec, sync
+from maild.store.sync import GroupSpec, UserSpec, sync
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -25,8 +25,8 @@ def factory(database: str) -> sessionmaker[Session]:
     engine.dispose()
 
 
-def staff(login: str, *emails: str, **groups: Access) -> StaffSpec:
-    return StaffSpec(login=login, name=login.title(), emails=emails, groups=dict(groups))
+def staff(login: str, *emails: str, **groups: Access) -> UserSpec:
+    return UserSpec(login=login, name=login.title(), emails=emails, groups=dict(groups))
 
 
 def test_migrations_create_every_table(factory: sessionmaker[Session]) -> None:
