@@ -457,3 +457,41 @@ async def test_commands_can_require_a_dkim_pass(make_settings, start_daemon, hea
     if not applies:
         assert "mx.example.com reported no DKIM pass for example.com" in (
             outcomes(d, "ramon@example.com")[-1].text)
+
+
+CLIENTS = """
+[[users]]
+login = "carla"
+kind = "customer"
+emails = ["carla@acme.example"]
+groups = { Support = "edit" }
+
+[[users]]
+login = "dani"
+kind = "customer"
+emails = ["dani@acme.example"]
+groups = { Support = "view" }
+
+[[users]]
+login = "ines"
+kind = "customer"
+independent = true
+emails = ["ines@solo.example"]
+groups = { Support = "edit" }
+"""
+
+
+async def test_grouped_customers_write_on_their_groups_tickets(make_settings, start_daemon):
+    d = await start_daemon(make_settings(extra=CLIENTS))
+    tid = await opened(d)
+    for who in ("carla@acme.example", "dani@acme.example", "ines@solo.example"):
+        await d.send(mail(sender=who, subject=f"Re: [#{tid}] Printer",
+                          body=f"#status closed\n{who} here\n"), mail_from=who)
+    await d.settle()
+    view = d.ticket(tid)
+    # a grouped client with edit adds to a colleague's ticket; their `#` lines are text
+    assert [w.author for w in view.workunits] == [ALICE, "carla"]
+    assert view.workunits[-1].text.startswith("#status closed")
+    assert view.status is Status.NEW
+    # view only, or independent: their mail opens a ticket of their own instead
+    assert sorted(t.creator for t in d.tickets() if t.id != tid) == ["dani", "ines"]
