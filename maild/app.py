@@ -28,10 +28,13 @@ from maild.inbound.intake import Intake
 from maild.inbound.match import ReplyAddressing
 from maild.inbound.process import Pipeline, PipelineConfig, Processor
 from maild.inbound.smtp import MailHandler, recipient_filter, start_server
+from maild.jobs import Scheduler, SlaJobs
 from maild.outbound.compose import Identity
 from maild.outbound.render import Renderer
 from maild.outbound.transport import MaildirSink, SmtpRelay, Transport
 from maild.outbound.worker import DeliveryWorker, Site
+from maild.rules.business_time import Hours
+from maild.rules.sla import Sla
 from maild.service import Desk, DeskConfig
 from maild.settings import Settings
 from maild.store import db
@@ -88,7 +91,8 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
         auto_replies_per_day=settings.limits.auto_replies_per_day,
         default_wu_time=settings.tickets.default_wu_time,
         reopen_on_reply=settings.tickets.reopen_on_reply, status_map=settings.status_map,
-        priorities=settings.tickets.priorities, resolutions=settings.tickets.resolutions),
+        priorities=settings.tickets.priorities, resolutions=settings.tickets.resolutions,
+        slas=group_slas(settings)),
         directory=directory)
     own = {out.from_addr, f"{out.reply_local}@{out.reply_domain}"}
     own.update(a for g in settings.groups for a in g.addresses)
@@ -124,6 +128,28 @@ def _sync(s: Session, settings: Settings, clock: Clock) -> None:
          clock.now())
 
 
+def group_slas(settings: Settings) -> dict[str, Sla]:
+    """Each group's SLA, by group name, with the site's time zone and holidays."""
+    by_name = {
+        x.name: Sla(name=x.name, type=x.type, max_response_hours=x.max_response_hours,
+                    max_resolution_hours=x.max_resolution_hours,
+                    max_inactivity_hours=x.max_inactivity_hours,
+                    max_open_tickets=x.max_open_tickets,
+                    hours=Hours(timezone=settings.site.timezone, start_hour=x.start_hour,
+                                end_hour=x.end_hour, no_weekends=x.no_weekends,
+                                holidays=settings.holidays.dates if x.no_holidays
+                                else frozenset()))
+        for x in settings.slas}
+    return {g.name: by_name[g.sla] for g in settings.groups if g.sla}
+
+
+def make_jobs(parts: Parts) -> Scheduler:
+    s = parts.settings.scheduler
+    return Scheduler(SlaJobs(keeper=parts.desk.sla, factory=parts.factory, clock=parts.clock,
+                             sweep_seconds=s.sla_sweep_seconds,
+                             auto_close_hours=s.auto_close_hours))
+
+
 def make_transport(settings: Settings) -> Transport:
     out = settings.outbound
     if out.relay:
@@ -152,6 +178,7 @@ class Running:
     worker: DeliveryWorker | None
     processor: Processor | None
     intake: Intake | None
+    jobs: Scheduler | None = None
 
 
 async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | None = None,
@@ -165,7 +192,7 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     accepted, then the outbox is flushed.
     """
     s = parts.settings
-    worker, processor, tasks = None, None, []
+    worker, processor, jobs, tasks = None, None, None, []
     if deliver:
         transport = transport or make_transport(s)
         worker = make_worker(parts, transport, tick_seconds=poll_seconds)
@@ -174,6 +201,8 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
         processor = Processor(parts.pipeline, on_batch=worker.wake if worker else _nothing,
                               tick_seconds=poll_seconds)
         tasks.append(asyncio.create_task(processor.run(), name="processor"))
+        jobs = make_jobs(parts)  # the SLA sweep runs beside the processor: one place only
+        jobs.start()
     server, intake, bound = None, None, None
     if listen:
         intake = Intake(parts.factory, parts.clock,
@@ -183,7 +212,7 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     _announce(parts, bound, listen=listen, process=process, deliver=deliver)
     if started is not None:
         started.set_result(Running(port=bound, worker=worker, processor=processor,
-                                   intake=intake))
+                                   intake=intake, jobs=jobs))
     try:
         await stop.wait()
     finally:
@@ -193,6 +222,8 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
             server.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), shutdown_seconds / 2)
+        if jobs is not None:
+            jobs.stop()
         for part in (processor, worker):
             if part is not None:
                 part.stop()

@@ -162,6 +162,8 @@ class TicketView:
     type_name: str | None
     epilogue: str | None
     sla_disabled: bool
+    first_response_at: datetime | None = None
+    sla_due_at: datetime | None = None
     workunits: tuple[WorkunitView, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
     children: tuple[int, ...] = ()

@@ -10,6 +10,7 @@ import secrets
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -91,6 +92,37 @@ class GroupSettings:
     addresses: tuple[str, ...]
     default_owner: str | None = None
     accept_unknown_senders: bool = True
+    sla: str | None = None  # the name of an [[sla]] entry
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlaSettings:
+    """One `[[sla]]` entry: the spec's fields; every max_* of 0 means no limit."""
+
+    name: str
+    base: str | None = None  # another SLA it derives from (informational, as in the spec)
+    type: str = "normal"  # normal | third_party | both
+    max_response_hours: float = 0.0
+    max_resolution_hours: float = 0.0
+    max_open_tickets: int = 0
+    max_inactivity_hours: float = 0.0
+    start_hour: float = 0.0
+    end_hour: float = 24.0
+    no_weekends: bool = False
+    no_holidays: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class HolidaySettings:
+    dates: frozenset[date] = frozenset()  # listed dates and the country's, when one is set
+    country: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerSettings:
+    sla_sweep_seconds: float = 60.0
+    auto_close_hours: float = 0.0  # 0: pending_close tickets are never closed automatically
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +159,9 @@ class Settings:
     users: tuple[UserSettings, ...]
     status_map: StatusMap | None = None  # None: every move allowed ([status_map] absent)
     command_auth: CommandAuth = field(default_factory=CommandAuth)
+    slas: tuple[SlaSettings, ...] = ()
+    holidays: HolidaySettings = field(default_factory=HolidaySettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     source: Path | None = None  # the file read, None for built-in defaults
 
     def group(self, name: str) -> GroupSettings | None:
@@ -216,7 +251,7 @@ class _Section:
 
 
 TOP_KEYS = {"site", "storage", "security", "inbound", "outbound", "limits", "tickets",
-            "groups", "users", "status_map"}
+            "groups", "users", "status_map", "sla", "holidays", "scheduler"}
 
 
 def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -> Settings:
@@ -235,11 +270,93 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
     limits = _limits(top.raw.get("limits"))
     tickets = _tickets(top.raw.get("tickets"))
     users = _users(top.raw.get("users", []))
-    groups = _groups(top.raw.get("groups", []), users)
+    slas = _slas(top.raw.get("sla", []))
+    groups = _groups(top.raw.get("groups", []), users, slas)
     return Settings(site=site, storage=storage, secret_key=secret, inbound=inbound,
                     outbound=outbound, limits=limits, tickets=tickets, groups=groups,
                     users=users, status_map=_status_map(top.raw.get("status_map")),
-                    command_auth=command_auth, source=source)
+                    command_auth=command_auth, slas=slas,
+                    holidays=_holidays(top.raw.get("holidays")),
+                    scheduler=_scheduler(top.raw.get("scheduler")), source=source)
+
+
+SLA_TYPES = ("normal", "third_party", "both")
+
+
+def _slas(raw: Any) -> tuple[SlaSettings, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("sla", "must be an array of tables ([[sla]])")
+    out: list[SlaSettings] = []
+    for i, item in enumerate(raw):
+        key = f"sla[{i}]"
+        s = _Section(item, key, set(SlaSettings.__dataclass_fields__))
+        name = s.require("name", str).strip()
+        if not name or any(x.name == name for x in out):
+            raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
+        kind = s.get("type", str, "normal")
+        if kind not in SLA_TYPES:
+            raise ConfigError(f"{key}.type", "must be one of " + ", ".join(SLA_TYPES))
+        values: dict[str, Any] = {}
+        for f in ("max_response_hours", "max_resolution_hours", "max_inactivity_hours",
+                  "start_hour", "end_hour"):
+            default = getattr(SlaSettings(name=""), f)
+            v = s.get(f, float, default)
+            if v < 0:
+                raise ConfigError(f"{key}.{f}", "must be a number, 0 or more")
+            values[f] = float(v)
+        if not 0 <= values["start_hour"] < values["end_hour"] <= 24:
+            raise ConfigError(f"{key}.end_hour",
+                              "working hours need 0 <= start_hour < end_hour <= 24")
+        open_limit = s.get("max_open_tickets", int, 0)
+        if open_limit < 0:
+            raise ConfigError(f"{key}.max_open_tickets", "must be 0 or more")
+        out.append(SlaSettings(name=name, base=s.get("base", str, None), type=kind,
+                               max_open_tickets=open_limit,
+                               no_weekends=s.get("no_weekends", bool, False),
+                               no_holidays=s.get("no_holidays", bool, False), **values))
+    names = {x.name for x in out}
+    for i, x in enumerate(out):
+        if x.base is not None and x.base not in names:
+            raise ConfigError(f"sla[{i}].base", f"no [[sla]] entry is named {x.base!r}")
+    return tuple(out)
+
+
+def _holidays(raw: Any) -> HolidaySettings:
+    s = _Section(raw, "holidays", {"dates", "country", "region"})
+    dates: set[date] = set()
+    for text in s.strings("dates"):
+        try:
+            dates.add(date.fromisoformat(text))
+        except ValueError:
+            raise ConfigError("holidays.dates", f"{text!r} is not a date (YYYY-MM-DD)") from None
+    country, region = s.get("country", str, None), s.get("region", str, None)
+    if region and not country:
+        raise ConfigError("holidays.region", "needs holidays.country")
+    if country:
+        import holidays as calendars  # only when a country is named
+
+        this_year = date.today().year
+        try:
+            found = calendars.country_holidays(country, subdiv=region,
+                                               years=range(this_year - 5, this_year + 11))
+        except NotImplementedError:
+            raise ConfigError("holidays.country",
+                              f"the holidays package knows no country {country!r}") from None
+        except Exception as exc:  # an unknown region raises a plain error there
+            raise ConfigError("holidays.region", str(exc)) from None
+        dates.update(found.keys())
+    return HolidaySettings(dates=frozenset(dates), country=country, region=region)
+
+
+def _scheduler(raw: Any) -> SchedulerSettings:
+    s = _Section(raw, "scheduler", {"sla_sweep_seconds", "auto_close_hours"})
+    sweep = s.get("sla_sweep_seconds", float, 60.0)
+    if sweep <= 0:
+        raise ConfigError("scheduler.sla_sweep_seconds", "must be a positive number")
+    close = s.get("auto_close_hours", float, 0.0)
+    if close < 0:
+        raise ConfigError("scheduler.auto_close_hours", "must be 0 (never) or more")
+    return SchedulerSettings(sla_sweep_seconds=float(sweep), auto_close_hours=float(close))
 
 
 def _command_auth(s: _Section) -> CommandAuth:
@@ -424,7 +541,8 @@ def _users(raw: Any) -> tuple[UserSettings, ...]:
     return tuple(out)
 
 
-def _groups(raw: Any, users: tuple[UserSettings, ...]) -> tuple[GroupSettings, ...]:
+def _groups(raw: Any, users: tuple[UserSettings, ...],
+            slas: tuple[SlaSettings, ...] = ()) -> tuple[GroupSettings, ...]:
     if not isinstance(raw, list):
         raise ConfigError("groups", "must be an array of tables ([[groups]])")
     logins = {u.login for u in users if u.kind == "staff"}
@@ -432,7 +550,8 @@ def _groups(raw: Any, users: tuple[UserSettings, ...]) -> tuple[GroupSettings, .
     seen_addr: set[str] = set()
     for i, item in enumerate(raw):
         key = f"groups[{i}]"
-        s = _Section(item, key, {"name", "addresses", "default_owner", "accept_unknown_senders"})
+        s = _Section(item, key, {"name", "addresses", "default_owner", "accept_unknown_senders",
+                                 "sla"})
         name = s.require("name", str).strip()
         if not name or any(g.name == name for g in out):
             raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
@@ -448,9 +567,12 @@ def _groups(raw: Any, users: tuple[UserSettings, ...]) -> tuple[GroupSettings, .
         if owner is not None and owner not in logins:
             raise ConfigError(f"{key}.default_owner",
                               f"no staff [[users]] entry has login {owner!r}")
+        sla = s.get("sla", str, None)
+        if sla is not None and not any(x.name == sla for x in slas):
+            raise ConfigError(f"{key}.sla", f"no [[sla]] entry is named {sla!r}")
         out.append(GroupSettings(
             name=name, addresses=addresses, default_owner=owner,
-            accept_unknown_senders=s.get("accept_unknown_senders", bool, True)))
+            accept_unknown_senders=s.get("accept_unknown_senders", bool, True), sla=sla))
     for u in users:
         for g in u.groups:
             if not any(x.name == g for x in out):

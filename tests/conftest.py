@@ -73,6 +73,7 @@ auto_replies_per_day = {auto_cap}
 name = "Support"
 addresses = ["support@example.com"]
 default_owner = "ramon"
+{support}
 
 [[groups]]
 name = "Vip"
@@ -130,12 +131,12 @@ def sqlite_url(tmp_path: Path) -> str:
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(database: str | None = None, *, protocol: str = "smtp",
              max_size: int = 1_000_000, rate: int = 20, auto_cap: int = 40,
-             extra: str = "", security: str = "") -> Settings:
+             extra: str = "", security: str = "", support: str = "") -> Settings:
         path = tmp_path / "config.toml"
         path.write_text(BASE_CONFIG.format(
             database=database or f"sqlite:///{tmp_path / 'maild.db'}", secret=SECRET,
             protocol=protocol, max_size=max_size, rate=rate, auto_cap=auto_cap,
-            security=security)
+            security=security, support=support)
             + textwrap.dedent(extra), encoding="utf-8")
         return load_settings(path)
 

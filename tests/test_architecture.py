@@ -35,6 +35,7 @@ CONFINED = {
     "jinja2": "maild.outbound.render",
     "weasyprint": "maild.outbound.pdf",
     "aiosmtplib": "maild.outbound.transport",
+    "holidays": "maild.settings",
 }
 
 

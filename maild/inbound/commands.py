@@ -132,6 +132,13 @@ def _address(args: list[str]) -> Value:
     return value
 
 
+def _on_off(args: list[str]) -> Value:
+    value = str(_one(args)).lower()
+    if value not in ("on", "off"):
+        raise ArgError("reads #sla off or #sla on")
+    return value
+
+
 def _cc(args: list[str]) -> Value:
     if len(args) < 2 or args[0].lower() not in ("add", "remove"):
         raise ArgError("reads #cc add ADDRESS… or #cc remove ADDRESS…")
@@ -144,7 +151,7 @@ _READERS: dict[str, Callable[[list[str]], Value]] = {
     "status": _status, "close": _optional_word, "resolution": _one, "owner": _one,
     "group": _text, "priority": _one, "time": _hours, "done": _date, "cost": _none,
     "internal": _none, "public": _none, "cc": _cc, "parent": _ticket_id, "title": _text,
-    "lock": _none, "unlock": _none, "creator": _address, "help": _none,
+    "lock": _none, "unlock": _none, "creator": _address, "help": _none, "sla": _on_off,
 }
 COMMANDS: dict[str, Spec] = {name: Spec(name=name, read=_READERS[name]) for name in CATALOGUE}
 

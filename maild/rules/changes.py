@@ -38,6 +38,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "title": ("TEXT", "change the title"),
     "lock": ("", "lock a closed ticket so it cannot be reopened"),
     "unlock": ("", "allow a locked ticket to be reopened"),
+    "sla": ("off|on", "switch this ticket's SLA off or on (managers of the group)"),
     "creator": ("ADDRESS", "when opening a ticket: the customer it is for"),
     "help": ("", "mail back this list and the statuses allowed next"),
 }
@@ -61,6 +62,7 @@ class TicketState:
     parent_id: int | None
     locked: bool
     cc: tuple[str, ...] = ()
+    sla_disabled: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -305,6 +307,11 @@ class _Walk:
             message = "no longer on copy: " + ", ".join(gone)
         self.state = dataclasses.replace(self.state, cc=tuple(cc))
         return message
+
+    def _sla(self, value: object) -> str:
+        off = value == "off"
+        return self.set("sla", "off" if self.state.sla_disabled else "on",
+                        "off" if off else "on", sla_disabled=off)
 
     def _creator(self, value: object) -> str:
         self.creator = str(value)

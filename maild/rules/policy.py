@@ -39,6 +39,8 @@ RULES: dict[str, Rule] = {
                  why="only the owner ({owner}) or a manager of the group can lock"),
     "unlock": Rule(owner=True, others=Access.MANAGE,
                    why="only the owner ({owner}) or a manager of the group can unlock"),
+    "sla": Rule(owner=False, others=Access.MANAGE,
+                why="only a manager of the group can switch the SLA off or on"),
     # Ownership passes by the owner or by anyone with manage on the group.
     "owner": Rule(owner=True, others=Access.MANAGE,
                   why="only the owner ({owner}) or a manager of the group can pass ownership"),

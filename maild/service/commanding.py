@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from maild.domain import Command, JournalState, LineError, Status, UserKind
@@ -30,6 +31,7 @@ from maild.rules.policy import Actor, may
 from maild.rules.transitions import Denied
 from maild.service.values import MailIn, Opening, Outcome, clean_title
 from maild.store import outbox, queries, tickets
+from maild.store.models import Ticket
 from maild.store.queries import TicketRow, UserRef
 
 if TYPE_CHECKING:
@@ -68,6 +70,10 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
         else:
             wu_id = None
             desk.remember(s, ticket_id, mail)
+        # A public word from staff answers the customer: the response clock stops.
+        answered = bool(wu_id or p.closes) and not p.workunit.internal
+        tickets.touch(s, ticket_id, now, waiting=False if answered else None)
+        desk.refresh_sla(s, row.group_id, ticket_id, now)
         notes += _tell(desk, s, row, p, author, mail, wu_text=text if wu_id else "",
                        old_owner=before.owner_id)
     else:
@@ -126,7 +132,8 @@ def open_with_commands(desk: Desk, s: Session, group_id: int, author_id: int, ma
 def _state(row: TicketRow, cc: tuple[str, ...]) -> TicketState:
     return TicketState(id=row.id, status=Status(row.status), owner_id=row.owner_id,
                        group_id=row.group_id, priority=row.priority, resolution=row.resolution,
-                       title=row.title, parent_id=row.parent_id, locked=row.blocked, cc=cc)
+                       title=row.title, parent_id=row.parent_id, locked=row.blocked, cc=cc,
+                       sla_disabled=row.sla_disabled)
 
 
 def _actor(desk: Desk, user_id: int, group_id: int) -> Actor:
@@ -166,6 +173,12 @@ def _apply(s: Session, row: TicketRow, p: Plan, author: UserRef, text: str,
                              ("blocked", b.locked, a.locked)):
         if old != new:
             values[column] = new
+    if a.status is not b.status:
+        values["status_changed_at"] = now
+        if b.status is Status.NEW and a.status is Status.ASSIGNED:  # the first response
+            values["first_response_at"] = func.coalesce(Ticket.first_response_at, now)
+    if a.sla_disabled is not b.sla_disabled:
+        values["sla_disabled"] = a.sla_disabled
     if p.closes:
         values.update(closed_at=now, closed_by_id=author.id, epilogue=text or None)
     tickets.update_ticket(s, row.id, values)

@@ -30,6 +30,7 @@ from maild.rules.changes import WorkunitOptions
 from maild.rules.policy import Actor, may
 from maild.rules.transitions import Allowed
 from maild.service import commanding
+from maild.service.sla import SlaKeeper
 from maild.service.values import DeskConfig, MailIn, Opening, Outcome, clean_title
 from maild.store import outbox, queries, tickets
 from maild.store.blobs import BlobStore
@@ -48,6 +49,7 @@ class Desk:
         self.blobs = blobs
         self.config = config
         self.directory = directory
+        self.sla = SlaKeeper(self, config.slas)
 
     # -- people ------------------------------------------------------------------------------
     def user_for_address(self, s: Session, address: str) -> UserRef | None:
@@ -127,7 +129,9 @@ class Desk:
             s, title=row.title, description=row.description, status=row.status,
             priority=row.priority, group_id=group.id, creator_id=creator.id,
             owner_id=row.owner_id, editor=opening.editor, creator_group_id=group.id,
-            thread_id=thread_id, parent_id=opening.parent_id, created_at=now, updated_at=now))
+            thread_id=thread_id, parent_id=opening.parent_id, created_at=now, updated_at=now,
+            status_changed_at=now, waiting_since=now,
+            sla_due_at=self.sla.first_due(group.id, now)))
         tickets.insert_history(s, [{"ticket_id": row.id, "user_id": author.id, "at": now,
                                     "field": "created", "old": None, "new": Status.NEW.value}])
         tickets.add_cc(s, row.id, list(opening.cc))
@@ -168,7 +172,8 @@ class Desk:
             row = self._reopen(s, row, author_id, now)
         author = self.user(s, author_id)
         wu_id = self.workunit(s, ticket_id, author, mail, now)
-        tickets.touch(s, ticket_id, now)
+        tickets.touch(s, ticket_id, now, waiting=author.kind is not UserKind.STAFF)
+        self.refresh_sla(s, row.group_id, ticket_id, now)
         row = row.touched(now)
         creator = self.user(s, row.creator_id) if row.creator_id else None
         ctx = self.context(row, creator, wu_text=mail.text, wu_user=author.name or author.label)
@@ -180,6 +185,39 @@ class Desk:
         outbox.add_many(s, [n for n in notes if n], now)
         return Outcome(state=JournalState.DONE,
                        outcome=f"workunit {wu_id} on ticket {ticket_id}", ticket_id=ticket_id)
+
+    def refresh_sla(self, s: Session, group_id: int, ticket_id: int, now: datetime) -> None:
+        """After a change: the ticket's next SLA deadline and its breach episodes."""
+        if self.sla.for_group(group_id) is not None:
+            self.sla.refresh(s, [ticket_id], now)
+
+    def close_expired(self, s: Session, ticket_id: int, now: datetime, *, hours: float) -> None:
+        """Auto-close: pending close for `hours`, the ticket closes as expired; the creator
+        and the owner are told."""
+        row = queries.ticket_row(s, ticket_id)
+        epilogue = f"Closed automatically after {hours:g} hours pending to be closed."
+        tickets.update_ticket(s, ticket_id, {
+            "status": Status.CLOSED.value, "resolution": "expired", "closed_at": now,
+            "closed_by_id": None, "epilogue": epilogue, "updated_at": now,
+            "status_changed_at": now, "sla_due_at": None})
+        tickets.insert_history(s, [
+            {"ticket_id": ticket_id, "user_id": None, "at": now, "field": f, "old": old,
+             "new": new} for f, old, new in (("status", row.status, Status.CLOSED.value),
+                                             ("resolution", row.resolution, "expired"))
+            if old != new])
+        row = replace(row, status=Status.CLOSED.value, resolution="expired", updated_at=now)
+        creator = self.user(s, row.creator_id) if row.creator_id else None
+        changes = [{"field": "status", "old": Status.PENDING_CLOSE.value,
+                    "new": Status.CLOSED.value}]
+        ctx = self.context(row, creator, wu_text="", wu_user="maild", changes=changes,
+                           closed=True, epilogue=epilogue)
+        notes = [self.note(s, row, self.user(s, uid), "updated", ctx, (row.thread_id,))
+                 for uid in queries.associated_user_ids(s, ticket_id)]
+        notes += self.copies(s, row, queries.ticket_cc(s, ticket_id), "updated", ctx,
+                             (row.thread_id,))
+        outbox.add_many(s, [n for n in notes if n], now)
+        self.refresh_sla(s, row.group_id, ticket_id, now)
+        log.info("ticket %d closed automatically (expired)", ticket_id)
 
     @staticmethod
     def refs(row: TicketRow, mail: MailIn) -> tuple[str, ...]:

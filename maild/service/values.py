@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from maild.domain import (
@@ -13,6 +14,7 @@ from maild.domain import (
     Channel,
     JournalState,
 )
+from maild.rules.sla import Sla
 from maild.rules.transitions import StatusMap
 
 PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|tr|rv|antw|odp|ynt)\s*(?:\[\d+\])?\s*:\s*)+",
@@ -32,6 +34,7 @@ class DeskConfig:
     status_map: StatusMap | None = None  # None: every move allowed
     priorities: tuple[str, ...] = DEFAULT_PRIORITIES
     resolutions: tuple[str, ...] = DEFAULT_RESOLUTIONS
+    slas: Mapping[str, Sla] = field(default_factory=dict)  # by group name
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -139,7 +139,37 @@ class Ticket(Base):
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    __table_args__ = (Index("ix_tickets_creator_created", "creator_id", "created_at"),)
+    # SLA bookkeeping: the sweep reads only tickets whose next deadline has come.
+    status_changed_at: Mapped[datetime | None]
+    waiting_since: Mapped[datetime | None]  # the creator waits for a staff answer since
+    first_response_at: Mapped[datetime | None]  # first NEW → ASSIGNED
+    sla_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    __table_args__ = (Index("ix_tickets_creator_created", "creator_id", "created_at"),
+                      Index("ix_tickets_status_changed", "status", "status_changed_at"))
+
+
+class Meta(Base):
+    """Small facts about the store itself (e.g. which SLA config the deadlines were made by)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class SlaBreach(Base):
+    """One breach episode: from the instant a limit was passed until its condition cleared."""
+
+    __tablename__ = "sla_breaches"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    sla_name: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(30))  # response | resolution | inactivity | …
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    __table_args__ = (Index("ix_sla_breaches_ticket_ended", "ticket_id", "ended_at"),
+                      Index("ix_sla_breaches_group_started", "group_id", "started_at"))
 
 
 class TicketCc(Base):

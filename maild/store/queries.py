@@ -73,6 +73,7 @@ class TicketRow:
     updated_at: datetime
     blocked: bool = False  # a locked closed ticket
     parent_id: int | None = None
+    sla_disabled: bool = False
 
     def with_id(self, ticket_id: int) -> TicketRow:
         return dataclasses.replace(self, id=ticket_id)
@@ -84,7 +85,7 @@ class TicketRow:
 _TICKET_ROW = (Ticket.id, Ticket.title, Ticket.description, Ticket.status, Ticket.priority,
                Ticket.group_id, Ticket.creator_id, Ticket.owner_id, Ticket.thread_id,
                Ticket.resolution, Ticket.created_at, Ticket.updated_at, Ticket.blocked,
-               Ticket.parent_id)
+               Ticket.parent_id, Ticket.sla_disabled)
 
 
 _ROW = select(*_TICKET_ROW).where(Ticket.id == bindparam("tid"))
@@ -264,7 +265,8 @@ def ticket_view(s: Session, ticket_id: int, *, full: bool = True) -> TicketView:
         editor=t.editor, created_at=t.created_at, updated_at=t.updated_at,
         closed_at=t.closed_at, closed_by=_label(s, t.closed_by_id, names), cc=cc,
         blocked=t.blocked, parent_id=t.parent_id, type_name=t.type_name, epilogue=t.epilogue,
-        sla_disabled=t.sla_disabled, workunits=wus, history=hist, custom=dict(t.custom or {}),
+        sla_disabled=t.sla_disabled, first_response_at=t.first_response_at,
+        sla_due_at=t.sla_due_at, workunits=wus, history=hist, custom=dict(t.custom or {}),
         children=children(s, t.id) if full else ())
 
 

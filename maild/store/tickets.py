@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from maild.domain import UserKind
@@ -34,8 +34,16 @@ _INSERT_ATTACHMENT = insert(AttachmentRow)
 _INSERT_HISTORY = insert(History)
 _INSERT_REF = insert(MessageRef)
 _STATUS = (update(Ticket).where(Ticket.id == bindparam("tid"))
-           .values(status=bindparam("status"), updated_at=bindparam("now")))
+           .values(status=bindparam("status"), updated_at=bindparam("now"),
+                   status_changed_at=bindparam("now")))
 _TOUCH = update(Ticket).where(Ticket.id == bindparam("tid")).values(updated_at=bindparam("now"))
+# The creator (or their side) wrote: they wait for staff from now, unless they already did.
+_TOUCH_WAITING = update(Ticket).where(Ticket.id == bindparam("tid")).values(
+    updated_at=bindparam("now"),
+    waiting_since=func.coalesce(Ticket.waiting_since, bindparam("now")))
+# Staff answered the customer: nobody waits.
+_TOUCH_ANSWERED = update(Ticket).where(Ticket.id == bindparam("tid")).values(
+    updated_at=bindparam("now"), waiting_since=None)
 
 
 def insert_customer(s: Session, *, address: str, name: str, now: datetime) -> UserRef:
@@ -60,7 +68,8 @@ def customer_by_address(s: Session, address: str) -> UserRef | None:
 TICKET_DEFAULTS: dict[str, Any] = {
     "resolution": None, "type_name": None, "parent_id": None, "epilogue": None,
     "custom": {}, "closed_at": None, "closed_by_id": None, "blocked": False,
-    "sla_disabled": False}
+    "sla_disabled": False, "status_changed_at": None, "waiting_since": None,
+    "first_response_at": None, "sla_due_at": None}
 
 
 def insert_ticket(s: Session, **values: Any) -> int:
@@ -87,8 +96,11 @@ def insert_message_refs(s: Session, rows: list[dict[str, Any]]) -> None:
         s.connection().execute(_INSERT_REF, rows)
 
 
-def touch(s: Session, ticket_id: int, now: datetime) -> None:
-    s.connection().execute(_TOUCH, {"tid": ticket_id, "now": now})
+def touch(s: Session, ticket_id: int, now: datetime, *, waiting: bool | None = None) -> None:
+    """A ticket was updated; `waiting` True: the customer side wrote, False: staff answered
+    them, None: neither (an internal note)."""
+    stmt = _TOUCH if waiting is None else (_TOUCH_WAITING if waiting else _TOUCH_ANSWERED)
+    s.connection().execute(stmt, {"tid": ticket_id, "now": now})
 
 
 def set_status(s: Session, ticket_id: int, status: str, now: datetime) -> None:

@@ -33,6 +33,14 @@ def test_migrations_create_every_table(factory: sessionmaker[Session]) -> None:
     engine = factory.kw["bind"]
     assert not db.needs_upgrade(engine)
     db.upgrade(engine)  # idempotent
+    # …and the migrations build exactly what the models declare (no forgotten revision)
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from maild.store.models import Base
+
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
 def test_sync_groups_staff_and_addresses(factory: sessionmaker[Session]) -> None:

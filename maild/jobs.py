@@ -1,0 +1,94 @@
+"""Timed work inside the daemon (APScheduler): the SLA sweep and auto-close.
+
+Each run claims its work in the database (tickets whose deadline has come), so a run that
+fails changes nothing; the scheduler logs the error and the next interval tries again. Runs
+never overlap (max_instances=1), and the database work happens off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.clock import Clock
+from maild.service.sla import SlaKeeper, SweepReport
+from maild.store.db import transaction
+
+log = logging.getLogger("maild.jobs")
+
+
+@dataclass
+class SlaJobs:
+    keeper: SlaKeeper
+    factory: sessionmaker[Session]
+    clock: Clock
+    sweep_seconds: float
+    auto_close_hours: float
+    batch: int = 1000
+    failures: int = 0
+    runs: int = 0
+
+    def run_once(self) -> SweepReport:
+        """One sweep: due tickets in batches until none is left, open-ticket limits, then
+        auto-close. Each batch is its own transaction, so intake is never held up long."""
+        now = self.clock.now()
+        report = SweepReport()
+        with transaction(self.factory) as s:
+            stale = self.keeper.stale(s)
+        if stale:  # the deadlines in the store were made by another SLA configuration
+            log.info("the SLA configuration changed: recomputing every open ticket")
+            last: int | None = 0
+            while last is not None:
+                with transaction(self.factory) as s:
+                    _, last = self.keeper.recompute(s, now, after_id=last, batch=self.batch)
+        while self.keeper.slas:
+            with transaction(self.factory) as s:
+                part = self.keeper.sweep(s, now, limit=self.batch)
+            report += part
+            if part.checked < self.batch:
+                break
+        if self.keeper.slas:
+            with transaction(self.factory) as s:
+                report += self.keeper.check_open_limits(s, now)
+        if self.auto_close_hours > 0:
+            with transaction(self.factory) as s:
+                closed = self.keeper.auto_close(s, now, self.auto_close_hours)
+            report += SweepReport(closed=closed)
+        if report.breached or report.closed:
+            log.info("SLA sweep: %d checked, %d breached, %d closed", report.checked,
+                     report.breached, report.closed)
+        return report
+
+    async def run(self) -> None:
+        self.runs += 1
+        await asyncio.to_thread(self.run_once)
+
+
+class Scheduler:
+    def __init__(self, sla: SlaJobs) -> None:
+        self.sla = sla
+        self._scheduler = AsyncIOScheduler()
+        self._scheduler.add_listener(self._failed, EVENT_JOB_ERROR)
+
+    def _failed(self, event: JobExecutionEvent) -> None:
+        self.sla.failures += 1
+        log.error("job %s failed (%s); it runs again at its next interval", event.job_id,
+                  event.exception)
+
+    def start(self) -> None:
+        self._scheduler.add_job(self.sla.run, "interval", seconds=self.sla.sweep_seconds,
+                                id="sla", max_instances=1, coalesce=True,
+                                misfire_grace_time=None)
+        self._scheduler.start()
+        # The first run right away: deadlines that passed while the daemon was down.
+        self._scheduler.modify_job("sla", next_run_time=datetime.now(UTC))
+
+    def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)

@@ -1,0 +1,175 @@
+"""SLA bookkeeping: each open ticket's next deadline, breach episodes, auto-close.
+
+The Desk calls `refresh` in the transaction of every change to a ticket; the scheduler calls
+`sweep` (the tickets whose `sla_due_at` has come, oldest first, a batch at a time),
+`check_open_limits` and `auto_close`. A breach episode starts at the instant the limit was
+passed, mails the ticket's owner once, and ends when its condition clears (a staff answer, an
+update, the ticket closed or its SLA switched off).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from maild.domain import Status
+from maild.rules.business_time import Calendar
+from maild.rules.sla import Metric, Sla, TicketPast, counts, deadlines, next_due, over_open_limit
+from maild.store import outbox, queries
+from maild.store import sla as book
+
+if TYPE_CHECKING:
+    from maild.service.desk import Desk, Note
+
+log = logging.getLogger("maild.sla")
+
+FINGERPRINT = "sla_config"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepReport:
+    checked: int = 0
+    breached: int = 0
+    closed: int = 0
+
+    def __add__(self, other: SweepReport) -> SweepReport:
+        return SweepReport(checked=self.checked + other.checked,
+                           breached=self.breached + other.breached,
+                           closed=self.closed + other.closed)
+
+
+class SlaKeeper:
+    def __init__(self, desk: Desk, slas: Mapping[str, Sla]) -> None:
+        self.desk = desk
+        self.slas = slas  # by group name
+        self.calendars = {sla.name: Calendar(sla.hours) for sla in slas.values()}
+
+    def for_group(self, group_id: int) -> Sla | None:
+        group = self.desk.directory.groups.get(group_id)
+        return None if group is None else self.slas.get(group.name)
+
+    def fingerprint(self) -> str:
+        data = {name: asdict(sla) for name, sla in sorted(self.slas.items())}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()
+                              ).hexdigest()
+
+    # -- on every change -------------------------------------------------------------------------
+    def first_due(self, group_id: int, now: datetime) -> datetime | None:
+        """A new ticket's first deadline, from the values in hand (no query)."""
+        sla = self.for_group(group_id)
+        if sla is None:
+            return None
+        past = TicketPast(statuses=((now, Status.NEW),), waiting_since=now, last_activity=now)
+        return next_due(deadlines(sla, self.calendars[sla.name], past), now)
+
+    def refresh(self, s: Session, ticket_ids: list[int], now: datetime) -> SweepReport:
+        """Recompute deadlines, start the episodes that have come, end the cleared ones."""
+        rows = book.rows(s, ticket_ids)
+        if not rows:
+            return SweepReport()
+        open_eps: dict[int, dict[str, book.BreachRow]] = {}
+        for b in book.open_breaches(s, [r.id for r in rows]):
+            open_eps.setdefault(b.ticket_id, {})[b.metric] = b
+        dues: list[tuple[int, datetime | None]] = []
+        ended: list[int] = []
+        notes: list[Note | None] = []
+        started = 0
+        for row in rows:
+            episodes = open_eps.get(row.id, {})
+            sla = self.for_group(row.group_id)
+            if sla is None or row.sla_disabled or row.status is Status.CLOSED:
+                ended += [b.id for b in episodes.values()]
+                dues.append((row.id, None))
+                continue
+            found = deadlines(sla, self.calendars[sla.name], TicketPast(
+                statuses=row.statuses, waiting_since=row.waiting_since,
+                last_activity=row.updated_at))
+            for metric, b in episodes.items():
+                if metric == Metric.OPEN_TICKETS:
+                    continue  # the group's count decides (check_open_limits)
+                when = found.get(Metric(metric))
+                if when is None or when > now:
+                    ended.append(b.id)
+            for metric, when in found.items():
+                if when <= now and metric.value not in episodes:
+                    notes.append(self._breach(s, row, sla, metric, when))
+                    started += 1
+            dues.append((row.id, next_due(found, now)))
+        book.end_breaches(s, ended, now)
+        current = {r.id: r.sla_due_at for r in rows}
+        book.set_due(s, [d for d in dues if d[1] != current[d[0]]])
+        outbox.add_many(s, [n for n in notes if n], now)
+        return SweepReport(checked=len(rows), breached=started)
+
+    # -- the scheduler's work --------------------------------------------------------------------
+    def sweep(self, s: Session, now: datetime, limit: int = 1000) -> SweepReport:
+        return self.refresh(s, book.due_ids(s, now, limit), now)
+
+    def check_open_limits(self, s: Session, now: datetime) -> SweepReport:
+        """Per group: the tickets beyond `max_open_tickets`, newest first, are in breach."""
+        report = SweepReport()
+        for gid, group in self.desk.directory.groups.items():
+            sla = self.slas.get(group.name)
+            if sla is None or not sla.max_open_tickets:
+                continue
+            statuses = [st.value for st in Status if counts(sla.type, st)]
+            over = set(over_open_limit(book.counting_in_group(s, gid, statuses),
+                                       sla.max_open_tickets))
+            current = {b.ticket_id: b for b in book.breaches(s, group_id=gid)
+                       if b.metric == Metric.OPEN_TICKETS and b.ended_at is None}
+            book.end_breaches(s, [b.id for t, b in current.items() if t not in over], now)
+            new = sorted(over - set(current))
+            notes = [self._breach(s, r, sla, Metric.OPEN_TICKETS, now)
+                     for r in book.rows(s, new)]
+            outbox.add_many(s, [n for n in notes if n], now)
+            report += SweepReport(checked=len(over), breached=len(new))
+        return report
+
+    def auto_close(self, s: Session, now: datetime, hours: float, limit: int = 500) -> int:
+        """Tickets pending close for `hours` become closed (resolution expired)."""
+        if hours <= 0:
+            return 0
+        ids = book.pending_close_before(s, now - timedelta(hours=hours), limit)
+        for tid in ids:
+            self.desk.close_expired(s, tid, now, hours=hours)
+        return len(ids)
+
+    def recompute(self, s: Session, now: datetime, *, after_id: int = 0,
+                  batch: int = 1000) -> tuple[int, int | None]:
+        """One batch of a full recomputation: (tickets done, last id or None when finished)."""
+        ids = book.open_ids(s, after_id, batch)
+        if not ids:
+            book.set_meta(s, FINGERPRINT, self.fingerprint())
+            return 0, None
+        self.refresh(s, ids, now)
+        return len(ids), ids[-1]
+
+    def stale(self, s: Session) -> bool:
+        """Whether the deadlines in the store were made by another SLA configuration."""
+        return book.meta(s, FINGERPRINT) != self.fingerprint()
+
+    # -- one breach ------------------------------------------------------------------------------
+    def _breach(self, s: Session, row: book.SlaRow, sla: Sla, metric: Metric,
+                when: datetime) -> Note | None:
+        book.start_breach(s, ticket_id=row.id, group_id=row.group_id, owner_id=row.owner_id,
+                          sla_name=sla.name, metric=metric.value, started_at=when)
+        log.warning("ticket %d: SLA %s, %s limit passed at %s", row.id, sla.name,
+                    metric.value, when.isoformat())
+        if row.owner_id is None:
+            return None
+        ticket = queries.ticket_row(s, row.id)
+        creator = self.desk.user(s, ticket.creator_id) if ticket.creator_id else None
+        limit: Any = (sla.max_open_tickets if metric is Metric.OPEN_TICKETS
+                      else sla.limit(metric) / 3600)
+        ctx = self.desk.context(ticket, creator, sla={
+            "name": sla.name, "metric": metric.value, "limit": limit,
+            "since": when.isoformat(), "type": sla.type})
+        return self.desk.note(s, ticket, self.desk.user(s, row.owner_id), "sla_triggered", ctx,
+                              (ticket.thread_id,))

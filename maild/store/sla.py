@@ -1,0 +1,153 @@
+"""Reads and writes of the SLA bookkeeping: due tickets, their past, breach episodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from maild.domain import Status
+from maild.store.models import History, Meta, SlaBreach, Ticket
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlaRow:
+    id: int
+    group_id: int
+    owner_id: int | None
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+    waiting_since: datetime | None
+    sla_disabled: bool
+    sla_due_at: datetime | None
+    statuses: tuple[tuple[datetime, Status], ...]  # with the creation's NEW first
+
+
+@dataclass(frozen=True, kw_only=True)
+class BreachRow:
+    id: int
+    ticket_id: int
+    group_id: int
+    owner_id: int | None
+    sla_name: str
+    metric: str
+    started_at: datetime
+    ended_at: datetime | None
+
+
+_COLS = (Ticket.id, Ticket.group_id, Ticket.owner_id, Ticket.status, Ticket.created_at,
+         Ticket.updated_at, Ticket.waiting_since, Ticket.sla_disabled, Ticket.sla_due_at)
+
+
+def rows(s: Session, ticket_ids: list[int]) -> list[SlaRow]:
+    """The tickets with their status history, in two queries whatever their number."""
+    if not ticket_ids:
+        return []
+    changes: dict[int, list[tuple[datetime, Status]]] = {}
+    hist = (select(History.ticket_id, History.at, History.new)
+            .where(History.ticket_id.in_(ticket_ids), History.field == "status")
+            .order_by(History.ticket_id, History.id))
+    for tid, at, new in s.execute(hist):
+        if new:
+            changes.setdefault(tid, []).append((at, Status(new)))
+    out = []
+    for r in s.execute(select(*_COLS).where(Ticket.id.in_(ticket_ids)).order_by(Ticket.id)):
+        statuses = ((r.created_at, Status.NEW), *changes.get(r.id, ()))
+        out.append(SlaRow(id=r.id, group_id=r.group_id, owner_id=r.owner_id,
+                          status=Status(r.status), created_at=r.created_at,
+                          updated_at=r.updated_at, waiting_since=r.waiting_since,
+                          sla_disabled=r.sla_disabled, sla_due_at=r.sla_due_at,
+                          statuses=statuses))
+    return out
+
+
+def due_ids(s: Session, now: datetime, limit: int) -> list[int]:
+    return list(s.scalars(select(Ticket.id).where(Ticket.sla_due_at <= now)
+                          .order_by(Ticket.sla_due_at).limit(limit)))
+
+
+def open_ids(s: Session, after_id: int, limit: int) -> list[int]:
+    """Tickets not closed, by id, for a full recomputation in batches."""
+    return list(s.scalars(select(Ticket.id).where(Ticket.id > after_id,
+                                                  Ticket.status != Status.CLOSED.value)
+                          .order_by(Ticket.id).limit(limit)))
+
+
+_SET_DUE = update(Ticket).where(Ticket.id == bindparam("tid")).values(
+    sla_due_at=bindparam("due"))
+
+
+def set_due(s: Session, dues: list[tuple[int, datetime | None]]) -> None:
+    if dues:
+        s.connection().execute(_SET_DUE, [{"tid": t, "due": d} for t, d in dues])
+
+
+def open_breaches(s: Session, ticket_ids: list[int]) -> list[BreachRow]:
+    if not ticket_ids:
+        return []
+    q = select(SlaBreach).where(SlaBreach.ticket_id.in_(ticket_ids), SlaBreach.ended_at.is_(None))
+    return [_breach(b) for b in s.scalars(q)]
+
+
+def start_breach(s: Session, *, ticket_id: int, group_id: int, owner_id: int | None,
+                 sla_name: str, metric: str, started_at: datetime) -> None:
+    s.add(SlaBreach(ticket_id=ticket_id, group_id=group_id, owner_id=owner_id,
+                    sla_name=sla_name, metric=metric, started_at=started_at, ended_at=None))
+    s.flush()
+
+
+def end_breaches(s: Session, breach_ids: list[int], when: datetime) -> None:
+    if breach_ids:
+        s.execute(update(SlaBreach).where(SlaBreach.id.in_(breach_ids)).values(ended_at=when))
+
+
+def breaches(s: Session, *, ticket_ids: list[int] | None = None, group_id: int | None = None,
+             owner_id: int | None = None) -> list[BreachRow]:
+    q = select(SlaBreach).order_by(SlaBreach.started_at)
+    if ticket_ids is not None:
+        q = q.where(SlaBreach.ticket_id.in_(ticket_ids))
+    if group_id is not None:
+        q = q.where(SlaBreach.group_id == group_id)
+    if owner_id is not None:
+        q = q.where(SlaBreach.owner_id == owner_id)
+    return [_breach(b) for b in s.scalars(q)]
+
+
+def _breach(b: SlaBreach) -> BreachRow:
+    return BreachRow(id=b.id, ticket_id=b.ticket_id, group_id=b.group_id, owner_id=b.owner_id,
+                     sla_name=b.sla_name, metric=b.metric, started_at=b.started_at,
+                     ended_at=b.ended_at)
+
+
+def counting_in_group(s: Session, group_id: int, statuses: list[str]) -> list[int]:
+    """Ids of the group's tickets in these statuses with the SLA on, oldest first."""
+    return list(s.scalars(select(Ticket.id).where(
+        Ticket.group_id == group_id, Ticket.status.in_(statuses),
+        Ticket.sla_disabled.is_(False)).order_by(Ticket.created_at, Ticket.id)))
+
+
+def pending_close_before(s: Session, before: datetime, limit: int) -> list[int]:
+    return list(s.scalars(select(Ticket.id).where(
+        Ticket.status == Status.PENDING_CLOSE.value, Ticket.status_changed_at <= before)
+        .order_by(Ticket.status_changed_at).limit(limit)))
+
+
+def count_due(s: Session, now: datetime) -> int:
+    return s.scalar(select(func.count(Ticket.id)).where(Ticket.sla_due_at <= now)) or 0
+
+
+def meta(s: Session, key: str) -> str | None:
+    row = s.get(Meta, key)
+    return None if row is None else row.value
+
+
+def set_meta(s: Session, key: str, value: str) -> None:
+    row = s.get(Meta, key)
+    if row is None:
+        s.add(Meta(key=key, value=value))
+    else:
+        row.value = value
+    s.flush()
