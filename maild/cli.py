@@ -5,6 +5,9 @@
     maild [--config FILE] ticket show ID [--json]
     maild [--config FILE] journal list [--state S] [--json] | show ID [--raw] | replay ID
     maild [--config FILE] inject FILE…   (put .eml files into the journal, as if mailed)
+    maild [--config FILE] sla report (--ticket ID | --group G | --owner U) [--from --to]
+    maild [--config FILE] sla timeline ID -o FILE.svg|FILE.png · sla recompute
+    maild [--config FILE] ticket stats ID · report tickets (--group G | --owner U)
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from maild import app
+from maild import app, cli_reports
 from maild.domain import Channel, Envelope, JournalState
 from maild.errors import ConfigError, MaildError, NotFound
 from maild.settings import Settings, load_settings
@@ -251,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--raw", action="store_true", help="print the mail as received")
     sp = add("replay", cmd_journal_replay, jp, help="process a quarantined or held mail again")
     sp.add_argument("id", type=int)
+
+    cli_reports.register(sub, add, tp)
 
     sp = add("inject", cmd_inject, help="put .eml files into the journal and process them")
     sp.add_argument("files", nargs="+")

@@ -36,6 +36,7 @@ CONFINED = {
     "weasyprint": "maild.outbound.pdf",
     "aiosmtplib": "maild.outbound.transport",
     "holidays": "maild.settings",
+    "PIL": "maild.outbound.timeline",
 }
 
 

@@ -1,0 +1,149 @@
+"""`maild sla …`, `maild ticket stats` and `maild report tickets`: the spec's figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from maild import app
+from maild.errors import ConfigError, NotFound
+from maild.outbound import timeline
+from maild.service import reports
+from maild.settings import Settings, load_settings
+from maild.store import queries
+from maild.store import reports as store
+from maild.store.db import transaction
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(Path(args.config) if args.config else None)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _scope(parts: app.Parts, args: argparse.Namespace, s: Any) -> list[int]:
+    """The tickets named by --ticket, --group or --owner."""
+    if getattr(args, "ticket", None) is not None:
+        if not queries.ticket_exists(s, args.ticket):
+            raise NotFound(f"no ticket {args.ticket}")
+        return [args.ticket]
+    d = parts.desk.directory
+    if args.group is not None:
+        gid = next((g for g, ref in d.groups.items() if ref.name == args.group), None)
+        if gid is None:
+            raise ConfigError("--group", f"no group is named {args.group!r}")
+        return store.ticket_ids(s, group_id=gid)
+    uid = next((u for u, ref in d.staff.items() if ref.login == args.owner), None)
+    if uid is None:
+        raise ConfigError("--owner", f"no staff member has the login {args.owner!r}")
+    return store.ticket_ids(s, owner_id=uid)
+
+
+def _print(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    for key, value in data.items():
+        if isinstance(value, list):
+            print(f"{key}:")
+            for item in value:
+                print("  " + "  ".join(f"{k}={v}" for k, v in item.items())
+                      if isinstance(item, dict) else f"  {item}")
+        elif isinstance(value, dict):
+            print(f"{key}: " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        else:
+            print(f"{key}: {value}")
+
+
+def cmd_sla_report(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with app.opened(settings) as parts, transaction(parts.reader) as s:
+        ids = _scope(parts, args, s)
+        data = reports.sla_report(s, ids, parts.clock.now(), settings.site.timezone,
+                                  lo=args.date_from, hi=args.date_to)
+    _print(data, args.json)
+    return 0
+
+
+def cmd_sla_timeline(args: argparse.Namespace) -> int:
+    with app.opened(_settings(args)) as parts:
+        with transaction(parts.reader) as s:
+            segments = reports.ticket_timeline(s, args.id, parts.clock.now())
+            title = f"#{args.id} {queries.ticket_row(s, args.id).title}"
+        try:
+            timeline.write(Path(args.output), segments, title)
+        except ValueError as exc:
+            raise ConfigError("--output", str(exc)) from None
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_sla_recompute(args: argparse.Namespace) -> int:
+    with app.opened(_settings(args)) as parts:
+        now, total = parts.clock.now(), 0
+        last: int | None = 0
+        while last is not None:
+            with transaction(parts.factory) as s:
+                n, last = parts.desk.sla.recompute(s, now, after_id=last)
+            total += n
+    print(f"recomputed the SLA deadlines of {total} open tickets")
+    return 0
+
+
+def cmd_ticket_stats(args: argparse.Namespace) -> int:
+    with app.opened(_settings(args)) as parts, transaction(parts.reader) as s:
+        if not queries.ticket_exists(s, args.id):
+            raise NotFound(f"no ticket {args.id}")
+        data = reports.ticket_stats(s, [args.id], parts.clock.now())
+    _print(data, args.json)
+    return 0
+
+
+def cmd_report_tickets(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with app.opened(settings) as parts, transaction(parts.reader) as s:
+        ids = set(_scope(parts, args, s))
+        if args.date_from or args.date_to:
+            p = reports.periods(parts.clock.now(), settings.site.timezone, args.date_from,
+                                args.date_to)[0]
+            ids &= set(store.ticket_ids(s, created_before=p.end, alive_after=p.start))
+        data = reports.ticket_stats(s, sorted(ids), parts.clock.now())
+    _print(data, args.json)
+    return 0
+
+
+def register(sub: Any, add: Callable[..., argparse.ArgumentParser],
+             ticket_parsers: Any) -> None:
+    def scope(sp: argparse.ArgumentParser, *, ticket: bool) -> None:
+        g = sp.add_mutually_exclusive_group(required=True)
+        if ticket:
+            g.add_argument("--ticket", type=int)
+        g.add_argument("--group")
+        g.add_argument("--owner", help="a staff login")
+        sp.add_argument("--from", dest="date_from", type=_day, help="YYYY-MM-DD (site time)")
+        sp.add_argument("--to", dest="date_to", type=_day, help="YYYY-MM-DD, inclusive")
+        sp.add_argument("--json", action="store_true")
+
+    sp_sla = sub.add_parser("sla", help="SLA compliance").add_subparsers(dest="sla",
+                                                                          required=True)
+    scope(add("report", cmd_sla_report, sp_sla, help="compliance and breach intervals"),
+          ticket=True)
+    sp = add("timeline", cmd_sla_timeline, sp_sla, help="draw a ticket's red/green time line")
+    sp.add_argument("id", type=int)
+    sp.add_argument("-o", "--output", required=True, help="FILE.svg or FILE.png")
+    add("recompute", cmd_sla_recompute, sp_sla, help="recompute every open ticket's deadline")
+    sp = add("stats", cmd_ticket_stats, ticket_parsers, help="the spec's ticket statistics")
+    sp.add_argument("id", type=int)
+    sp.add_argument("--json", action="store_true")
+    rp = sub.add_parser("report", help="reports").add_subparsers(dest="report", required=True)
+    scope(add("tickets", cmd_report_tickets, rp, help="statistics summed over tickets"),
+          ticket=False)
