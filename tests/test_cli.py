@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,17 @@ def test_init_writes_a_valid_config_with_a_fresh_secret(tmp_path, capsys):
      "security.authserv_id"),
     ('[security]\nsecret_key = "0123456789abcdef0123"\ncommand_authentication = "pgp"\n',
      "security.command_authentication"),
+    ('[[sla]]\nname = "s"\ntype = "fast"\n', "sla[0].type"),
+    ('[[sla]]\nname = "s"\nstart_hour = 18\nend_hour = 9\n', "sla[0].end_hour"),
+    ('[[sla]]\nname = "s"\nmax_response_hours = -1\n', "sla[0].max_response_hours"),
+    ('[[sla]]\nname = "s"\nbase = "t"\n', "sla[0].base"),
+    ('[[groups]]\nname = "S"\naddresses = ["s@example.com"]\nsla = "gold"\n',
+     "groups[0].sla"),
+    ('[holidays]\ndates = ["25/12/2026"]\n', "holidays.dates"),
+    ('[holidays]\ncountry = "XX"\n', "holidays.country"),
+    ('[scheduler]\nsla_sweep_seconds = 0\n', "scheduler.sla_sweep_seconds"),
 ])
+
 def test_check_config_names_the_key(tmp_path, capsys, bad, key):
     path = tmp_path / "c.toml"
     security = '[security]\nsecret_key = "0123456789abcdef0123"\n'
@@ -111,3 +122,12 @@ def test_module_entry_point_runs() -> None:
     result = subprocess.run([sys.executable, "-m", "maild", "--help"], capture_output=True,
                             text=True, cwd=Path(__file__).parent.parent)
     assert result.returncode == 0 and "ticket" in result.stdout
+
+
+def test_holidays_of_a_country_and_region(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[security]\nsecret_key = "0123456789abcdef0123"\n'
+                    '[holidays]\ndates = ["2026-08-03"]\ncountry = "ES"\nregion = "MD"\n')
+    days = load_settings(path).holidays.dates
+    assert {date(2026, 8, 3), date(2026, 12, 25), date(2026, 5, 2)} <= days  # 2 May: Madrid
+    assert date(2026, 5, 4) not in days
