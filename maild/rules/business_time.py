@@ -17,6 +17,7 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 Interval = tuple[datetime, datetime]  # aware UTC, half-open
+EPS = 1e-6  # seconds: below timedelta's resolution, so a float sum's error, not time
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,32 +150,37 @@ class Calendar:
             return start
         d = self._local_date(start)
         remaining = seconds
+        last_end = start
         for a, b in self._day_intervals(d):
             a = max(a, start)
             if a < b:
                 span = (b - a).total_seconds()
-                if span >= remaining:
-                    return a + timedelta(seconds=remaining)
+                if span >= remaining - EPS:
+                    return a + timedelta(seconds=min(span, remaining))
                 remaining -= span
+                last_end = b
+        if remaining <= EPS:  # float sums: what is left is a rounding error, not time
+            return last_end
         d += timedelta(days=1)
         limit = d.year + 10
         while d.year <= limit:  # whole years, then days, by the prefix sums
             year = self._year(d.year)
             i = d.timetuple().tm_yday - 1
             in_year = year.starts[-1] - year.starts[i]
-            if in_year < remaining:
+            if in_year < remaining - EPS:
                 remaining -= in_year
                 d = date(d.year + 1, 1, 1)
                 continue
             target = year.starts[i] + remaining
-            j = bisect.bisect_left(year.starts, target, lo=i + 1) - 1  # the day it ends in
+            # the first day by whose end the target is reached: it has working time
+            j = bisect.bisect_left(year.starts, target - EPS, lo=i + 1) - 1
             remaining = target - year.starts[j]
             for a, b in year.days[j]:
                 span = (b - a).total_seconds()
-                if span >= remaining:
-                    return a + timedelta(seconds=remaining)
+                if span >= remaining - EPS:
+                    return a + timedelta(seconds=min(span, remaining))
                 remaining -= span
-            return year.days[j][-1][1]  # float rounding at the very end of a day
+            return year.days[j][-1][1]
         raise ValueError("no working time in the next ten years")
 
     def counted(self, spans: Iterable[Interval]) -> float:

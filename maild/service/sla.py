@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from maild.domain import Status
 from maild.rules.business_time import Calendar
 from maild.rules.sla import Metric, Sla, TicketPast, counts, deadlines, next_due, over_open_limit
-from maild.store import outbox, queries
+from maild.store import meta, outbox, queries
 from maild.store import sla as book
 
 if TYPE_CHECKING:
@@ -79,8 +79,7 @@ class SlaKeeper:
             open_eps.setdefault(b.ticket_id, {})[b.metric] = b
         dues: list[tuple[int, datetime | None]] = []
         ended: list[int] = []
-        notes: list[Note | None] = []
-        started = 0
+        starting: list[tuple[book.SlaRow, Sla, Metric, datetime]] = []
         for row in rows:
             episodes = open_eps.get(row.id, {})
             sla = self.for_group(row.group_id)
@@ -99,14 +98,13 @@ class SlaKeeper:
                     ended.append(b.id)
             for metric, when in found.items():
                 if when <= now and metric.value not in episodes:
-                    notes.append(self._breach(s, row, sla, metric, when))
-                    started += 1
+                    starting.append((row, sla, metric, when))
             dues.append((row.id, next_due(found, now)))
         book.end_breaches(s, ended, now)
         current = {r.id: r.sla_due_at for r in rows}
         book.set_due(s, [d for d in dues if d[1] != current[d[0]]])
-        outbox.add_many(s, [n for n in notes if n], now)
-        return SweepReport(checked=len(rows), breached=started)
+        self._start(s, starting, now)
+        return SweepReport(checked=len(rows), breached=len(starting))
 
     # -- the scheduler's work --------------------------------------------------------------------
     def sweep(self, s: Session, now: datetime, limit: int = 1000) -> SweepReport:
@@ -126,9 +124,7 @@ class SlaKeeper:
                        if b.metric == Metric.OPEN_TICKETS and b.ended_at is None}
             book.end_breaches(s, [b.id for t, b in current.items() if t not in over], now)
             new = sorted(over - set(current))
-            notes = [self._breach(s, r, sla, Metric.OPEN_TICKETS, now)
-                     for r in book.rows(s, new)]
-            outbox.add_many(s, [n for n in notes if n], now)
+            self._start(s, [(r, sla, Metric.OPEN_TICKETS, now) for r in book.rows(s, new)], now)
             report += SweepReport(checked=len(over), breached=len(new))
         return report
 
@@ -146,30 +142,42 @@ class SlaKeeper:
         """One batch of a full recomputation: (tickets done, last id or None when finished)."""
         ids = book.open_ids(s, after_id, batch)
         if not ids:
-            book.set_meta(s, FINGERPRINT, self.fingerprint())
+            meta.set_meta(s, FINGERPRINT, self.fingerprint())
             return 0, None
         self.refresh(s, ids, now)
         return len(ids), ids[-1]
 
     def stale(self, s: Session) -> bool:
         """Whether the deadlines in the store were made by another SLA configuration."""
-        return book.meta(s, FINGERPRINT) != self.fingerprint()
+        return meta.meta(s, FINGERPRINT) != self.fingerprint()
 
-    # -- one breach ------------------------------------------------------------------------------
-    def _breach(self, s: Session, row: book.SlaRow, sla: Sla, metric: Metric,
-                when: datetime) -> Note | None:
-        book.start_breach(s, ticket_id=row.id, group_id=row.group_id, owner_id=row.owner_id,
-                          sla_name=sla.name, metric=metric.value, started_at=when)
-        log.warning("ticket %d: SLA %s, %s limit passed at %s", row.id, sla.name,
-                    metric.value, when.isoformat())
-        if row.owner_id is None:
-            return None
-        ticket = queries.ticket_row(s, row.id)
-        creator = self.desk.user(s, ticket.creator_id) if ticket.creator_id else None
-        limit: Any = (sla.max_open_tickets if metric is Metric.OPEN_TICKETS
-                      else sla.limit(metric) / 3600)
-        ctx = self.desk.context(ticket, creator, sla={
-            "name": sla.name, "metric": metric.value, "limit": limit,
-            "since": when.isoformat(), "type": sla.type})
-        return self.desk.note(s, ticket, self.desk.user(s, row.owner_id), "sla_triggered", ctx,
-                              (ticket.thread_id,))
+    # -- breaches begin ------------------------------------------------------------------------
+    def _start(self, s: Session, starting: list[tuple[book.SlaRow, Sla, Metric, datetime]],
+               now: datetime) -> None:
+        """Store the new episodes and mail each owner once, a few statements for them all."""
+        if not starting:
+            return
+        book.start_breaches(s, [{"ticket_id": row.id, "group_id": row.group_id,
+                                 "owner_id": row.owner_id, "sla_name": sla.name,
+                                 "metric": metric.value, "started_at": when, "ended_at": None}
+                                for row, sla, metric, when in starting])
+        log.warning("SLA limits passed: %s", ", ".join(
+            f"#{row.id} {metric.value}" for row, _, metric, _ in starting[:20])
+            + (f" and {len(starting) - 20} more" if len(starting) > 20 else ""))
+        tickets = queries.ticket_rows(s, [row.id for row, *_ in starting])
+        people = queries.user_refs(s, [uid for t in tickets.values()
+                                       for uid in (t.creator_id, t.owner_id) if uid])
+        notes: list[Note | None] = []
+        for row, sla, metric, when in starting:
+            ticket = tickets[row.id]
+            if ticket.owner_id is None or ticket.owner_id not in people:
+                continue
+            creator = people.get(ticket.creator_id) if ticket.creator_id else None
+            limit: Any = (sla.max_open_tickets if metric is Metric.OPEN_TICKETS
+                          else sla.limit(metric) / 3600)
+            ctx = self.desk.context(ticket, creator, sla={
+                "name": sla.name, "metric": metric.value, "limit": limit,
+                "since": when.isoformat(), "type": sla.type})
+            notes.append(self.desk.note(s, ticket, people[ticket.owner_id], "sla_triggered",
+                                        ctx, (ticket.thread_id,)))
+        outbox.add_many(s, [n for n in notes if n], now)

@@ -98,6 +98,26 @@ def ticket_row(s: Session, ticket_id: int) -> TicketRow:
     return TicketRow(**row._asdict())
 
 
+def ticket_rows(s: Session, ticket_ids: list[int]) -> dict[int, TicketRow]:
+    q = select(*_TICKET_ROW).where(Ticket.id.in_(ticket_ids))
+    return {r.id: TicketRow(**r._asdict()) for r in s.connection().execute(q)}
+
+
+def user_refs(s: Session, user_ids: list[int]) -> dict[int, UserRef]:
+    """Users by id, with their first address, in two queries."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    first: dict[int, str] = {}
+    for uid, address in s.execute(select(UserEmail.user_id, UserEmail.address)
+                                  .where(UserEmail.user_id.in_(ids)).order_by(UserEmail.id)):
+        first.setdefault(uid, address)
+    return {u.id: UserRef(id=u.id, login=u.login, name=u.name, kind=UserKind(u.kind),
+                          email=first.get(u.id), admin=u.admin)
+            for u in s.execute(select(User.id, User.login, User.name, User.kind, User.admin)
+                               .where(User.id.in_(ids)))}
+
+
 _USER = (select(User.id, User.login, User.name, User.kind, User.admin,
                 select(UserEmail.address).where(UserEmail.user_id == User.id)
                 .order_by(UserEmail.id).limit(1).scalar_subquery().label("email"))

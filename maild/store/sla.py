@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from maild.domain import Status
-from maild.store.models import History, Meta, SlaBreach, Ticket
+from maild.store.models import History, SlaBreach, Ticket
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,18 +86,20 @@ def set_due(s: Session, dues: list[tuple[int, datetime | None]]) -> None:
         s.connection().execute(_SET_DUE, [{"tid": t, "due": d} for t, d in dues])
 
 
+_BREACH = (SlaBreach.id, SlaBreach.ticket_id, SlaBreach.group_id, SlaBreach.owner_id,
+           SlaBreach.sla_name, SlaBreach.metric, SlaBreach.started_at, SlaBreach.ended_at)
+
+
 def open_breaches(s: Session, ticket_ids: list[int]) -> list[BreachRow]:
     if not ticket_ids:
         return []
-    q = select(SlaBreach).where(SlaBreach.ticket_id.in_(ticket_ids), SlaBreach.ended_at.is_(None))
-    return [_breach(b) for b in s.scalars(q)]
+    q = select(*_BREACH).where(SlaBreach.ticket_id.in_(ticket_ids), SlaBreach.ended_at.is_(None))
+    return [BreachRow(**r._asdict()) for r in s.execute(q)]
 
 
-def start_breach(s: Session, *, ticket_id: int, group_id: int, owner_id: int | None,
-                 sla_name: str, metric: str, started_at: datetime) -> None:
-    s.add(SlaBreach(ticket_id=ticket_id, group_id=group_id, owner_id=owner_id,
-                    sla_name=sla_name, metric=metric, started_at=started_at, ended_at=None))
-    s.flush()
+def start_breaches(s: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        s.connection().execute(insert(SlaBreach), rows)
 
 
 def end_breaches(s: Session, breach_ids: list[int], when: datetime) -> None:
@@ -106,20 +109,14 @@ def end_breaches(s: Session, breach_ids: list[int], when: datetime) -> None:
 
 def breaches(s: Session, *, ticket_ids: list[int] | None = None, group_id: int | None = None,
              owner_id: int | None = None) -> list[BreachRow]:
-    q = select(SlaBreach).order_by(SlaBreach.started_at)
+    q = select(*_BREACH).order_by(SlaBreach.started_at)
     if ticket_ids is not None:
         q = q.where(SlaBreach.ticket_id.in_(ticket_ids))
     if group_id is not None:
         q = q.where(SlaBreach.group_id == group_id)
     if owner_id is not None:
         q = q.where(SlaBreach.owner_id == owner_id)
-    return [_breach(b) for b in s.scalars(q)]
-
-
-def _breach(b: SlaBreach) -> BreachRow:
-    return BreachRow(id=b.id, ticket_id=b.ticket_id, group_id=b.group_id, owner_id=b.owner_id,
-                     sla_name=b.sla_name, metric=b.metric, started_at=b.started_at,
-                     ended_at=b.ended_at)
+    return [BreachRow(**r._asdict()) for r in s.execute(q)]
 
 
 def counting_in_group(s: Session, group_id: int, statuses: list[str]) -> list[int]:
@@ -137,17 +134,3 @@ def pending_close_before(s: Session, before: datetime, limit: int) -> list[int]:
 
 def count_due(s: Session, now: datetime) -> int:
     return s.scalar(select(func.count(Ticket.id)).where(Ticket.sla_due_at <= now)) or 0
-
-
-def meta(s: Session, key: str) -> str | None:
-    row = s.get(Meta, key)
-    return None if row is None else row.value
-
-
-def set_meta(s: Session, key: str, value: str) -> None:
-    row = s.get(Meta, key)
-    if row is None:
-        s.add(Meta(key=key, value=value))
-    else:
-        row.value = value
-    s.flush()

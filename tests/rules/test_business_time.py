@@ -113,6 +113,26 @@ def test_dst_days_in_madrid() -> None:
     assert night.seconds_between(madrid(2026, 10, 25), madrid(2026, 10, 26)) == 3 * 3600
 
 
-def test_a_calendar_without_working_time_never_reaches_a_deadline() -> None:
+def test_working_hours_must_be_a_span() -> None:
     with pytest.raises(ValueError):
         Hours(start_hour=9, end_hour=9)
+
+
+def test_a_deadline_at_the_very_end_of_a_day_before_a_weekend() -> None:
+    # Float sums of microsecond times left a deadline 1e-11 s short of Friday 18:00, and
+    # `add` went looking on the Saturday (found by the SLA benchmark).
+    cal = Calendar(Hours(timezone="Europe/Madrid", start_hour=9, end_hour=18, no_weekends=True))
+    created = datetime(2026, 1, 28, 3, 16, 41, tzinfo=UTC)
+    changed = datetime(2026, 2, 6, 8, 32, 44, 310018, tzinfo=UTC)
+    due = cal.add(changed, 72 * 3600 - cal.seconds_between(created, changed))
+    assert due == madrid(2026, 2, 6, 18)
+
+
+@settings(max_examples=200, deadline=None)
+@given(h=hours(), start=instant(), micro=st.integers(0, 999_999),
+       minutes=st.integers(1, 20 * 1440))
+def test_add_with_microseconds(h: Hours, start: datetime, micro: int, minutes: int) -> None:
+    cal = Calendar(h)
+    start = start.replace(microsecond=micro)
+    due = cal.add(start, minutes * 60 - cal.seconds_between(start - timedelta(hours=5), start))
+    assert due >= start
