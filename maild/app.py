@@ -14,8 +14,8 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.clock import Clock, SystemClock
 from maild.domain import Channel, UserKind
 from maild.errors import ConfigError
+from maild.inbound.imap import ImapJournal, MailboxReader
 from maild.inbound.intake import Intake
 from maild.inbound.match import ReplyAddressing
 from maild.inbound.process import Pipeline, PipelineConfig, Processor
@@ -150,6 +151,16 @@ def make_jobs(parts: Parts) -> Scheduler:
                              auto_close_hours=s.auto_close_hours))
 
 
+def make_readers(parts: Parts, *, on_committed: Callable[[], None]) -> list[MailboxReader]:
+    s = parts.settings
+    store = ImapJournal(parts.factory, parts.clock)
+    return [MailboxReader(box, store, group_address=next(
+                g.addresses[0] for g in s.groups if g.name == box.group),
+                          reply_local=s.outbound.reply_local,
+                          reply_domain=s.outbound.reply_domain, on_committed=on_committed)
+            for box in s.inbound.imap]
+
+
 def make_transport(settings: Settings) -> Transport:
     out = settings.outbound
     if out.relay:
@@ -179,6 +190,7 @@ class Running:
     processor: Processor | None
     intake: Intake | None
     jobs: Scheduler | None = None
+    mailboxes: list[MailboxReader] = field(default_factory=list)
 
 
 async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | None = None,
@@ -193,6 +205,7 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     """
     s = parts.settings
     worker, processor, jobs, tasks = None, None, None, []
+    readers: list[MailboxReader] = []
     if deliver:
         transport = transport or make_transport(s)
         worker = make_worker(parts, transport, tick_seconds=poll_seconds)
@@ -209,10 +222,13 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
                         on_committed=processor.wake if processor else _nothing)
         server = await _listen(parts, intake, port)
         bound = server.sockets[0].getsockname()[1]
+        # IMAP mailboxes feed the journal too: they run where the listener runs.
+        readers = make_readers(parts, on_committed=processor.wake if processor else _nothing)
+        tasks += [asyncio.create_task(r.run(stop), name=f"imap {r.box.key}") for r in readers]
     _announce(parts, bound, listen=listen, process=process, deliver=deliver)
     if started is not None:
         started.set_result(Running(port=bound, worker=worker, processor=processor,
-                                   intake=intake, jobs=jobs))
+                                   intake=intake, jobs=jobs, mailboxes=readers))
     try:
         await stop.wait()
     finally:
@@ -268,6 +284,9 @@ def _announce(parts: Parts, port: int | None, *, listen: bool, process: bool,
                  s.inbound.smtp.host, port)
         for g in s.groups:
             log.info("group %s takes %s", g.name, ", ".join(g.addresses))
+        for box in s.inbound.imap:
+            log.info("reading %s (%s) for group %s, then %s", box.key, box.tls, box.group,
+                     box.after)
     if process:
         log.info("processing the journal")
     if deliver:

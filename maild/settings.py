@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -45,8 +46,35 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ImapSettings:
+    """One `[[inbound.imap]]` mailbox maild reads."""
+
+    host: str
+    port: int
+    tls: str  # implicit | starttls | none (loopback only)
+    user: str
+    group: str
+    password: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    oauth2_command: str | None = None  # prints an XOAUTH2 access token
+    folder: str = "INBOX"
+    after: str = "seen"  # move | seen | delete
+    move_to: str | None = None
+    poll_seconds: float = 60.0
+    idle: bool = True
+    ca_file: Path | None = None  # trust this CA (a private server's certificate)
+    batch: int = 100  # messages per fetch and commit
+
+    @property
+    def key(self) -> str:
+        return f"imap:{self.user}@{self.host}:{self.port}/{self.folder}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class InboundSettings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    imap: tuple[ImapSettings, ...] = ()
     invalid_token: str = "new"  # new | refuse: a reply address whose token does not verify
     processing: str = "process"  # process: a child process works the journal | inline
 
@@ -263,7 +291,7 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
         "secret_key", "secret_file", "command_authentication", "authserv_id"})
     secret = _secret(sec, base)
     command_auth = _command_auth(sec)
-    inbound = _inbound(top.raw.get("inbound"))
+    inbound = _inbound(top.raw.get("inbound"), base)
     outbound = _outbound(_Section(top.raw.get("outbound"), "outbound", {
         "from", "from_name", "reply_local", "reply_domain", "relay", "relay_user",
         "relay_password", "retry_deadline_hours", "concurrency"}))
@@ -272,6 +300,10 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
     users = _users(top.raw.get("users", []))
     slas = _slas(top.raw.get("sla", []))
     groups = _groups(top.raw.get("groups", []), users, slas)
+    for i, box in enumerate(inbound.imap):
+        if not any(g.name == box.group for g in groups):
+            raise ConfigError(f"inbound.imap[{i}].group", f"no [[groups]] entry is named "
+                                                          f"{box.group!r}")
     return Settings(site=site, storage=storage, secret_key=secret, inbound=inbound,
                     outbound=outbound, limits=limits, tickets=tickets, groups=groups,
                     users=users, status_map=_status_map(top.raw.get("status_map")),
@@ -425,8 +457,8 @@ def _secret(s: _Section, base: Path) -> str:
     return secret
 
 
-def _inbound(raw: Any) -> InboundSettings:
-    s = _Section(raw, "inbound", {"smtp", "invalid_token", "processing"})
+def _inbound(raw: Any, base: Path) -> InboundSettings:
+    s = _Section(raw, "inbound", {"smtp", "invalid_token", "processing", "imap"})
     smtp = _Section(s.raw.get("smtp"), "inbound.smtp",
                     {"listen", "protocol", "max_message_size", "hostname"})
     host, port = _host_port(smtp.get("listen", str, "127.0.0.1:2525"), "inbound.smtp.listen")
@@ -445,7 +477,66 @@ def _inbound(raw: Any) -> InboundSettings:
     return InboundSettings(
         smtp=SmtpSettings(host=host, port=port, protocol=protocol, max_message_size=size,
                           hostname=smtp.get("hostname", str, "maild")),
-        invalid_token=invalid, processing=processing)
+        invalid_token=invalid, processing=processing,
+        imap=_imap(s.raw.get("imap", []), base))
+
+
+IMAP_KEYS = {f for f in ImapSettings.__dataclass_fields__}
+
+
+def _path(s: _Section, k: str, base: Path) -> Path | None:
+    v = s.get(k, str, None)
+    return None if v is None else (Path(v) if Path(v).is_absolute() else base / v)
+
+
+def _imap(raw: Any, base: Path) -> tuple[ImapSettings, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("inbound.imap", "must be an array of tables ([[inbound.imap]])")
+    out: list[ImapSettings] = []
+    for i, item in enumerate(raw):
+        key = f"inbound.imap[{i}]"
+        s = _Section(item, key, IMAP_KEYS)
+        host = s.require("host", str)
+        tls = s.get("tls", str, "implicit")
+        if tls not in ("implicit", "starttls", "none"):
+            raise ConfigError(f"{key}.tls", "must be \"implicit\", \"starttls\" or \"none\"")
+        if tls == "none" and host not in ("127.0.0.1", "::1", "localhost"):
+            raise ConfigError(f"{key}.tls", "\"none\" sends the password in clear: only for "
+                                            "a server on this machine (127.0.0.1)")
+        port = s.get("port", int, 993 if tls == "implicit" else 143)
+        secrets_given = [k for k in ("password", "password_file", "password_env",
+                                     "oauth2_command") if k in s.raw]
+        if len(secrets_given) != 1:
+            raise ConfigError(f"{key}.password", "give exactly one of password, password_file, "
+                                                 "password_env, oauth2_command")
+        after = s.get("after", str, "seen")
+        if after not in ("move", "seen", "delete"):
+            raise ConfigError(f"{key}.after", "must be \"move\", \"seen\" or \"delete\"")
+        move_to = s.get("move_to", str, None)
+        if after == "move" and not move_to:
+            raise ConfigError(f"{key}.move_to", "is required with after = \"move\"")
+
+        env = s.get("password_env", str, None)
+        if env is not None and env not in os.environ:
+            raise ConfigError(f"{key}.password_env", f"the environment has no {env}")
+        pw_file = _path(s, "password_file", base)
+        if pw_file is not None and not pw_file.is_file():
+            raise ConfigError(f"{key}.password_file", f"cannot read {pw_file}")
+        poll = s.get("poll_seconds", float, 60.0)
+        if poll <= 0:
+            raise ConfigError(f"{key}.poll_seconds", "must be positive")
+        batch = s.get("batch", int, 100)
+        if not 1 <= batch <= 10000:
+            raise ConfigError(f"{key}.batch", "must be between 1 and 10000")
+        out.append(ImapSettings(
+            host=host, port=port, tls=tls, user=s.require("user", str),
+            group=s.require("group", str), password=s.get("password", str, None),
+            password_file=pw_file, password_env=env,
+            oauth2_command=s.get("oauth2_command", str, None),
+            folder=s.get("folder", str, "INBOX"), after=after, move_to=move_to,
+            poll_seconds=poll, idle=s.get("idle", bool, True), ca_file=_path(s, "ca_file", base),
+            batch=batch))
+    return tuple(out)
 
 
 def _host_port(value: str, key: str) -> tuple[str, int]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import smtplib
+import tempfile
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,6 +27,7 @@ from maild.outbound.transport import SmtpRelay
 from maild.settings import Settings, load_settings
 from maild.store import journal, outbox, queries
 from maild.store.db import transaction
+from tests.dovecot import Dovecot, start_dovecot
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("MAILD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -295,6 +298,21 @@ class Daemon:
     def journal(self) -> list[journal.JournalEntry]:
         with transaction(self.parts.reader) as s:
             return journal.entries(s, limit=1000)
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    """A Dovecot of its own, in a short /tmp path (its sockets' names have a length limit)."""
+    root = Path(tempfile.mkdtemp(prefix="maild-dv-", dir="/tmp"))
+    try:
+        server = start_dovecot(root)
+    except FileNotFoundError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        service_missing(str(exc))
+        return
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

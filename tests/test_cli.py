@@ -41,6 +41,9 @@ def test_init_writes_a_valid_config_with_a_fresh_secret(tmp_path, capsys):
     assert code == 1 and "exists" in err
 
 
+IMAP = '[[inbound.imap]]\nhost = "imap.example.com"\nuser = "u"\ngroup = "S"\n'
+
+
 @pytest.mark.parametrize(("bad", "key"), [
     ('[inbound.smtp]\nprotocol = "pop3"\n', "inbound.smtp.protocol"),
     ('[inbound.smtp]\nlisten = "nowhere"\n', "inbound.smtp.listen"),
@@ -71,6 +74,14 @@ def test_init_writes_a_valid_config_with_a_fresh_secret(tmp_path, capsys):
     ('[holidays]\ndates = ["25/12/2026"]\n', "holidays.dates"),
     ('[holidays]\ncountry = "XX"\n', "holidays.country"),
     ('[scheduler]\nsla_sweep_seconds = 0\n', "scheduler.sla_sweep_seconds"),
+    (IMAP + 'password = "p"\ntls = "none"\n', "inbound.imap[0].tls"),
+    (IMAP + 'password = "p"\npassword_env = "X"\n', "inbound.imap[0].password"),
+    (IMAP, "inbound.imap[0].password"),
+    (IMAP + 'password = "p"\nafter = "move"\n', "inbound.imap[0].move_to"),
+    (IMAP + 'password = "p"\nafter = "archive"\n', "inbound.imap[0].after"),
+    (IMAP + 'password_file = "/nonexistent/pw"\n', "inbound.imap[0].password_file"),
+    (IMAP + 'password_env = "MAILD_NO_SUCH_VARIABLE"\n', "inbound.imap[0].password_env"),
+    (IMAP + 'password = "p"\n', "inbound.imap[0].group"),
 ])
 
 def test_check_config_names_the_key(tmp_path, capsys, bad, key):

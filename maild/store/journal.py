@@ -55,6 +55,13 @@ def insert_many(s: Session, items: list[Incoming], now: datetime) -> list[int]:
     return [int(r.id) for r in s.connection().execute(_INSERT, rows)]
 
 
+def known_sha256(s: Session, digests: list[str]) -> set[str]:
+    """Which of these contents are in the journal already (an IMAP message read twice)."""
+    if not digests:
+        return set()
+    return set(s.scalars(select(Journal.sha256).where(Journal.sha256.in_(digests))))
+
+
 _LOAD = select(Journal.raw, Journal.mail_from, Journal.rcpt_tos, Journal.channel,
                Journal.state).where(Journal.id == bindparam("jid"))
 
