@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,6 +42,7 @@ from maild.settings import Settings
 from maild.store import db
 from maild.store.blobs import BlobStore
 from maild.store.directory import load_directory
+from maild.store.queries import GroupRef
 from maild.store.sync import GroupSpec, UserSpec, sync
 from maild.tokens import Signer
 
@@ -93,7 +95,8 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
         default_wu_time=settings.tickets.default_wu_time,
         reopen_on_reply=settings.tickets.reopen_on_reply, status_map=settings.status_map,
         priorities=settings.tickets.priorities, resolutions=settings.tickets.resolutions,
-        slas=group_slas(settings)),
+        slas=group_slas(settings),
+        notify={g.name: g.notify for g in settings.groups if g.notify}),
         directory=directory)
     own = {out.from_addr, f"{out.reply_local}@{out.reply_domain}"}
     own.update(a for g in settings.groups for a in g.addresses)
@@ -106,7 +109,8 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
                                 local=out.reply_local, domain=out.reply_domain,
                                 invalid_token=settings.inbound.invalid_token)))
     return Parts(settings=settings, engine=engine, factory=factory, reader=reader, clock=clock,
-                 signer=signer, desk=desk, pipeline=pipeline, renderer=Renderer(), blobs=blobs)
+                 signer=signer, desk=desk, pipeline=pipeline, blobs=blobs,
+                 renderer=Renderer(group_dirs=group_templates(settings, directory.groups)))
 
 
 @contextlib.contextmanager
@@ -127,6 +131,12 @@ def _sync(s: Session, settings: Settings, clock: Clock) -> None:
                    admin=u.admin, qa=u.qa, company=u.company, kind=UserKind(u.kind),
                    independent=u.independent) for u in settings.users],
          clock.now())
+
+
+def group_templates(settings: Settings, groups: dict[int, GroupRef]) -> dict[int, Path]:
+    """Each group's own template folder, by group id (the outbox rows carry the id)."""
+    by_name = {g.name: g.templates for g in settings.groups if g.templates}
+    return {gid: by_name[g.name] for gid, g in groups.items() if g.name in by_name}
 
 
 def group_slas(settings: Settings) -> dict[str, Sla]:

@@ -76,9 +76,18 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from maild.outbound.render import DEFAULT_DIR, Renderer
+    from maild.outbound.render import Renderer
+    from maild.outbound.sample import SAMPLE
 
-    Renderer(DEFAULT_DIR)  # the default set loads
+    # Every template of every group, rendered against a sample ticket: an unknown variable
+    # or a syntax error is reported here, not when the first customer's mail needs it.
+    renderer = Renderer(group_dirs={i: g.templates for i, g in enumerate(settings.groups, 1)
+                                    if g.templates})
+    errors = renderer.check(SAMPLE)
+    for e in errors:
+        print(f"template error: {e}", file=sys.stderr)
+    if errors:
+        return 2
     print(f"{settings.source or 'built-in defaults'}: OK "
           f"({len(settings.groups)} groups, {len(settings.users)} users)")
     return 0

@@ -121,6 +121,12 @@ class GroupSettings:
     default_owner: str | None = None
     accept_unknown_senders: bool = True
     sla: str | None = None  # the name of an [[sla]] entry
+    templates: Path | None = None  # overrides the default templates by file name
+    satisfaction: bool = True  # the survey on close (when [satisfaction] is enabled)
+    cc_from_mail: bool = False  # the first mail's Cc become the ticket's third parties
+    third_party_replies: str = "ignore"  # ignore | internal
+    # event → audiences told of it; events left out tell everyone they concern
+    notify: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,7 +305,7 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
     tickets = _tickets(top.raw.get("tickets"))
     users = _users(top.raw.get("users", []))
     slas = _slas(top.raw.get("sla", []))
-    groups = _groups(top.raw.get("groups", []), users, slas)
+    groups = _groups(top.raw.get("groups", []), users, slas, base)
     for i, box in enumerate(inbound.imap):
         if not any(g.name == box.group for g in groups):
             raise ConfigError(f"inbound.imap[{i}].group", f"no [[groups]] entry is named "
@@ -632,8 +638,26 @@ def _users(raw: Any) -> tuple[UserSettings, ...]:
     return tuple(out)
 
 
+NOTIFY_EVENTS = ("created", "workunit", "updated", "status", "owner", "closed", "reopened",
+                 "sla_triggered", "satisfaction")
+AUDIENCES = ("creator", "owner", "staff", "customer", "thirdparty")
+
+
+def _notify(raw: dict[str, Any], key: str) -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
+    for event, who in raw.items():
+        if event not in NOTIFY_EVENTS:
+            raise ConfigError(f"{key}.{event}", "unknown event; one of " + ", ".join(NOTIFY_EVENTS))
+        if not isinstance(who, list) or any(w not in AUDIENCES for w in who):
+            raise ConfigError(f"{key}.{event}",
+                              "must be a list of: " + ", ".join(AUDIENCES))
+        out[event] = frozenset(who)
+    return out
+
+
 def _groups(raw: Any, users: tuple[UserSettings, ...],
-            slas: tuple[SlaSettings, ...] = ()) -> tuple[GroupSettings, ...]:
+            slas: tuple[SlaSettings, ...] = (), base: Path = Path(".")
+            ) -> tuple[GroupSettings, ...]:
     if not isinstance(raw, list):
         raise ConfigError("groups", "must be an array of tables ([[groups]])")
     logins = {u.login for u in users if u.kind == "staff"}
@@ -642,7 +666,8 @@ def _groups(raw: Any, users: tuple[UserSettings, ...],
     for i, item in enumerate(raw):
         key = f"groups[{i}]"
         s = _Section(item, key, {"name", "addresses", "default_owner", "accept_unknown_senders",
-                                 "sla"})
+                                 "sla", "templates", "satisfaction", "cc_from_mail",
+                                 "third_party_replies", "notify"})
         name = s.require("name", str).strip()
         if not name or any(g.name == name for g in out):
             raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
@@ -661,9 +686,18 @@ def _groups(raw: Any, users: tuple[UserSettings, ...],
         sla = s.get("sla", str, None)
         if sla is not None and not any(x.name == sla for x in slas):
             raise ConfigError(f"{key}.sla", f"no [[sla]] entry is named {sla!r}")
+        templates = _path(s, "templates", base)
+        if templates is not None and not templates.is_dir():
+            raise ConfigError(f"{key}.templates", f"{templates} is not a folder")
+        replies = s.get("third_party_replies", str, "ignore")
+        if replies not in ("ignore", "internal"):
+            raise ConfigError(f"{key}.third_party_replies", "must be \"ignore\" or \"internal\"")
         out.append(GroupSettings(
             name=name, addresses=addresses, default_owner=owner,
-            accept_unknown_senders=s.get("accept_unknown_senders", bool, True), sla=sla))
+            accept_unknown_senders=s.get("accept_unknown_senders", bool, True), sla=sla,
+            templates=templates, satisfaction=s.get("satisfaction", bool, True),
+            cc_from_mail=s.get("cc_from_mail", bool, False), third_party_replies=replies,
+            notify=_notify(s.get("notify", dict, {}), f"{key}.notify")))
     for u in users:
         for g in u.groups:
             if not any(x.name == g for x in out):

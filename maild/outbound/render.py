@@ -13,6 +13,7 @@ from typing import Any
 import jinja2
 
 from maild.errors import TemplateError
+from maild.outbound.macros import spec_macros
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "templates" / "mail"
 
@@ -29,8 +30,35 @@ class Renderer:
 
     def __init__(self, default_dir: Path = DEFAULT_DIR,
                  group_dirs: dict[int, Path] | None = None) -> None:
+        self._default_dir = default_dir
+        self._group_dirs = dict(group_dirs or {})
         self._default = self._env([default_dir])
-        self._groups = {gid: self._env([d, default_dir]) for gid, d in (group_dirs or {}).items()}
+        self._groups = {gid: self._env([d, default_dir]) for gid, d in self._group_dirs.items()}
+
+    def names(self, group_id: int | None = None) -> list[str]:
+        """Every notification template of a set (the group's, and the defaults under it)."""
+        dirs = [self._default_dir]
+        if group_id in self._group_dirs:
+            dirs.insert(0, self._group_dirs[group_id])
+        found: set[str] = set()
+        for d in dirs:
+            for path in d.rglob("*.j2"):
+                rel = path.relative_to(d).as_posix()
+                if not path.name.startswith("_"):
+                    found.add(rel.removesuffix(".j2").rsplit(".", 1)[0])
+        return sorted(found)
+
+    def check(self, context: dict[str, Any]) -> list[str]:
+        """Render every template of every set with `context`; the errors, by set and name."""
+        errors: list[str] = []
+        for gid in [None, *self._group_dirs]:
+            where = "default templates" if gid is None else str(self._group_dirs[gid])
+            for name in self.names(gid):
+                try:
+                    self.render(name, context, gid)
+                except TemplateError as exc:
+                    errors.append(f"{where}: {exc}")
+        return errors
 
     @staticmethod
     def _env(dirs: list[Path]) -> jinja2.Environment:
@@ -46,18 +74,26 @@ class Renderer:
     def render(self, template: str, context: dict[str, Any],
                group_id: int | None = None) -> Rendered:
         env = self._groups.get(group_id, self._default) if group_id else self._default
+        context = {**spec_macros(context), **context}
         try:
             text_tpl = env.get_template(f"{template}.txt.j2")
             module = text_tpl.make_module(context)
             subject = " ".join(str(getattr(module, "subject", "")).split())
             text = str(module).strip() + "\n"
             html: str | None = None
-            try:
-                html = env.get_template(f"{template}.html.j2").render(context)
-            except jinja2.TemplateNotFound:
-                html = None
+            own = self._group_dirs.get(group_id) if group_id else None
+            # The two alternatives must say the same: a group's own text version goes out
+            # alone unless the group also wrote the HTML one.
+            if own is None or not Path(text_tpl.filename or "").is_relative_to(own) or (
+                    own / f"{template}.html.j2").exists():
+                try:
+                    html = env.get_template(f"{template}.html.j2").render(context)
+                except jinja2.TemplateNotFound:
+                    html = None
         except jinja2.TemplateNotFound as exc:
             raise TemplateError(f"no template {exc.name}") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename or template}, line {exc.lineno}: {exc}") from exc
         except jinja2.TemplateError as exc:
             raise TemplateError(f"{template}: {exc}") from exc
         if not subject:

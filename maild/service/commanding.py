@@ -211,11 +211,13 @@ def _tell(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef, mail
     epilogue = (mail.text.strip() or None) if p.closes else None
     refs = desk.refs(row, mail)
 
-    def ctx(changes: list[Change]) -> dict[str, Any]:
-        return desk.context(row, creator, wu_text=wu_text, wu_user=author.name or author.label,
-                            changes=[dataclasses.asdict(c) for c in changes],
-                            closed=p.closes, epilogue=epilogue)
+    base = desk.context(s, row, creator, wu_text=wu_text, wu_user=author.name or author.label,
+                        closed=p.closes, epilogue=epilogue)
 
+    def ctx(changes: list[Change]) -> dict[str, Any]:
+        return {**base, "changes": [dataclasses.asdict(c) for c in changes]}
+
+    event = _event(p)
     people = queries.associated_user_ids(s, row.id)
     if old_owner is not None and old_owner not in people:
         people.append(old_owner)  # who just lost the ticket hears to whom it went
@@ -225,12 +227,22 @@ def _tell(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef, mail
             continue
         user = desk.user(s, uid)
         if user.kind is UserKind.STAFF:
-            notes.append(desk.note(s, row, user, "updated", ctx(list(p.changes)), refs))
+            notes.append(desk.note(s, row, user, event, ctx(list(p.changes)), refs))
         elif not internal and (public or wu_text):
-            notes.append(desk.note(s, row, user, "updated", ctx(public), refs))
+            notes.append(desk.note(s, row, user, event, ctx(public), refs))
     if not internal and (public or wu_text):
-        notes += desk.copies(s, row, queries.ticket_cc(s, row.id), "updated", ctx(public), refs)
+        notes += desk.copies(s, row, queries.ticket_cc(s, row.id), event, ctx(public), refs)
     return notes
+
+
+def _event(p: Plan) -> str:
+    """Which notification this is: templates exist per event (and per group)."""
+    if p.closes:
+        return "closed"
+    fields = {c.field for c in p.changes}
+    if "status" in fields:
+        return "reopened" if p.after.status is Status.REOPENED else "status"
+    return "owner" if "owner" in fields else "updated"
 
 
 def _outcome(desk: Desk, s: Session, p: Plan, author: UserRef, mail: MailIn, *,
@@ -243,7 +255,7 @@ def _outcome(desk: Desk, s: Session, p: Plan, author: UserRef, mail: MailIn, *,
     refs = tuple(r for r in (mail.message_id,) if r)
     if row is not None:
         creator = desk.user(s, row.creator_id) if row.creator_id else None
-        ctx = desk.context(row, creator, **ctx)
+        ctx = desk.context(s, row, creator, **ctx)
         refs = desk.refs(row, mail)
     return desk.direct(author, "commands/outcome", ctx, ticket_id=row.id if row else None,
                        group_id=row.group_id if row else None, refs=refs)

@@ -141,7 +141,7 @@ class Desk:
     def notify_created(self, s: Session, row: TicketRow, creator: UserRef, author: UserRef,
                        mail: MailIn, now: datetime, *, cc: tuple[str, ...] = ()) -> None:
         """The creator's acknowledgement, the owner's new-ticket mail, third-party copies."""
-        ctx = self.context(row, creator, wu_text=row.description,
+        ctx = self.context(s, row, creator, wu_text=row.description,
                            wu_user=author.name or author.label)
         refs = (row.thread_id,)
         notes: list[Note | None] = []
@@ -170,18 +170,24 @@ class Desk:
                 return replace(outcome, outcome=f"{outcome.outcome} (ticket {row.id} is "
                                                 "closed and locked)")
             row = self._reopen(s, row, author_id, now)
+            event = "reopened"
+        else:
+            event = "workunit"
         author = self.user(s, author_id)
         wu_id = self.workunit(s, ticket_id, author, mail, now)
         tickets.touch(s, ticket_id, now, waiting=author.kind is not UserKind.STAFF)
         self.refresh_sla(s, row.group_id, ticket_id, now)
         row = row.touched(now)
         creator = self.user(s, row.creator_id) if row.creator_id else None
-        ctx = self.context(row, creator, wu_text=mail.text, wu_user=author.name or author.label)
+        ctx = self.context(s, row, creator, wu_text=mail.text, wu_user=author.name or author.label)
+        if event == "reopened":
+            ctx.update(changes=[{"field": "status", "old": Status.CLOSED.value,
+                                 "new": Status.REOPENED.value}], closed=False, epilogue=None)
         refs = self.refs(row, mail)
         notes: list[Note | None] = [
-            self.note(s, row, self.user(s, uid), "workunit", ctx, refs)
+            self.note(s, row, self.user(s, uid), event, ctx, refs)
             for uid in queries.associated_user_ids(s, ticket_id) if uid != author_id]
-        notes += self.copies(s, row, queries.ticket_cc(s, ticket_id), "workunit", ctx, refs)
+        notes += self.copies(s, row, queries.ticket_cc(s, ticket_id), event, ctx, refs)
         outbox.add_many(s, [n for n in notes if n], now)
         return Outcome(state=JournalState.DONE,
                        outcome=f"workunit {wu_id} on ticket {ticket_id}", ticket_id=ticket_id)
@@ -209,11 +215,11 @@ class Desk:
         creator = self.user(s, row.creator_id) if row.creator_id else None
         changes = [{"field": "status", "old": Status.PENDING_CLOSE.value,
                     "new": Status.CLOSED.value}]
-        ctx = self.context(row, creator, wu_text="", wu_user="maild", changes=changes,
+        ctx = self.context(s, row, creator, wu_text="", wu_user="maild", changes=changes,
                            closed=True, epilogue=epilogue)
-        notes = [self.note(s, row, self.user(s, uid), "updated", ctx, (row.thread_id,))
+        notes = [self.note(s, row, self.user(s, uid), "closed", ctx, (row.thread_id,))
                  for uid in queries.associated_user_ids(s, ticket_id)]
-        notes += self.copies(s, row, queries.ticket_cc(s, ticket_id), "updated", ctx,
+        notes += self.copies(s, row, queries.ticket_cc(s, ticket_id), "closed", ctx,
                              (row.thread_id,))
         outbox.add_many(s, [n for n in notes if n], now)
         self.refresh_sla(s, row.group_id, ticket_id, now)
@@ -290,17 +296,31 @@ class Desk:
     def message_id(self) -> str:
         return f"<maild.{uuid.uuid4().hex}@{self.config.message_domain}>"
 
-    def context(self, row: TicketRow, creator: UserRef | None, **extra: Any) -> dict[str, Any]:
+    def context(self, s: Session, row: TicketRow, creator: UserRef | None,
+                **extra: Any) -> dict[str, Any]:
+        """What every template may use of a ticket (the spec's macros are made from it)."""
         group = self.directory.groups.get(row.group_id)
         owner = self.directory.staff.get(row.owner_id) if row.owner_id else None
+        closer = self.user(s, row.closed_by_id) if row.closed_by_id else None
+        prios = self.config.priorities
         return {
             "ticket": {
                 "id": row.id, "title": row.title, "status": row.status,
                 "priority": row.priority, "group": group.name if group else "",
                 "owner": owner.label if owner else None,
+                "owner_name": owner.name if owner else None,
+                "owner_company": owner.company if owner else None,
                 "creator": creator.label if creator else None,
+                "creator_name": creator.name if creator else None,
+                "creator_company": creator.company if creator else None,
                 "description": row.description, "created_at": row.created_at.isoformat(),
                 "updated_at": row.updated_at.isoformat(), "resolution": row.resolution,
+                "id_group": row.group_id,
+                "id_priority": prios.index(row.priority) + 1 if row.priority in prios else 0,
+                "id_status": list(Status).index(Status(row.status)) + 1,
+                "type": row.type_name, "time_used": queries.time_used(s, row.id),
+                "closed_by": closer.label if closer else None, "epilogue": row.epilogue,
+                "custom": dict(row.custom or {}), "satisfaction": None,
             },
             **extra,
         }
@@ -312,6 +332,10 @@ class Desk:
         if not user.email:
             return None
         role = "creator" if creator else ("staff" if user.kind is UserKind.STAFF else "customer")
+        audience = ("creator" if creator or user.id == row.creator_id
+                    else "owner" if user.id == row.owner_id else role)
+        if not self.notifies(row.group_id, event, audience):
+            return None
         automatic = creator and user.kind is not UserKind.STAFF
         return {"template": f"ticket/{role}/{event}", "to_addr": user.email,
                 "to_user_id": user.id, "ticket_id": row.id, "group_id": row.group_id,
@@ -326,6 +350,8 @@ class Desk:
                ctx: dict[str, Any], refs: tuple[str, ...]) -> list[Note]:
         """Third-party copies of a public event: no reply token (their replies carry no
         powers) and capped per day like every automatic mail to an outside address."""
+        if not self.notifies(row.group_id, event, "thirdparty"):
+            return []
         return [{"template": f"ticket/thirdparty/{event}", "to_addr": addr, "to_user_id": None,
                  "ticket_id": row.id, "group_id": row.group_id,
                  "message_id": self.message_id(),
@@ -333,6 +359,15 @@ class Desk:
                  "in_reply_to": refs[-1] if refs else None,
                  "references": " ".join(refs) or None, "automatic": True,
                  "state": self._cap_state(s, addr).value} for addr in addresses]
+
+    def notifies(self, group_id: int, event: str, audience: str) -> bool:
+        """Whether the group's `notify` switches let this event reach this audience."""
+        group = self.directory.groups.get(group_id)
+        table = self.config.notify.get(group.name) if group else None
+        if not table:
+            return True
+        base = "updated" if event in ("status", "owner") and event not in table else event
+        return audience in table[base] if base in table else True
 
     def direct(self, user: UserRef, template: str, ctx: dict[str, Any], *,
                ticket_id: int | None, group_id: int | None,

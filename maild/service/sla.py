@@ -175,7 +175,7 @@ class SlaKeeper:
             creator = people.get(ticket.creator_id) if ticket.creator_id else None
             limit: Any = (sla.max_open_tickets if metric is Metric.OPEN_TICKETS
                           else sla.limit(metric) / 3600)
-            ctx = self.desk.context(ticket, creator, sla={
+            ctx = self.desk.context(s, ticket, creator, sla={
                 "name": sla.name, "metric": metric.value, "limit": limit,
                 "since": when.isoformat(), "type": sla.type})
             notes.append(self.desk.note(s, ticket, people[ticket.owner_id], "sla_triggered",

@@ -35,6 +35,7 @@ class DeskConfig:
     priorities: tuple[str, ...] = DEFAULT_PRIORITIES
     resolutions: tuple[str, ...] = DEFAULT_RESOLUTIONS
     slas: Mapping[str, Sla] = field(default_factory=dict)  # by group name
+    notify: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)  # by group
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.domain import Access, UserKind
-from maild.store.models import Group, GroupAddress, Membership, User, UserEmail
+from maild.store.models import Company, Group, GroupAddress, Membership, User, UserEmail
 from maild.store.queries import GroupRef, UserRef
 
 
@@ -43,6 +43,7 @@ def load_directory(s: Session) -> Directory:
               for g in s.scalars(select(Group).where(Group.active.is_(True)))}
     by_addr = {a.address: a.group_id for a in s.scalars(select(GroupAddress))
                if a.group_id in groups}
+    companies = {c.id: c.name for c in s.scalars(select(Company))}
     staff: dict[int, UserRef] = {}
     staff_addr: dict[str, int] = {}
     admins: set[int] = set()
@@ -52,7 +53,8 @@ def load_directory(s: Session) -> Directory:
     for user, address in rows:
         if user.id not in staff:
             staff[user.id] = UserRef(id=user.id, login=user.login, name=user.name,
-                                     kind=UserKind.STAFF, email=address, admin=user.admin)
+                                     kind=UserKind.STAFF, email=address, admin=user.admin,
+                                     company=companies.get(user.company_id or 0))
         staff_addr[address] = user.id
         if user.admin:
             admins.add(user.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
@@ -21,6 +22,7 @@ from maild.domain import (
 from maild.errors import NotFound
 from maild.store.models import (
     AttachmentRow,
+    Company,
     Group,
     History,
     Membership,
@@ -41,6 +43,7 @@ class UserRef:
     kind: UserKind
     email: str | None  # the first address, where mail for this user goes
     admin: bool
+    company: str | None = None
 
     @property
     def label(self) -> str:
@@ -74,6 +77,10 @@ class TicketRow:
     blocked: bool = False  # a locked closed ticket
     parent_id: int | None = None
     sla_disabled: bool = False
+    closed_by_id: int | None = None
+    type_name: str | None = None
+    epilogue: str | None = None
+    custom: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def with_id(self, ticket_id: int) -> TicketRow:
         return dataclasses.replace(self, id=ticket_id)
@@ -85,7 +92,8 @@ class TicketRow:
 _TICKET_ROW = (Ticket.id, Ticket.title, Ticket.description, Ticket.status, Ticket.priority,
                Ticket.group_id, Ticket.creator_id, Ticket.owner_id, Ticket.thread_id,
                Ticket.resolution, Ticket.created_at, Ticket.updated_at, Ticket.blocked,
-               Ticket.parent_id, Ticket.sla_disabled)
+               Ticket.parent_id, Ticket.sla_disabled, Ticket.closed_by_id, Ticket.type_name,
+               Ticket.epilogue, Ticket.custom)
 
 
 _ROW = select(*_TICKET_ROW).where(Ticket.id == bindparam("tid"))
@@ -120,7 +128,9 @@ def user_refs(s: Session, user_ids: list[int]) -> dict[int, UserRef]:
 
 _USER = (select(User.id, User.login, User.name, User.kind, User.admin,
                 select(UserEmail.address).where(UserEmail.user_id == User.id)
-                .order_by(UserEmail.id).limit(1).scalar_subquery().label("email"))
+                .order_by(UserEmail.id).limit(1).scalar_subquery().label("email"),
+                Company.name.label("company"))
+         .outerjoin(Company, Company.id == User.company_id)
          .where(User.id == bindparam("uid")))
 
 
@@ -129,7 +139,7 @@ def user_ref(s: Session, user_id: int) -> UserRef:
     if row is None:
         raise NotFound(f"no user {user_id}")
     return UserRef(id=row.id, login=row.login, name=row.name, kind=UserKind(row.kind),
-                   email=row.email, admin=row.admin)
+                   email=row.email, admin=row.admin, company=row.company)
 
 
 def user_by_address(s: Session, address: str) -> UserRef | None:
@@ -193,6 +203,14 @@ def ancestors(s: Session, ticket_id: int, *, depth: int = 100) -> tuple[int, ...
 def children(s: Session, ticket_id: int) -> tuple[int, ...]:
     return tuple(s.scalars(select(Ticket.id).where(Ticket.parent_id == ticket_id)
                            .order_by(Ticket.id)))
+
+
+_TIME_USED = select(func.coalesce(func.sum(Workunit.time_used), 0.0)).where(
+    Workunit.ticket_id == bindparam("tid"))
+
+
+def time_used(s: Session, ticket_id: int) -> float:
+    return float(s.connection().execute(_TIME_USED, {"tid": ticket_id}).scalar() or 0.0)
 
 
 def ticket_exists(s: Session, ticket_id: int) -> bool:
