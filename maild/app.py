@@ -89,14 +89,19 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
     blobs = BlobStore(settings.storage.data_dir / "attachments")
     out = settings.outbound
     desk = Desk(clock=clock, blobs=blobs, config=DeskConfig(
-        message_domain=out.reply_domain, default_priority=settings.tickets.default_priority,
+        message_domain=out.reply_domain, reply_local=out.reply_local,
+        default_priority=settings.tickets.default_priority,
         new_tickets_per_sender_per_hour=settings.limits.new_tickets_per_sender_per_hour,
         auto_replies_per_day=settings.limits.auto_replies_per_day,
         default_wu_time=settings.tickets.default_wu_time,
         reopen_on_reply=settings.tickets.reopen_on_reply, status_map=settings.status_map,
         priorities=settings.tickets.priorities, resolutions=settings.tickets.resolutions,
         slas=group_slas(settings),
-        notify={g.name: g.notify for g in settings.groups if g.notify}),
+        notify={g.name: g.notify for g in settings.groups if g.notify},
+        cc_from_mail=frozenset(g.name for g in settings.groups if g.cc_from_mail),
+        third_party_replies={g.name: g.third_party_replies for g in settings.groups},
+        own_addresses=frozenset({out.from_addr, *(a for g in settings.groups
+                                                  for a in g.addresses)})),
         directory=directory)
     own = {out.from_addr, f"{out.reply_local}@{out.reply_domain}"}
     own.update(a for g in settings.groups for a in g.addresses)

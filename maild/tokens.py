@@ -58,6 +58,8 @@ class Signer:
         return fields
 
     # -- reply addresses ---------------------------------------------------------
+    THIRD_PARTY = 0  # the "user" of a third-party copy's reply address: it carries no powers
+
     def reply_token(self, ticket_id: int, user_id: int) -> str:
         return self.sign(REPLY, ticket_id, user_id)
 

@@ -36,6 +36,14 @@ class ToTicket:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ThirdParty:
+    """A third party writing on a ticket: a reply to a copy, or a reply-all to its thread."""
+
+    ticket_id: int
+    via: str  # token | message-id
+
+
+@dataclass(frozen=True, kw_only=True)
 class NewTicket:
     group_id: int
     note: str | None = None  # why a reply-looking mail opens a ticket (logged)
@@ -52,7 +60,7 @@ class Refuse:
     template: str
 
 
-Match = ToTicket | NewTicket | Hold | Refuse
+Match = ToTicket | ThirdParty | NewTicket | Hold | Refuse
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +90,8 @@ def match(parsed: Parsed, envelope: Envelope, *, signer: Signer, lookup: Lookup,
         claim = signer.verify_reply(token)
         if claim is None or not lookup.ticket_exists(claim.ticket_id):
             continue
+        if claim.user_id == Signer.THIRD_PARTY:
+            return ThirdParty(ticket_id=claim.ticket_id, via="token")
         if sender_id is not None and (sender_id == claim.user_id
                                       or lookup.may_reply(sender_id, claim.ticket_id)):
             # Someone else's token still threads the words of a person who may write on
@@ -105,7 +115,17 @@ def match(parsed: Parsed, envelope: Envelope, *, signer: Signer, lookup: Lookup,
         return threaded or NewTicket(group_id=group_id, note="reply token did not verify")
     if group_id is None:
         return Refuse(reason="no group takes this address", template="refused/unknown_address")
-    return _fallback(parsed, sender_id, lookup) or NewTicket(group_id=group_id)
+    return (_fallback(parsed, sender_id, lookup) or _reply_all(parsed, sender_id, lookup)
+            or NewTicket(group_id=group_id))
+
+
+def _reply_all(parsed: Parsed, sender_id: int | None, lookup: Lookup) -> ThirdParty | None:
+    """Someone who may not write on a ticket answering a mail of its thread (a reply-all
+    storm): it belongs to that ticket as a third party's word, not to a new ticket."""
+    ticket_id = lookup.ticket_for_message_ids(parsed.references + parsed.in_reply_to)
+    if ticket_id is None or (sender_id is not None and lookup.may_reply(sender_id, ticket_id)):
+        return None
+    return ThirdParty(ticket_id=ticket_id, via="message-id")
 
 
 def _group_of(envelope: Envelope, lookup: Lookup) -> int | None:

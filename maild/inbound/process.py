@@ -26,6 +26,7 @@ from maild.inbound.match import (
     NewTicket,
     Refuse,
     ReplyAddressing,
+    ThirdParty,
     ToTicket,
     bounce_outbox_id,
     match,
@@ -175,6 +176,9 @@ class Pipeline:
                         s, m.ticket_id, m.author_id, dataclasses.replace(reply, text=block.body),
                         block.items, refuse_all=self._distrust(s, m, parsed))
             return self.desk.add_workunit(s, m.ticket_id, m.author_id, reply)
+        if isinstance(m, ThirdParty):  # never commands, never the creator
+            return self.desk.third_party_reply(
+                s, m.ticket_id, dataclasses.replace(mail, text=strip_quoted(parsed.text)))
         if isinstance(m, NewTicket):
             if m.note:
                 log.warning("journal %d: %s; opening a new ticket", journal_id, m.note)

@@ -90,8 +90,12 @@ def compose(mail: OutgoingMail, rendered: Rendered, *, signer: Signer, me: Ident
         headers.append(("In-Reply-To", mail.in_reply_to))
     if mail.references:
         headers.append(("References", " ".join(mail.references)))
-    if mail.ticket_id is not None and mail.to_user_id is not None:
-        token = signer.reply_token(mail.ticket_id, mail.to_user_id)
+    if mail.ticket_id is not None and (mail.to_user_id is not None
+                                       or mail.template.startswith("ticket/thirdparty/")):
+        # A third party's copy gets a reply address too: a reply threads, but as the word
+        # of someone with no powers on the ticket (ignored or kept as an internal note).
+        user = mail.to_user_id if mail.to_user_id is not None else Signer.THIRD_PARTY
+        token = signer.reply_token(mail.ticket_id, user)
         headers.append(("Reply-To", _address(_one_line(me.from_name),
                                              make_address(me.reply_local, token,
                                                           me.reply_domain))))

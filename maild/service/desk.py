@@ -106,14 +106,57 @@ class Desk:
             return Outcome(state=JournalState.HELD, outcome="held: sender rate limit",
                            reason=f"{mail.sender.addr} opened {limit} tickets in the last hour "
                                   "([limits] new_tickets_per_sender_per_hour)")
+        cc = self._cc_from_mail(group, mail, user) if parent_id is None else ()
         opening = Opening(title=clean_title(mail.subject), priority=self.config.default_priority,
                           owner_id=group.default_owner_id, editor=mail.channel.value,
-                          description=mail.text, parent_id=parent_id)
+                          description=mail.text, parent_id=parent_id, cc=cc)
         row = self.insert_ticket(s, group, user, user, mail, opening, now)
-        self.notify_created(s, row, user, user, mail, now)
+        self.notify_created(s, row, user, user, mail, now, cc=cc)
         log.info("ticket %d opened in %s by %s", row.id, group.name, mail.sender.addr)
         return Outcome(state=JournalState.DONE, outcome=f"opened ticket {row.id}",
                        ticket_id=row.id)
+
+    def _cc_from_mail(self, group: GroupRef, mail: MailIn, creator: UserRef) -> tuple[str, ...]:
+        """The first mail's Cc, when the group says so: not maild, not staff, not the creator."""
+        if group.name not in self.config.cc_from_mail:
+            return ()
+        local = f"{self.config.reply_local}+"
+        out = [a.addr for a in mail.cc
+               if a.addr != creator.email and a.addr not in self.config.own_addresses
+               and self.directory.staff_for_address(a.addr) is None
+               and not (a.addr.startswith(local)
+                        and a.addr.endswith("@" + self.config.message_domain))]
+        return tuple(dict.fromkeys(out))[:20]
+
+    def third_party_reply(self, s: Session, ticket_id: int, mail: MailIn) -> Outcome:
+        """A third party's word on a ticket: dropped, or kept as an internal note for staff,
+        as its group says; it never runs a command and never makes anyone the creator."""
+        now = self.clock.now()
+        row = queries.ticket_row(s, ticket_id)
+        group = self.directory.groups.get(row.group_id)
+        policy = self.config.third_party_replies.get(group.name if group else "", "ignore")
+        if policy == "ignore":
+            self.remember(s, ticket_id, mail)  # later replies to it still find the ticket
+            return Outcome(state=JournalState.DONE, ticket_id=ticket_id,
+                           outcome=f"ignored: third-party reply from {mail.sender.addr} "
+                                   f"(third_party_replies = \"ignore\")")
+        noted = replace(mail, text=f"[third party {mail.sender.addr} wrote]\n\n{mail.text}")
+        wu_id = tickets.insert_workunit(
+            s, ticket_id=ticket_id, author_id=None, text=noted.text, html=None, time_used=0.0,
+            cost=False, internal=True, public=False, journal_id=mail.journal_id,
+            created_at=now, realised_at=None)
+        self.remember(s, ticket_id, mail)
+        tickets.touch(s, ticket_id, now)
+        self.refresh_sla(s, row.group_id, ticket_id, now)
+        creator = self.user(s, row.creator_id) if row.creator_id else None
+        ctx = self.context(s, row.touched(now), creator, wu_text=noted.text,
+                           wu_user=mail.sender.name or mail.sender.addr)
+        people = [self.user(s, uid) for uid in queries.associated_user_ids(s, ticket_id)]
+        staff = [u for u in people if u.kind is UserKind.STAFF]
+        notes = [self.note(s, row, u, "workunit", ctx, self.refs(row, mail)) for u in staff]
+        outbox.add_many(s, [n for n in notes if n], now)
+        return Outcome(state=JournalState.DONE, ticket_id=ticket_id,
+                       outcome=f"internal note {wu_id} from third party {mail.sender.addr}")
 
     def insert_ticket(self, s: Session, group: GroupRef, creator: UserRef, author: UserRef,
                       mail: MailIn, opening: Opening, now: datetime, *,

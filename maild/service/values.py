@@ -25,7 +25,8 @@ PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|tr|rv|antw|odp|ynt)\s*(?:\[\
 class DeskConfig:
     """What the service needs of the settings."""
 
-    message_domain: str  # right-hand side of the Message-IDs maild makes
+    message_domain: str  # right-hand side of the Message-IDs maild makes (the reply domain)
+    reply_local: str = "support"
     default_priority: str = "medium"
     new_tickets_per_sender_per_hour: int = 20
     auto_replies_per_day: int = 40
@@ -36,6 +37,9 @@ class DeskConfig:
     resolutions: tuple[str, ...] = DEFAULT_RESOLUTIONS
     slas: Mapping[str, Sla] = field(default_factory=dict)  # by group name
     notify: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)  # by group
+    cc_from_mail: frozenset[str] = frozenset()  # groups whose first mail's Cc go on copy
+    third_party_replies: Mapping[str, str] = field(default_factory=dict)  # group: ignore|internal
+    own_addresses: frozenset[str] = frozenset()  # never put on copy
 
 
 @dataclass(frozen=True, kw_only=True)

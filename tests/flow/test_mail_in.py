@@ -149,10 +149,13 @@ async def test_fallback_threading_only_for_associated_senders(database, make_set
                       headers={"In-Reply-To": ack["Message-ID"]}))
     # …and once more with only the subject tag
     await d.send(mail(subject=f"Re: [#{t.id}] Printer", body="even more\n"))
-    # a stranger using the same headers and tag does not get onto her ticket
+    # a stranger using the same headers and tag does not get onto her ticket: an answer
+    # to its thread is a third party's (here ignored, by default), a tag alone is nothing
     await d.send(mail(sender="eve@other.example", subject=f"Re: [#{t.id}] Printer",
                       body="let me in\n", headers={"In-Reply-To": ack["Message-ID"]}),
                  mail_from="eve@other.example")
+    await d.send(mail(sender="eve@other.example", subject=f"Re: [#{t.id}] Printer",
+                      body="let me in\n"), mail_from="eve@other.example")
     await d.settle()
     # staff with edit on the group may answer by tag from their own mailbox
     await d.send(mail(sender="Javi <javier@home.example>", subject=f"Re: [#{t.id}] Printer",
@@ -164,6 +167,8 @@ async def test_fallback_threading_only_for_associated_senders(database, make_set
     tickets = d.tickets()
     assert len(tickets) == 2
     assert tickets[0].creator == "eve@other.example"
+    assert any("ignored: third-party reply from eve@other.example" in (e.outcome or "")
+               for e in d.journal())
 
 
 async def test_auto_reply_is_not_answered(database, make_settings, start_daemon):
