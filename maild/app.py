@@ -32,12 +32,13 @@ from maild.inbound.process import Pipeline, PipelineConfig, Processor
 from maild.inbound.smtp import MailHandler, recipient_filter, start_server
 from maild.jobs import Scheduler, SlaJobs
 from maild.outbound.compose import Identity
-from maild.outbound.render import Renderer
+from maild.outbound.render import Pages, Renderer
 from maild.outbound.transport import MaildirSink, SmtpRelay, Transport
 from maild.outbound.worker import DeliveryWorker, Site
 from maild.rules.business_time import Hours
 from maild.rules.sla import Sla
 from maild.service import Desk, DeskConfig
+from maild.service.survey import SurveyConfig
 from maild.settings import Settings
 from maild.store import db
 from maild.store.blobs import BlobStore
@@ -45,6 +46,7 @@ from maild.store.directory import load_directory
 from maild.store.queries import GroupRef
 from maild.store.sync import GroupSpec, UserSpec, sync
 from maild.tokens import Signer
+from maild.web import Web, WebParts
 
 log = logging.getLogger("maild")
 
@@ -100,6 +102,9 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
         notify={g.name: g.notify for g in settings.groups if g.notify},
         cc_from_mail=frozenset(g.name for g in settings.groups if g.cc_from_mail),
         third_party_replies={g.name: g.third_party_replies for g in settings.groups},
+        survey=SurveyConfig(enabled=settings.satisfaction.enabled,
+                            link_days=settings.satisfaction.link_days,
+                            groups=frozenset(g.name for g in settings.groups if g.satisfaction)),
         own_addresses=frozenset({out.from_addr, *(a for g in settings.groups
                                                   for a in g.addresses)})),
         directory=directory)
@@ -176,6 +181,13 @@ def make_readers(parts: Parts, *, on_committed: Callable[[], None]) -> list[Mail
             for box in s.inbound.imap]
 
 
+def make_web(parts: Parts) -> Web:
+    s = parts.settings
+    return Web(WebParts(factory=parts.factory, reader=parts.reader, signer=parts.signer,
+                        clock=parts.clock, site={"name": s.site.name, "url": s.site.url},
+                        pages=Pages()))
+
+
 def make_transport(settings: Settings) -> Transport:
     out = settings.outbound
     if out.relay:
@@ -206,12 +218,14 @@ class Running:
     intake: Intake | None
     jobs: Scheduler | None = None
     mailboxes: list[MailboxReader] = field(default_factory=list)
+    web_port: int | None = None
 
 
 async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | None = None,
                 port: int | None = None, started: asyncio.Future[Running] | None = None,
                 shutdown_seconds: float = 10.0, listen: bool = True, process: bool = True,
-                deliver: bool = True, poll_seconds: float = 5.0) -> None:
+                deliver: bool = True, poll_seconds: float = 5.0,
+                web_port: int | None = None) -> None:
     """Run any of the three roles: the listener, the journal processor, the delivery worker.
 
     A role whose partner runs in another process cannot be woken by it, so it polls every
@@ -221,6 +235,8 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     s = parts.settings
     worker, processor, jobs, tasks = None, None, None, []
     readers: list[MailboxReader] = []
+    web: Web | None = None
+    bound_web: int | None = None
     if deliver:
         transport = transport or make_transport(s)
         worker = make_worker(parts, transport, tick_seconds=poll_seconds)
@@ -240,15 +256,24 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
         # IMAP mailboxes feed the journal too: they run where the listener runs.
         readers = make_readers(parts, on_committed=processor.wake if processor else _nothing)
         tasks += [asyncio.create_task(r.run(stop), name=f"imap {r.box.key}") for r in readers]
+        if s.web.enabled:  # the rating page, /healthz and /metrics
+            web = make_web(parts)
+            bound_web = await web.start(s.web.host, s.web.port if web_port is None
+                                        else web_port)
+            log.info("web part on http://%s:%s (/healthz, /metrics, /rate/…)", s.web.host,
+                     bound_web)
     _announce(parts, bound, listen=listen, process=process, deliver=deliver)
     if started is not None:
         started.set_result(Running(port=bound, worker=worker, processor=processor,
-                                   intake=intake, jobs=jobs, mailboxes=readers))
+                                   intake=intake, jobs=jobs, mailboxes=readers,
+                                   web_port=bound_web))
     try:
         await stop.wait()
     finally:
         log.info("stopping: %s", "no new mail accepted; finishing work in flight" if listen
                  else "finishing work in flight")
+        if web is not None:
+            await web.stop()
         if server is not None:
             server.close()
             with contextlib.suppress(TimeoutError):

@@ -26,6 +26,7 @@ from typing import Any
 from maild import app, cli_reports
 from maild.domain import Channel, Envelope, JournalState
 from maild.errors import ConfigError, MaildError, NotFound
+from maild.service import survey
 from maild.settings import Settings, load_settings
 from maild.store import journal, queries
 from maild.store.db import transaction
@@ -125,9 +126,17 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
     with app.opened(_settings(args)) as parts:
         with transaction(parts.reader) as s:
             view = queries.ticket_view(s, args.id)
+            seen_by = None
+            if args.as_login:
+                viewer = queries.user_by_login(s, args.as_login)
+                if viewer is None:
+                    raise ConfigError("--as", f"no user has the login {args.as_login!r}")
+                seen_by = survey.rating_for(s, args.id, viewer.id)
         if args.json:
             data = dataclasses.asdict(view)
             data["status"] = view.status.value
+            if args.as_login:  # QA and the creator see the rating; the owner never does
+                data["satisfaction"] = seen_by
             _print_json(data)
             return 0
         print(f"#{view.id} {view.title}\n  status {view.status.value} · priority {view.priority} · "
@@ -251,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("show", cmd_ticket_show, tp)
     sp.add_argument("id", type=int)
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--as", dest="as_login", metavar="LOGIN",
+                    help="show what this user may see (the satisfaction rating: QA only)")
 
     jp = sub.add_parser("journal", help="inbound mail").add_subparsers(dest="journal",
                                                                           required=True)

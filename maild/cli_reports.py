@@ -14,7 +14,7 @@ from maild.errors import ConfigError, NotFound
 from maild.outbound import timeline
 from maild.service import reports
 from maild.settings import Settings, load_settings
-from maild.store import queries
+from maild.store import queries, ratings
 from maild.store import reports as store
 from maild.store.db import transaction
 
@@ -121,6 +121,25 @@ def cmd_report_tickets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_satisfaction(args: argparse.Namespace) -> int:
+    with app.opened(_settings(args)) as parts, transaction(parts.reader) as s:
+        d = parts.desk.directory
+        gid = uid = None
+        if args.group is not None:
+            gid = next((g for g, ref in d.groups.items() if ref.name == args.group), None)
+            if gid is None:
+                raise ConfigError("--group", f"no group is named {args.group!r}")
+        if args.owner is not None:
+            uid = next((u for u, ref in d.staff.items() if ref.login == args.owner), None)
+            if uid is None:
+                raise ConfigError("--owner", f"no staff member has the login {args.owner!r}")
+        good, bad = ratings.summary(s, group_id=gid, owner_id=uid)
+    total = good + bad
+    _print({"ratings": total, "good": good, "bad": bad,
+            "good_ratio": round(good / total, 3) if total else None}, args.json)
+    return 0
+
+
 def register(sub: Any, add: Callable[..., argparse.ArgumentParser],
              ticket_parsers: Any) -> None:
     def scope(sp: argparse.ArgumentParser, *, ticket: bool) -> None:
@@ -147,3 +166,7 @@ def register(sub: Any, add: Callable[..., argparse.ArgumentParser],
     rp = sub.add_parser("report", help="reports").add_subparsers(dest="report", required=True)
     scope(add("tickets", cmd_report_tickets, rp, help="statistics summed over tickets"),
           ticket=False)
+    sp = add("satisfaction", cmd_report_satisfaction, rp, help="ratings and the good ratio")
+    sp.add_argument("--group")
+    sp.add_argument("--owner", help="a staff login")
+    sp.add_argument("--json", action="store_true")

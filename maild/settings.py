@@ -181,6 +181,19 @@ class CommandAuth:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    enabled: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class SatisfactionSettings:
+    enabled: bool = False
+    link_days: int = 14
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     site: SiteSettings
     storage: StorageSettings
@@ -196,6 +209,8 @@ class Settings:
     slas: tuple[SlaSettings, ...] = ()
     holidays: HolidaySettings = field(default_factory=HolidaySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    satisfaction: SatisfactionSettings = field(default_factory=SatisfactionSettings)
     source: Path | None = None  # the file read, None for built-in defaults
 
     def group(self, name: str) -> GroupSettings | None:
@@ -285,7 +300,8 @@ class _Section:
 
 
 TOP_KEYS = {"site", "storage", "security", "inbound", "outbound", "limits", "tickets",
-            "groups", "users", "status_map", "sla", "holidays", "scheduler"}
+            "groups", "users", "status_map", "sla", "holidays", "scheduler", "web",
+            "satisfaction"}
 
 
 def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -> Settings:
@@ -315,7 +331,22 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
                     users=users, status_map=_status_map(top.raw.get("status_map")),
                     command_auth=command_auth, slas=slas,
                     holidays=_holidays(top.raw.get("holidays")),
-                    scheduler=_scheduler(top.raw.get("scheduler")), source=source)
+                    scheduler=_scheduler(top.raw.get("scheduler")), web=_web(top.raw.get("web")),
+                    satisfaction=_satisfaction(top.raw.get("satisfaction")), source=source)
+
+
+def _web(raw: Any) -> WebSettings:
+    s = _Section(raw, "web", {"listen", "enabled"})
+    host, port = _host_port(s.get("listen", str, "127.0.0.1:8080"), "web.listen")
+    return WebSettings(host=host, port=port, enabled=s.get("enabled", bool, True))
+
+
+def _satisfaction(raw: Any) -> SatisfactionSettings:
+    s = _Section(raw, "satisfaction", {"enabled", "link_days"})
+    days = s.get("link_days", int, 14)
+    if not 1 <= days <= 365:
+        raise ConfigError("satisfaction.link_days", "must be between 1 and 365")
+    return SatisfactionSettings(enabled=s.get("enabled", bool, False), link_days=days)
 
 
 SLA_TYPES = ("normal", "third_party", "both")

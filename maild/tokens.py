@@ -17,6 +17,7 @@ from dataclasses import dataclass
 TAG_BYTES = 10  # 80 bits of tag
 REPLY = b"r"  # reply address: (ticket id, recipient user id)
 BOUNCE = b"b"  # VERP return path: (outbox id,)
+SURVEY = b"s"  # satisfaction link: (ticket id, user id, last valid day since 1970)
 LINK = b"s"  # signed web link: (ticket id, expiry day number)
 
 
@@ -66,6 +67,14 @@ class Signer:
     def verify_reply(self, token: str) -> ReplyClaim | None:
         fields = self.verify(REPLY, token, 2)
         return None if fields is None else ReplyClaim(ticket_id=fields[0], user_id=fields[1])
+
+    def survey_token(self, ticket_id: int, user_id: int, last_day: int) -> str:
+        return self.sign(SURVEY, ticket_id, user_id, last_day)
+
+    def verify_survey(self, token: str) -> tuple[int, int, int] | None:
+        """(ticket id, user id, last valid day) of a genuine link, expired or not."""
+        fields = self.verify(SURVEY, token, 3)
+        return None if fields is None else (fields[0], fields[1], fields[2])
 
     def bounce_token(self, outbox_id: int) -> str:
         return self.sign(BOUNCE, outbox_id)

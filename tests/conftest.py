@@ -62,6 +62,9 @@ listen = "127.0.0.1:0"
 protocol = "{protocol}"
 max_message_size = {max_size}
 
+[web]
+listen = "127.0.0.1:0"
+
 [outbound]
 from = "support@example.com"
 from_name = "Example Support"
@@ -335,7 +338,8 @@ async def start_daemon(sink: Sink, clock: FrozenClock) -> AsyncIterator[Any]:
         started: asyncio.Future[app.Running] = asyncio.get_running_loop().create_future()
         relay = SmtpRelay(f"smtp://127.0.0.1:{sink.port}", size=4)
         task = asyncio.create_task(app.serve(parts, stop, transport=relay, port=0,
-                                             started=started, shutdown_seconds=4))
+                                             started=started, shutdown_seconds=4,
+                                             web_port=0))
         running = await asyncio.wait_for(started, 10)
         d = Daemon(parts=parts, running=running, sink=sink, stop=stop, task=task)
         daemons.append(d)

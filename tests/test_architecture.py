@@ -37,6 +37,7 @@ CONFINED = {
     "aiosmtplib": "maild.outbound.transport",
     "holidays": "maild.settings",
     "PIL": "maild.outbound.timeline",
+    "aiohttp": "maild.web",
 }
 
 

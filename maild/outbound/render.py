@@ -16,6 +16,7 @@ from maild.errors import TemplateError
 from maild.outbound.macros import spec_macros
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "templates" / "mail"
+WEB_DIR = DEFAULT_DIR.parent / "web"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,3 +100,18 @@ class Renderer:
         if not subject:
             raise TemplateError(f"{template}.txt.j2 sets no subject")
         return Rendered(subject=subject, text=text, html=html)
+
+
+class Pages:
+    """The web part's HTML pages (autoescaped, StrictUndefined)."""
+
+    def __init__(self, directory: Path = WEB_DIR) -> None:
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(directory)), undefined=jinja2.StrictUndefined,
+            autoescape=True, trim_blocks=True, lstrip_blocks=True, auto_reload=False)
+
+    def render(self, name: str, context: dict[str, Any]) -> str:
+        try:
+            return self._env.get_template(f"{name}.html.j2").render(context)
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"web/{name}: {exc}") from exc

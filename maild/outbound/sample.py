@@ -35,5 +35,6 @@ SAMPLE: dict[str, Any] = {
              "you_own": True},
     "mail_subject": "Terminal 3", "reason": "the reply address is not valid",
     "group": "Support",
-    "survey": {"url": "https://support.example.com/rate/TOKEN", "days": 14},
+    "survey": {"url": "https://support.example.com/rate/TOKEN", "days": 14,
+               "until": "2026-11-16", "ticket_id": 42, "user_id": 3, "last_day": 20408},
 }

@@ -29,6 +29,7 @@ from maild.rules.changes import (
 )
 from maild.rules.policy import Actor, may
 from maild.rules.transitions import Denied
+from maild.service import survey
 from maild.service.values import MailIn, Opening, Outcome, clean_title
 from maild.store import outbox, queries, tickets
 from maild.store.models import Ticket
@@ -76,6 +77,8 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
         desk.refresh_sla(s, row.group_id, ticket_id, now)
         notes += _tell(desk, s, row, p, author, mail, wu_text=text if wu_id else "",
                        old_owner=before.owner_id)
+        if p.closes:
+            notes.append(survey.request(desk, s, row, now))
     else:
         wu_id = None
         if text or mail.attachments:

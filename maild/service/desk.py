@@ -29,7 +29,7 @@ from maild.domain import (
 from maild.rules.changes import WorkunitOptions
 from maild.rules.policy import Actor, may
 from maild.rules.transitions import Allowed
-from maild.service import commanding
+from maild.service import commanding, survey
 from maild.service.sla import SlaKeeper
 from maild.service.values import DeskConfig, MailIn, Opening, Outcome, clean_title
 from maild.store import outbox, queries, tickets
@@ -264,6 +264,7 @@ class Desk:
                  for uid in queries.associated_user_ids(s, ticket_id)]
         notes += self.copies(s, row, queries.ticket_cc(s, ticket_id), "closed", ctx,
                              (row.thread_id,))
+        notes.append(survey.request(self, s, row, now))
         outbox.add_many(s, [n for n in notes if n], now)
         self.refresh_sla(s, row.group_id, ticket_id, now)
         log.info("ticket %d closed automatically (expired)", ticket_id)

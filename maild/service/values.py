@@ -16,6 +16,7 @@ from maild.domain import (
 )
 from maild.rules.sla import Sla
 from maild.rules.transitions import StatusMap
+from maild.service.survey import SurveyConfig
 
 PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|tr|rv|antw|odp|ynt)\s*(?:\[\d+\])?\s*:\s*)+",
                     re.IGNORECASE)
@@ -40,6 +41,7 @@ class DeskConfig:
     cc_from_mail: frozenset[str] = frozenset()  # groups whose first mail's Cc go on copy
     third_party_replies: Mapping[str, str] = field(default_factory=dict)  # group: ignore|internal
     own_addresses: frozenset[str] = frozenset()  # never put on copy
+    survey: SurveyConfig = field(default_factory=SurveyConfig)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -172,6 +172,19 @@ class SlaBreach(Base):
                       Index("ix_sla_breaches_group_started", "group_id", "started_at"))
 
 
+class Rating(Base):
+    """The creator's satisfaction with a closed ticket: one per ticket, changeable."""
+
+    __tablename__ = "ratings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    good: Mapped[bool] = mapped_column(Boolean)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    rated_at: Mapped[datetime]
+    changed_at: Mapped[datetime]
+
+
 class TicketCc(Base):
     __tablename__ = "ticket_cc"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -142,6 +142,10 @@ def user_ref(s: Session, user_id: int) -> UserRef:
                    email=row.email, admin=row.admin, company=row.company)
 
 
+def is_qa(s: Session, user_id: int) -> bool:
+    return bool(s.scalar(select(User.qa).where(User.id == user_id, User.active.is_(True))))
+
+
 def user_by_address(s: Session, address: str) -> UserRef | None:
     uid = s.scalar(select(UserEmail.user_id).where(UserEmail.address == address.lower()))
     return None if uid is None else user_ref(s, uid)

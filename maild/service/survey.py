@@ -1,0 +1,95 @@
+"""The satisfaction survey: the request on close, the rating page's reads and writes.
+
+The signed link itself is made by the delivery worker (the service holds no keys): the
+outbox row carries (ticket, user, last valid day), the worker turns them into a URL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from maild.domain import UserKind
+from maild.errors import NotFound
+from maild.store import queries, ratings
+from maild.store.queries import TicketRow
+
+if TYPE_CHECKING:
+    from maild.service.desk import Desk, Note
+
+EPOCH = date(1970, 1, 1)
+
+
+def day_number(when: datetime) -> int:
+    return (when.astimezone(UTC).date() - EPOCH).days
+
+
+@dataclass(frozen=True, kw_only=True)
+class SurveyConfig:
+    enabled: bool = False
+    link_days: int = 14
+    groups: frozenset[str] = frozenset()  # groups whose tickets are surveyed
+
+
+@dataclass(frozen=True, kw_only=True)
+class Page:
+    """What the rating page shows."""
+
+    ticket_id: int
+    title: str
+    good: bool | None  # the rating so far
+    comment: str
+    expired: bool
+    last_day: date
+
+
+def request(desk: Desk, s: Session, row: TicketRow, now: datetime) -> Note | None:
+    """On close: the creator (a customer) is asked, when the survey is on for the group."""
+    cfg = desk.config.survey
+    group = desk.directory.groups.get(row.group_id)
+    if not cfg.enabled or group is None or group.name not in cfg.groups or not row.creator_id:
+        return None
+    creator = desk.user(s, row.creator_id)
+    if creator.kind is UserKind.STAFF:
+        return None
+    last_day = day_number(now) + cfg.link_days
+    ctx = desk.context(s, row, creator, survey={
+        "ticket_id": row.id, "user_id": creator.id, "last_day": last_day,
+        "days": cfg.link_days,
+        "until": (EPOCH + timedelta(days=last_day)).isoformat()})
+    return desk.note(s, row, creator, "satisfaction", ctx, (row.thread_id,), creator=True)
+
+
+def rating_for(s: Session, ticket_id: int, viewer_id: int) -> dict[str, object] | None:
+    """The rating as `viewer` may see it: QA staff and the creator do, the owner never."""
+    row = queries.ticket_row(s, ticket_id)
+    found = ratings.get(s, ticket_id)
+    if found is None or viewer_id == row.owner_id:
+        return None
+    if viewer_id != row.creator_id and not queries.is_qa(s, viewer_id):
+        return None
+    return {"rating": "good" if found.good else "bad", "comment": found.comment,
+            "rated_at": found.rated_at.isoformat(), "changed_at": found.changed_at.isoformat()}
+
+
+def page(s: Session, ticket_id: int, user_id: int, last_day: int, now: datetime) -> Page:
+    row = queries.ticket_row(s, ticket_id)
+    if row.creator_id != user_id:
+        raise NotFound("this link was made for someone who no longer created the ticket")
+    found = ratings.get(s, ticket_id)
+    return Page(ticket_id=ticket_id, title=row.title, good=found.good if found else None,
+                comment=found.comment if found else "", expired=day_number(now) > last_day,
+                last_day=EPOCH + timedelta(days=last_day))
+
+
+def rate(s: Session, ticket_id: int, user_id: int, last_day: int, *, good: bool,
+         comment: str, now: datetime) -> Page:
+    current = page(s, ticket_id, user_id, last_day, now)
+    if current.expired:
+        return current
+    ratings.put(s, ticket_id=ticket_id, user_id=user_id, good=good, comment=comment[:2000],
+                now=now)
+    return page(s, ticket_id, user_id, last_day, now)

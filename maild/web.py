@@ -1,0 +1,178 @@
+"""The daemon's small HTTP part (aiohttp): the satisfaction page, /healthz and /metrics.
+
+Plain HTML forms that work without JavaScript. Every database call runs in a worker thread,
+so a slow query never stalls the SMTP listener sharing this event loop. A forged link gets
+404 and an expired one 410, each with a page that says so, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.clock import Clock
+from maild.errors import NotFound
+from maild.outbound.render import Pages
+from maild.service import survey
+from maild.store import ratings
+from maild.store.db import transaction
+from maild.tokens import Signer
+
+log = logging.getLogger("maild.web")
+T = TypeVar("T")
+
+
+@dataclass
+class WebParts:
+    factory: sessionmaker[Session]
+    reader: sessionmaker[Session]
+    signer: Signer
+    clock: Clock
+    site: dict[str, str]
+    pages: Pages
+
+
+class Web:
+    def __init__(self, parts: WebParts) -> None:
+        self.p = parts
+        self.app = web.Application(client_max_size=64 * 1024)
+        self.app.router.add_get("/healthz", self.healthz)
+        self.app.router.add_get("/metrics", self.metrics)
+        self.app.router.add_get("/rate/{token}", self.rate_page)
+        self.app.router.add_post("/rate/{token}", self.rate_post)
+        self.runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port)
+        await site.start()
+        server = site._server  # the bound port, when 0 was asked for
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    # -- helpers -------------------------------------------------------------------------------
+    async def _read(self, fn: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with transaction(self.p.reader) as s:
+                return fn(s)
+        return await asyncio.to_thread(run)
+
+    async def _write(self, fn: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with transaction(self.p.factory) as s:
+                return fn(s)
+        return await asyncio.to_thread(run)
+
+    def _page(self, name: str, status: int = 200, **context: Any) -> web.Response:
+        body = self.p.pages.render(name, {"site": self.p.site, **context})
+        return web.Response(text=body, status=status, content_type="text/html",
+                            charset="utf-8", headers={"Cache-Control": "no-store",
+                                                      "X-Frame-Options": "DENY"})
+
+    def _message(self, status: int, heading: str, message: str) -> web.Response:
+        return self._page("message", status, heading=heading, text=message)
+
+    # -- health and metrics --------------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        try:
+            await self._read(lambda s: s.execute(text("SELECT 1")).scalar())
+        except Exception as exc:
+            return web.Response(text=f"database unavailable: {type(exc).__name__}\n", status=503)
+        return web.Response(text="ok\n")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        m = await self._read(ratings.metrics)
+        return web.Response(text=prometheus(m), content_type="text/plain",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    # -- the rating page -----------------------------------------------------------------------
+    def _claim(self, request: web.Request) -> tuple[int, int, int] | None:
+        return self.p.signer.verify_survey(request.match_info["token"])
+
+    async def rate_page(self, request: web.Request) -> web.Response:
+        claim = self._claim(request)
+        if claim is None:
+            return self._message(404, "This link is not valid",
+                                 "Please use the link from the mail we sent you, whole.")
+        now = self.p.clock.now()
+        try:
+            page = await self._read(lambda s: survey.page(s, *claim, now))
+        except NotFound:
+            return self._message(404, "This link is not valid",
+                                 "The ticket it was made for is not yours any more.")
+        if page.expired:
+            return self._message(410, "This link has expired",
+                                 f"It could be used until {page.last_day}. Thank you all the "
+                                 "same; reply to any of our mails to tell us more.")
+        return self._page("rate", page=page, saved=False, error=None)
+
+    async def rate_post(self, request: web.Request) -> web.Response:
+        claim = self._claim(request)
+        if claim is None:
+            return self._message(404, "This link is not valid",
+                                 "Please use the link from the mail we sent you, whole.")
+        form = await request.post()
+        choice, comment = str(form.get("rating", "")), str(form.get("comment", ""))
+        now = self.p.clock.now()
+        try:
+            if choice not in ("good", "bad"):
+                page = await self._read(lambda s: survey.page(s, *claim, now))
+                if page.expired:
+                    return self._message(410, "This link has expired",
+                                         f"It could be used until {page.last_day}.")
+                return self._page("rate", 400, page=page, saved=False,
+                                  error="Please choose good or bad.")
+            page = await self._write(lambda s: survey.rate(
+                s, *claim, good=choice == "good", comment=comment.strip(), now=now))
+        except NotFound:
+            return self._message(404, "This link is not valid",
+                                 "The ticket it was made for is not yours any more.")
+        if page.expired:
+            return self._message(410, "This link has expired",
+                                 f"It could be used until {page.last_day}.")
+        log.info("ticket %d rated %s", page.ticket_id, choice)
+        return self._page("rate", page=page, saved=True, error=None)
+
+
+def prometheus(m: dict[str, Any]) -> str:
+    """The metrics in the Prometheus text exposition format."""
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_: str, values: dict[str, int] | int,
+               label: str = "") -> None:
+        lines.append(f"# HELP maild_{name} {help_}")
+        lines.append(f"# TYPE maild_{name} {kind}")
+        if isinstance(values, dict):
+            for key, v in sorted(values.items()):
+                lines.append(f'maild_{name}{{{label}="{key}"}} {v}')
+        else:
+            lines.append(f"maild_{name} {values}")
+
+    family("mail_received_total", "counter", "Mail committed to the journal, by channel.",
+           m["mail_received"], "channel")
+    family("journal_messages", "gauge", "Journal rows by state.", m["journal"], "state")
+    family("tickets_opened_total", "counter", "Tickets opened.", m["tickets_opened"])
+    family("tickets_open", "gauge", "Tickets not closed.", m["tickets_open"])
+    family("outbox_depth", "gauge", "Notifications waiting to be sent.",
+           m["outbox"].get("pending", 0))
+    family("outbox_messages", "gauge", "Notifications by state.", m["outbox"], "state")
+    family("delivery_failures_total", "counter", "Notifications that failed at least once.",
+           m["delivery_failures"])
+    family("bounces_total", "counter", "Bounces recorded.", m["bounces"])
+    family("sla_breaches_total", "counter", "SLA breach episodes, by limit.",
+           m["sla_breaches"], "metric")
+    family("sla_breaches_open", "gauge", "SLA breach episodes not over.",
+           m["sla_breaches_open"])
+    return "\n".join(lines) + "\n"
