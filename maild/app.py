@@ -36,6 +36,7 @@ from maild.outbound.render import Pages, Renderer
 from maild.outbound.transport import MaildirSink, SmtpRelay, Transport
 from maild.outbound.worker import DeliveryWorker, Site
 from maild.rules.business_time import Hours
+from maild.rules.limits import Limits
 from maild.rules.sla import Sla
 from maild.service import Desk, DeskConfig
 from maild.service.survey import SurveyConfig
@@ -102,6 +103,11 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
         notify={g.name: g.notify for g in settings.groups if g.notify},
         cc_from_mail=frozenset(g.name for g in settings.groups if g.cc_from_mail),
         third_party_replies={g.name: g.third_party_replies for g in settings.groups},
+        types=settings.types, global_fields=settings.custom_fields, workflow=settings.workflow,
+        limits={g.name: Limits(open_tickets=g.open_ticket_limit,
+                               total_tickets=g.total_ticket_limit, mode=g.limit_mode)
+                for g in settings.groups if g.open_ticket_limit or g.total_ticket_limit},
+        type_required=settings.tickets.type_required,
         survey=SurveyConfig(enabled=settings.satisfaction.enabled,
                             link_days=settings.satisfaction.link_days,
                             groups=frozenset(g.name for g in settings.groups if g.satisfaction)),

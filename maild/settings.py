@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from maild.domain import DEFAULT_PRIORITIES, DEFAULT_RESOLUTIONS, Access
+from maild.domain import DEFAULT_PRIORITIES, DEFAULT_RESOLUTIONS, Access, Status
 from maild.errors import ConfigError
+from maild.rules.fields import KINDS, FieldDef, TicketType, parse_combo, parse_linked
 from maild.rules.transitions import StatusMap, parse_status_map
+from maild.rules.workflow import EVENTS, Rule, Then, When
 
 DEFAULT_DATA_DIR = "maild-data"
 
@@ -112,6 +115,7 @@ class TicketSettings:
     resolutions: tuple[str, ...] = DEFAULT_RESOLUTIONS
     default_wu_time: float = 0.0
     reopen_on_reply: bool = True
+    type_required: bool = False  # a ticket is closed only once it has a type
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +131,9 @@ class GroupSettings:
     third_party_replies: str = "ignore"  # ignore | internal
     # event → audiences told of it; events left out tell everyone they concern
     notify: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    open_ticket_limit: int = 0  # per creator; 0: none
+    total_ticket_limit: int = 0  # per creator over 365 days; 0: none
+    limit_mode: str = "forced"  # forced | warning
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,6 +214,9 @@ class Settings:
     status_map: StatusMap | None = None  # None: every move allowed ([status_map] absent)
     command_auth: CommandAuth = field(default_factory=CommandAuth)
     slas: tuple[SlaSettings, ...] = ()
+    types: tuple[TicketType, ...] = ()
+    custom_fields: tuple[FieldDef, ...] = ()  # global: every type has them
+    workflow: tuple[Rule, ...] = ()
     holidays: HolidaySettings = field(default_factory=HolidaySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     web: WebSettings = field(default_factory=WebSettings)
@@ -301,7 +311,7 @@ class _Section:
 
 TOP_KEYS = {"site", "storage", "security", "inbound", "outbound", "limits", "tickets",
             "groups", "users", "status_map", "sla", "holidays", "scheduler", "web",
-            "satisfaction"}
+            "satisfaction", "types", "custom_fields", "workflow"}
 
 
 def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -> Settings:
@@ -320,6 +330,8 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
     limits = _limits(top.raw.get("limits"))
     tickets = _tickets(top.raw.get("tickets"))
     users = _users(top.raw.get("users", []))
+    global_fields = _fields(top.raw.get("custom_fields", []), "custom_fields")
+    types = _types(top.raw.get("types", []), global_fields)
     slas = _slas(top.raw.get("sla", []))
     groups = _groups(top.raw.get("groups", []), users, slas, base)
     for i, box in enumerate(inbound.imap):
@@ -329,7 +341,10 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
     return Settings(site=site, storage=storage, secret_key=secret, inbound=inbound,
                     outbound=outbound, limits=limits, tickets=tickets, groups=groups,
                     users=users, status_map=_status_map(top.raw.get("status_map")),
-                    command_auth=command_auth, slas=slas,
+                    command_auth=command_auth, slas=slas, types=types,
+                    workflow=_workflow(top.raw.get("workflow", []), users, groups, types,
+                                       tickets),
+                    custom_fields=global_fields,
                     holidays=_holidays(top.raw.get("holidays")),
                     scheduler=_scheduler(top.raw.get("scheduler")), web=_web(top.raw.get("web")),
                     satisfaction=_satisfaction(top.raw.get("satisfaction")), source=source)
@@ -563,8 +578,8 @@ def _imap(raw: Any, base: Path) -> tuple[ImapSettings, ...]:
         if poll <= 0:
             raise ConfigError(f"{key}.poll_seconds", "must be positive")
         batch = s.get("batch", int, 100)
-        if not 1 <= batch <= 10000:
-            raise ConfigError(f"{key}.batch", "must be between 1 and 10000")
+        if not 1 <= batch <= 500:  # aioimaplib's parser recurses per line: ~1000 overflow
+            raise ConfigError(f"{key}.batch", "must be between 1 and 500")
         out.append(ImapSettings(
             host=host, port=port, tls=tls, user=s.require("user", str),
             group=s.require("group", str), password=s.get("password", str, None),
@@ -617,7 +632,7 @@ def _limits(raw: Any) -> LimitSettings:
 
 def _tickets(raw: Any) -> TicketSettings:
     s = _Section(raw, "tickets", {"priorities", "default_priority", "resolutions",
-                                  "default_wu_time", "reopen_on_reply"})
+                                  "default_wu_time", "reopen_on_reply", "type_required"})
     prios = s.strings("priorities", DEFAULT_PRIORITIES)
     default = s.get("default_priority", str, "medium" if "medium" in prios else prios[0])
     if default not in prios:
@@ -625,7 +640,123 @@ def _tickets(raw: Any) -> TicketSettings:
     return TicketSettings(priorities=prios, default_priority=default,
                           resolutions=s.strings("resolutions", DEFAULT_RESOLUTIONS),
                           default_wu_time=s.get("default_wu_time", float, 0.0),
-                          reopen_on_reply=s.get("reopen_on_reply", bool, True))
+                          reopen_on_reply=s.get("reopen_on_reply", bool, True),
+                          type_required=s.get("type_required", bool, False))
+
+
+def _workflow(raw: Any, users: tuple[UserSettings, ...], groups: tuple[GroupSettings, ...],
+              types: tuple[TicketType, ...], tickets: TicketSettings) -> tuple[Rule, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("workflow", "must be an array of tables ([[workflow]])")
+    staff = {u.login for u in users if u.kind == "staff"}
+    group_names = {g.name for g in groups}
+    out: list[Rule] = []
+    for i, item in enumerate(raw):
+        key = f"workflow[{i}]"
+        s = _Section(item, key, {"name", "on", "if", "then"})
+        name = s.require("name", str).strip()
+        if not name or any(r.name == name for r in out):
+            raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
+        on = s.strings("on", EVENTS)
+        if not on or any(e not in EVENTS for e in on):
+            raise ConfigError(f"{key}.on", "must list \"create\" and/or \"update\"")
+        c = _Section(s.raw.get("if"), f"{key}.if", {"group", "type", "priority", "status",
+                                                   "sender_domain", "subject", "body",
+                                                   "field"})
+        a = _Section(s.raw.get("then"), f"{key}.then", {"owner", "priority", "status", "group",
+                                                       "cc", "mail", "webhook"})
+
+        def pattern(k: str, sec: _Section = c) -> re.Pattern[str] | None:
+            text = sec.get(k, str, None)
+            if text is None:
+                return None
+            try:
+                return re.compile(text)
+            except re.error as exc:
+                raise ConfigError(sec._name(k), f"not a regular expression: {exc}") from None
+
+        def known(sec: _Section, k: str, allowed: set[str] | tuple[str, ...],
+                  what: str) -> str | None:
+            v = sec.get(k, str, None)
+            if v is not None and v not in allowed:
+                raise ConfigError(sec._name(k), f"no {what} is named {v!r}")
+            return None if v is None else str(v)
+
+        statuses = tuple(st.value for st in Status)
+        when = When(group=known(c, "group", group_names, "group"),
+                    type=known(c, "type", {t.name for t in types}, "ticket type"),
+                    priority=known(c, "priority", tickets.priorities, "priority"),
+                    status=known(c, "status", statuses, "status"),
+                    sender_domain=c.get("sender_domain", str, None),
+                    subject=pattern("subject"), body=pattern("body"),
+                    fields={str(k): str(v) for k, v in c.get("field", dict, {}).items()})
+        mail = _Section(a.raw.get("mail"), f"{key}.then.mail", {"to", "template"})
+        mail_to = tuple(mail.strings("to"))
+        for addr in mail_to:
+            _check_address(addr, f"{key}.then.mail.to")
+        cc = tuple(x.lower() for x in a.strings("cc"))
+        for addr in cc:
+            _check_address(addr, f"{key}.then.cc")
+        hook = a.get("webhook", str, None)
+        if hook is not None and not hook.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.then.webhook", "must be an http:// or https:// URL")
+        then = Then(owner=known(a, "owner", staff, "staff login"),
+                    priority=known(a, "priority", tickets.priorities, "priority"),
+                    status=known(a, "status", statuses, "status"),
+                    group=known(a, "group", group_names, "group"), cc=cc, mail_to=mail_to,
+                    mail_template=mail.get("template", str, "workflow/notice"), webhook=hook)
+        out.append(Rule(name=name, on=frozenset(on), when=when, then=then))
+    return tuple(out)
+
+
+def _fields(raw: Any, key: str) -> tuple[FieldDef, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(key, "must be an array of tables")
+    out: list[FieldDef] = []
+    for i, item in enumerate(raw):
+        k = f"{key}[{i}]"
+        s = _Section(item, k, {"name", "kind", "options", "parent", "required"})
+        name = s.require("name", str).strip()
+        if not name or any(f.name.lower() == name.lower() for f in out):
+            raise ConfigError(f"{k}.name", f"{name!r} is empty or used twice")
+        kind = s.require("kind", str)
+        if kind not in KINDS:
+            raise ConfigError(f"{k}.kind", "must be one of " + ", ".join(KINDS))
+        options: tuple[str, ...] = ()
+        links: tuple[tuple[str, str], ...] = ()
+        parent = s.get("parent", str, None)
+        try:
+            if kind == "combo":
+                options = parse_combo(s.require("options", str))
+            elif kind == "linked":
+                links = parse_linked(s.require("options", str))
+        except ValueError as exc:
+            raise ConfigError(f"{k}.options", str(exc)) from None
+        if kind == "linked" and not parent:
+            raise ConfigError(f"{k}.parent", "a linked field names its parent field")
+        out.append(FieldDef(name=name, kind=kind, options=options, links=links, parent=parent,
+                            required=s.get("required", bool, False)))
+    return tuple(out)
+
+
+def _types(raw: Any, global_fields: tuple[FieldDef, ...]) -> tuple[TicketType, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("types", "must be an array of tables ([[types]])")
+    out: list[TicketType] = []
+    for i, item in enumerate(raw):
+        key = f"types[{i}]"
+        s = _Section(item, key, {"name", "fields", "groups"})
+        name = s.require("name", str).strip()
+        if not name or any(t.name.lower() == name.lower() for t in out):
+            raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
+        fields = _fields(s.raw.get("fields", []), f"{key}.fields")
+        known = {f.name for f in (*global_fields, *fields)}
+        for j, f in enumerate(fields):
+            if f.parent is not None and f.parent not in known:
+                raise ConfigError(f"{key}.fields[{j}].parent", f"no field is named {f.parent!r}")
+        out.append(TicketType(name=name, fields=fields,
+                              groups=frozenset(s.strings("groups"))))
+    return tuple(out)
 
 
 def _users(raw: Any) -> tuple[UserSettings, ...]:
@@ -674,6 +805,20 @@ NOTIFY_EVENTS = ("created", "workunit", "updated", "status", "owner", "closed", 
 AUDIENCES = ("creator", "owner", "staff", "customer", "thirdparty")
 
 
+def _count(s: _Section, k: str) -> int:
+    v = s.get(k, int, 0)
+    if v < 0:
+        raise ConfigError(s._name(k), "must be 0 (no limit) or more")
+    return int(v)
+
+
+def _choice(s: _Section, k: str, choices: tuple[str, ...], default: str) -> str:
+    v = s.get(k, str, default)
+    if v not in choices:
+        raise ConfigError(s._name(k), "must be " + " or ".join(f'"{c}"' for c in choices))
+    return str(v)
+
+
 def _notify(raw: dict[str, Any], key: str) -> dict[str, frozenset[str]]:
     out: dict[str, frozenset[str]] = {}
     for event, who in raw.items():
@@ -698,7 +843,8 @@ def _groups(raw: Any, users: tuple[UserSettings, ...],
         key = f"groups[{i}]"
         s = _Section(item, key, {"name", "addresses", "default_owner", "accept_unknown_senders",
                                  "sla", "templates", "satisfaction", "cc_from_mail",
-                                 "third_party_replies", "notify"})
+                                 "third_party_replies", "notify", "open_ticket_limit",
+                                 "total_ticket_limit", "limit_mode"})
         name = s.require("name", str).strip()
         if not name or any(g.name == name for g in out):
             raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
@@ -728,6 +874,9 @@ def _groups(raw: Any, users: tuple[UserSettings, ...],
             accept_unknown_senders=s.get("accept_unknown_senders", bool, True), sla=sla,
             templates=templates, satisfaction=s.get("satisfaction", bool, True),
             cc_from_mail=s.get("cc_from_mail", bool, False), third_party_replies=replies,
+            open_ticket_limit=_count(s, "open_ticket_limit"),
+            total_ticket_limit=_count(s, "total_ticket_limit"),
+            limit_mode=_choice(s, "limit_mode", ("forced", "warning"), "forced"),
             notify=_notify(s.get("notify", dict, {}), f"{key}.notify")))
     for u in users:
         for g in u.groups:

@@ -139,6 +139,12 @@ def _on_off(args: list[str]) -> Value:
     return value
 
 
+def _field(args: list[str]) -> Value:
+    if len(args) < 2:
+        raise ArgError('reads #field "FIELD NAME" VALUE')
+    return (args[0], " ".join(args[1:]))
+
+
 def _cc(args: list[str]) -> Value:
     if len(args) < 2 or args[0].lower() not in ("add", "remove"):
         raise ArgError("reads #cc add ADDRESS… or #cc remove ADDRESS…")
@@ -152,6 +158,7 @@ _READERS: dict[str, Callable[[list[str]], Value]] = {
     "group": _text, "priority": _one, "time": _hours, "done": _date, "cost": _none,
     "internal": _none, "public": _none, "cc": _cc, "parent": _ticket_id, "title": _text,
     "lock": _none, "unlock": _none, "creator": _address, "help": _none, "sla": _on_off,
+    "type": _text, "field": _field,
 }
 COMMANDS: dict[str, Spec] = {name: Spec(name=name, read=_READERS[name]) for name in CATALOGUE}
 

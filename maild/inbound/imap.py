@@ -286,8 +286,10 @@ class MailboxReader:
 
     async def _session(self, client: IMAP4, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self.sync_once(client)
-            await self._wait_for_news(client, stop)
+            # Mail that arrived during a busy round was announced inside its replies, not
+            # to a later IDLE: go round again until a round finds nothing new.
+            if await self.sync_once(client) == 0:
+                await self._wait_for_news(client, stop)
 
     async def _prepare(self, client: IMAP4) -> None:
         if self.box.after == "move" and self.box.move_to:
@@ -321,10 +323,20 @@ class MailboxReader:
             batch = new[i:i + box.batch]
             fetched = parse_fetch(_ok(await client.uid("fetch", uid_set(batch),
                                                        "(UID BODY.PEEK[])"), "fetch"))
+            got = {uid for uid, _ in fetched}
+            missing = [u for u in batch if u not in got]
+            # The high-water mark never passes a message that did not come back, so it is
+            # neither skipped nor moved away unread (it is asked for again next round).
+            high = min(missing) - 1 if missing else max(batch)
+            if missing:
+                log.warning("%s: UID(s) %s did not come back from FETCH (expunged meanwhile, "
+                            "or unreadable); asked for again next round", box.key,
+                            uid_set(missing))
             items = [Incoming(envelope=self.envelope(raw), raw=raw,
                               source=f"{box.key};uidvalidity={validity};uid={uid}")
                      for uid, raw in fetched]
-            n = await asyncio.to_thread(self.store.commit, box.key, validity, max(batch), items)
+            high = max(high, last)
+            n = await asyncio.to_thread(self.store.commit, box.key, validity, high, items)
             added += n
             self.counters.committed += n
             self.counters.skipped += len(items) - n
@@ -333,6 +345,8 @@ class MailboxReader:
             if self.fail_after_commit is not None:
                 self.fail_after_commit()
             await self._after(client, [uid for uid, _ in fetched])
+            if missing:
+                break  # the rest waits for the next round, after the missing ones
         if added:
             log.info("%s: %d new message(s) journaled", box.key, added)
         return added
@@ -382,7 +396,10 @@ class MailboxReader:
     def envelope(self, raw: bytes) -> Envelope:
         """Who the mail was for, as far as its headers say: reply addresses first (their
         tokens thread it), then the mailbox's group address."""
-        headers = BytesHeaderParser().parsebytes(raw[:256 * 1024])
+        end = raw.find(b"\r\n\r\n")
+        end = raw.find(b"\n\n") if end < 0 else end
+        head = raw[:end if 0 <= end < 256 * 1024 else 256 * 1024]  # the headers only
+        headers = BytesHeaderParser().parsebytes(head)
         found: list[str] = []
         for name in ("Delivered-To", "X-Original-To", "To", "Cc"):
             for _, addr in getaddresses([str(v) for v in headers.get_all(name) or []]):

@@ -34,7 +34,8 @@ SAMPLE: dict[str, Any] = {
              "next": ["pending_close"], "status": "assigned", "owner": "javi",
              "you_own": True},
     "mail_subject": "Terminal 3", "reason": "the reply address is not valid",
-    "group": "Support",
+    "rule": "Urgent to Javi", "event": "create",
+    "group": "Support", "limit_warning": "you have 2 open tickets in Support (the limit is 2)",
     "survey": {"url": "https://support.example.com/rate/TOKEN", "days": 14,
                "until": "2026-11-16", "ticket_id": 42, "user_id": 3, "last_day": 20408},
 }

@@ -17,6 +17,14 @@ from dataclasses import dataclass
 from datetime import date
 
 from maild.domain import Access, Command, LineError, Status
+from maild.rules.fields import (
+    FieldDef,
+    FieldError,
+    TicketType,
+    check_value,
+    fields_of,
+    missing_required,
+)
 from maild.rules.policy import Actor, may
 from maild.rules.transitions import Denied, StatusMap, check_transition, next_statuses
 
@@ -39,13 +47,15 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "lock": ("", "lock a closed ticket so it cannot be reopened"),
     "unlock": ("", "allow a locked ticket to be reopened"),
     "sla": ("off|on", "switch this ticket's SLA off or on (managers of the group)"),
+    "type": ("NAME", "set the ticket type (its custom fields come with it)"),
+    "field": ('"FIELD NAME" VALUE', "set a custom field"),
     "creator": ("ADDRESS", "when opening a ticket: the customer it is for"),
     "help": ("", "mail back this list and the statuses allowed next"),
 }
 
 # What a mail to a group address (opening a ticket) may carry.
 OPENING = frozenset({"creator", "owner", "priority", "title", "time", "done", "cost", "cc",
-                     "parent", "help"})
+                     "parent", "help", "type", "field"})
 # Changes the customer never hears of, whatever the mail.
 STAFF_ONLY_FIELDS = frozenset({"cc"})
 
@@ -63,6 +73,8 @@ class TicketState:
     locked: bool
     cc: tuple[str, ...] = ()
     sla_disabled: bool = False
+    type_name: str | None = None
+    custom: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +92,9 @@ class Facts:
     admins: frozenset[int]
     ancestors: Mapping[int, tuple[int, ...]]  # for each existing ticket a #parent names
     today: date
+    types: Mapping[str, TicketType] = dataclasses.field(default_factory=dict)  # lower name
+    global_fields: tuple[FieldDef, ...] = ()
+    type_required: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,6 +178,14 @@ class _Walk:
                                    locked=self.state.locked)
         if isinstance(verdict, Denied):
             raise _Refused(_with_next(verdict))
+        if target is Status.CLOSED:
+            if self.facts.type_required and not self.state.type_name:
+                raise _Refused("a ticket needs a type before it is closed; set one with #type")
+            missing = missing_required(self._type(), self.facts.global_fields,
+                                       self.state.custom)
+            if missing:
+                raise _Refused("fill in " + ", ".join(missing) + " before closing "
+                               "(#field \"NAME\" VALUE)")
         return self.set("status", current.value, target.value, status=target)
 
     def may_edit_group(self, group_id: int) -> bool:
@@ -185,7 +208,7 @@ class _Walk:
                       owner_id=self.state.owner_id, owner_label=self.label(self.state.owner_id))
         if isinstance(verdict, Denied):
             raise _Refused(verdict.reason)
-        handler = getattr(self, f"_{name}")
+        handler = getattr(self, "_type_cmd" if name == "type" else f"_{name}")
         message: str = handler(value)
         return message
 
@@ -312,6 +335,37 @@ class _Walk:
         off = value == "off"
         return self.set("sla", "off" if self.state.sla_disabled else "on",
                         "off" if off else "on", sla_disabled=off)
+
+    def _type(self) -> TicketType | None:
+        name = self.state.type_name
+        return self.facts.types.get(name.lower()) if name else None
+
+    def _type_cmd(self, value: object) -> str:
+        found = self.facts.types.get(str(value).lower())
+        if found is None:
+            raise _Refused(f"no ticket type is named {value!r}; one of "
+                           + (", ".join(t.name for t in self.facts.types.values()) or "none"))
+        group = self.facts.group_names.get(self.state.group_id, "")
+        if not found.allowed_in(group):
+            raise _Refused(f"the type {found.name} is not used in {group}")
+        return self.set("type", self.state.type_name, found.name, type_name=found.name)
+
+    def _field(self, value: object) -> str:
+        assert isinstance(value, tuple)
+        name, raw = str(value[0]), str(value[1])
+        fields = fields_of(self._type(), self.facts.global_fields)
+        spec = fields.get(name.lower())
+        if spec is None:
+            where = f"the type {self.state.type_name}" if self.state.type_name else "no type"
+            raise _Refused(f"{where} has no field {name!r}; its fields: "
+                           + (", ".join(f.name for f in fields.values()) or "none"))
+        try:
+            stored = check_value(spec, raw, self.state.custom)
+        except FieldError as exc:
+            raise _Refused(str(exc)) from None
+        old = self.state.custom.get(spec.name)
+        custom = {**self.state.custom, spec.name: stored}
+        return self.set(f"field:{spec.name}"[:50], old, stored, custom=custom)
 
     def _creator(self, value: object) -> str:
         self.creator = str(value)

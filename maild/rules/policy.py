@@ -50,7 +50,7 @@ RULES: dict[str, Rule] = {
     **{name: Rule(owner=True, others=Access.EDIT,
                   why="needs edit access on the ticket's group")
        for name in ("priority", "time", "done", "cost", "internal", "public", "cc", "parent",
-                    "title", "workunit", "open", "creator")},
+                    "title", "workunit", "open", "creator", "type", "field")},
     "help": Rule(owner=True, others=Access.VIEW, why="needs view access on the ticket's group"),
 }
 

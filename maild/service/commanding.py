@@ -29,7 +29,7 @@ from maild.rules.changes import (
 )
 from maild.rules.policy import Actor, may
 from maild.rules.transitions import Denied
-from maild.service import survey
+from maild.service import automation, survey
 from maild.service.values import MailIn, Opening, Outcome, clean_title
 from maild.store import outbox, queries, tickets
 from maild.store.models import Ticket
@@ -89,6 +89,9 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
         tickets.touch(s, ticket_id, now)
     notes.append(_outcome(desk, s, p, author, mail, row=row, wu_id=wu_id))
     outbox.add_many(s, [n for n in notes if n], now)
+    if p.ok and (p.changes or wu_id):
+        automation.run(desk, s, row, "update", sender=mail.sender.addr, subject=mail.subject,
+                       body=mail.text, now=now)
     return Outcome(state=JournalState.DONE, outcome=_summary(p, ticket_id), ticket_id=ticket_id)
 
 
@@ -118,10 +121,13 @@ def open_with_commands(desk: Desk, s: Session, group_id: int, author_id: int, ma
     a = p.after
     opening = Opening(title=a.title, priority=a.priority, owner_id=a.owner_id,
                       editor=author.login or author.label, description=mail.text,
-                      parent_id=a.parent_id, cc=a.cc)
+                      parent_id=a.parent_id, cc=a.cc, type_name=a.type_name,
+                      custom=dict(a.custom))
     row = desk.insert_ticket(s, group, creator, author, mail, opening, now, wu=p.workunit)
     tickets.insert_history(s, _history(row.id, author.id, p.changes, now))
-    desk.notify_created(s, row, creator, author, mail, now, cc=a.cc)
+    row = automation.run(desk, s, row, "create", sender=creator.email or "",
+                         subject=mail.subject, body=mail.text, now=now)
+    desk.notify_created(s, row, creator, author, mail, now, cc=queries.ticket_cc(s, row.id))
     outbox.add_many(s, [n for n in [_outcome(desk, s, p, author, mail, row=row, wu_id=None)]
                         if n], now)
     log.info("ticket %d opened in %s by %s for %s", row.id, group.name, author.label,
@@ -136,7 +142,8 @@ def _state(row: TicketRow, cc: tuple[str, ...]) -> TicketState:
     return TicketState(id=row.id, status=Status(row.status), owner_id=row.owner_id,
                        group_id=row.group_id, priority=row.priority, resolution=row.resolution,
                        title=row.title, parent_id=row.parent_id, locked=row.blocked, cc=cc,
-                       sla_disabled=row.sla_disabled)
+                       sla_disabled=row.sla_disabled, type_name=row.type_name,
+                       custom={k: str(v) for k, v in (row.custom or {}).items()})
 
 
 def _actor(desk: Desk, user_id: int, group_id: int) -> Actor:
@@ -157,7 +164,10 @@ def _facts(desk: Desk, s: Session, items: Items, now: datetime) -> Facts:
                  labels={uid: u.label for uid, u in d.staff.items()},
                  groups={g.name.lower(): gid for gid, g in d.groups.items()},
                  group_names={gid: g.name for gid, g in d.groups.items()},
-                 access=d.access, admins=d.admins, ancestors=ancestors, today=now.date())
+                 access=d.access, admins=d.admins, ancestors=ancestors, today=now.date(),
+                 types={t.name.lower(): t for t in desk.config.types},
+                 global_fields=desk.config.global_fields,
+                 type_required=desk.config.type_required)
 
 
 # -- applying ------------------------------------------------------------------------------------
@@ -182,6 +192,10 @@ def _apply(s: Session, row: TicketRow, p: Plan, author: UserRef, text: str,
             values["first_response_at"] = func.coalesce(Ticket.first_response_at, now)
     if a.sla_disabled is not b.sla_disabled:
         values["sla_disabled"] = a.sla_disabled
+    if a.type_name != b.type_name:
+        values["type_name"] = a.type_name
+    if dict(a.custom) != dict(b.custom):
+        values["custom"] = dict(a.custom)
     if p.closes:
         values.update(closed_at=now, closed_by_id=author.id, epilogue=text or None)
     tickets.update_ticket(s, row.id, values)
@@ -191,7 +205,8 @@ def _apply(s: Session, row: TicketRow, p: Plan, author: UserRef, text: str,
     return dataclasses.replace(row, status=a.status.value, owner_id=a.owner_id,
                                group_id=a.group_id, priority=a.priority,
                                resolution=a.resolution, title=a.title, parent_id=a.parent_id,
-                               blocked=a.locked, updated_at=now)
+                               blocked=a.locked, updated_at=now, type_name=a.type_name,
+                               custom=dict(a.custom))
 
 
 def _history(ticket_id: int, user_id: int, changes: tuple[Change, ...],

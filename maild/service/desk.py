@@ -27,9 +27,10 @@ from maild.domain import (
     UserKind,
 )
 from maild.rules.changes import WorkunitOptions
+from maild.rules.limits import WINDOW_DAYS, Verdict, judge
 from maild.rules.policy import Actor, may
 from maild.rules.transitions import Allowed
-from maild.service import commanding, survey
+from maild.service import automation, commanding, survey
 from maild.service.sla import SlaKeeper
 from maild.service.values import DeskConfig, MailIn, Opening, Outcome, clean_title
 from maild.store import outbox, queries, tickets
@@ -106,15 +107,34 @@ class Desk:
             return Outcome(state=JournalState.HELD, outcome="held: sender rate limit",
                            reason=f"{mail.sender.addr} opened {limit} tickets in the last hour "
                                   "([limits] new_tickets_per_sender_per_hour)")
+        verdict = self._creation_limits(s, group, user, now)
+        if verdict.refuse:  # no ticket; the mail stays in the journal, the sender is told
+            self._automatic(s, mail, template="refused/limit_reached",
+                            context={"group": group.name, "mail_subject": mail.subject,
+                                     "reason": verdict.warning}, group_id=group.id)
+            return Outcome(state=JournalState.HELD, outcome="held: ticket creation limit",
+                           reason=f"{mail.sender.addr}: {verdict.warning}")
         cc = self._cc_from_mail(group, mail, user) if parent_id is None else ()
         opening = Opening(title=clean_title(mail.subject), priority=self.config.default_priority,
                           owner_id=group.default_owner_id, editor=mail.channel.value,
                           description=mail.text, parent_id=parent_id, cc=cc)
         row = self.insert_ticket(s, group, user, user, mail, opening, now)
-        self.notify_created(s, row, user, user, mail, now, cc=cc)
+        row = automation.run(self, s, row, "create", sender=mail.sender.addr,
+                             subject=mail.subject, body=mail.text, now=now)
+        self.notify_created(s, row, user, user, mail, now, cc=queries.ticket_cc(s, row.id),
+                            limit_warning=verdict.warning)
         log.info("ticket %d opened in %s by %s", row.id, group.name, mail.sender.addr)
         return Outcome(state=JournalState.DONE, outcome=f"opened ticket {row.id}",
                        ticket_id=row.id)
+
+    def _creation_limits(self, s: Session, group: GroupRef, user: UserRef | None,
+                         now: datetime) -> Verdict:
+        limits = self.config.limits.get(group.name)
+        if limits is None or user is None or user.kind is UserKind.STAFF:
+            return Verdict()
+        open_now, in_window = queries.tickets_of_creator(
+            s, user.id, group.id, since=now - timedelta(days=WINDOW_DAYS))
+        return judge(limits, open_now=open_now, opened_in_window=in_window, group=group.name)
 
     def _cc_from_mail(self, group: GroupRef, mail: MailIn, creator: UserRef) -> tuple[str, ...]:
         """The first mail's Cc, when the group says so: not maild, not staff, not the creator."""
@@ -173,6 +193,7 @@ class Desk:
             priority=row.priority, group_id=group.id, creator_id=creator.id,
             owner_id=row.owner_id, editor=opening.editor, creator_group_id=group.id,
             thread_id=thread_id, parent_id=opening.parent_id, created_at=now, updated_at=now,
+            type_name=opening.type_name, custom=dict(opening.custom),
             status_changed_at=now, waiting_since=now,
             sla_due_at=self.sla.first_due(group.id, now)))
         tickets.insert_history(s, [{"ticket_id": row.id, "user_id": author.id, "at": now,
@@ -182,10 +203,11 @@ class Desk:
         return row
 
     def notify_created(self, s: Session, row: TicketRow, creator: UserRef, author: UserRef,
-                       mail: MailIn, now: datetime, *, cc: tuple[str, ...] = ()) -> None:
+                       mail: MailIn, now: datetime, *, cc: tuple[str, ...] = (),
+                       limit_warning: str | None = None) -> None:
         """The creator's acknowledgement, the owner's new-ticket mail, third-party copies."""
         ctx = self.context(s, row, creator, wu_text=row.description,
-                           wu_user=author.name or author.label)
+                           wu_user=author.name or author.label, limit_warning=limit_warning)
         refs = (row.thread_id,)
         notes: list[Note | None] = []
         # An automated sender (a monitoring system, a list) gets no acknowledgement.
@@ -232,6 +254,8 @@ class Desk:
             for uid in queries.associated_user_ids(s, ticket_id) if uid != author_id]
         notes += self.copies(s, row, queries.ticket_cc(s, ticket_id), event, ctx, refs)
         outbox.add_many(s, [n for n in notes if n], now)
+        automation.run(self, s, row, "update", sender=mail.sender.addr, subject=mail.subject,
+                       body=mail.text, now=now)
         return Outcome(state=JournalState.DONE,
                        outcome=f"workunit {wu_id} on ticket {ticket_id}", ticket_id=ticket_id)
 

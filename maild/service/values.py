@@ -14,8 +14,11 @@ from maild.domain import (
     Channel,
     JournalState,
 )
+from maild.rules.fields import FieldDef, TicketType
+from maild.rules.limits import Limits
 from maild.rules.sla import Sla
 from maild.rules.transitions import StatusMap
+from maild.rules.workflow import Rule
 from maild.service.survey import SurveyConfig
 
 PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|tr|rv|antw|odp|ynt)\s*(?:\[\d+\])?\s*:\s*)+",
@@ -42,6 +45,11 @@ class DeskConfig:
     third_party_replies: Mapping[str, str] = field(default_factory=dict)  # group: ignore|internal
     own_addresses: frozenset[str] = frozenset()  # never put on copy
     survey: SurveyConfig = field(default_factory=SurveyConfig)
+    types: tuple[TicketType, ...] = ()
+    global_fields: tuple[FieldDef, ...] = ()
+    type_required: bool = False
+    limits: Mapping[str, Limits] = field(default_factory=dict)  # by group name
+    workflow: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +87,8 @@ class Opening:
     description: str
     parent_id: int | None = None
     cc: tuple[str, ...] = ()
+    type_name: str | None = None
+    custom: Mapping[str, str] = field(default_factory=dict)
 
 
 def clean_title(subject: str) -> str:

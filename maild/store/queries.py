@@ -271,6 +271,16 @@ def may_reply(s: Session, user_id: int, ticket_id: int) -> bool:
     return row.access is not None and row.access >= Access.EDIT
 
 
+def tickets_of_creator(s: Session, creator_id: int, group_id: int, *,
+                       since: datetime) -> tuple[int, int]:
+    """(open now, opened since `since`) of a creator's tickets in a group."""
+    base = select(func.count(Ticket.id)).where(Ticket.creator_id == creator_id,
+                                               Ticket.group_id == group_id)
+    open_now = s.scalar(base.where(Ticket.status != Status.CLOSED.value)) or 0
+    recent = s.scalar(base.where(Ticket.created_at >= since)) or 0
+    return int(open_now), int(recent)
+
+
 def tickets_opened_since(s: Session, creator_id: int, since: datetime) -> int:
     return s.connection().execute(_OPENED_SINCE, {"uid": creator_id, "since": since}
                                   ).scalar() or 0

@@ -1,0 +1,102 @@
+"""Workflow rules applied: each matching rule's actions, in order, at most once per change.
+
+Field changes are written with their history (by nobody: the rule, named in a "workflow"
+row); mails and webhooks go to the outbox like any notification, so they are retried and
+never lost, and a rule's webhook never holds up the change that fired it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from maild.domain import Status
+from maild.rules.workflow import Rule, Seen, matches
+from maild.store import outbox, queries, tickets
+from maild.store.queries import TicketRow
+
+if TYPE_CHECKING:
+    from maild.service.desk import Desk, Note
+
+log = logging.getLogger("maild.workflow")
+
+
+def run(desk: Desk, s: Session, row: TicketRow, event: str, *, sender: str, subject: str,
+        body: str, now: datetime) -> TicketRow:
+    """Apply the rules that match `row` for this change; returns the ticket as they left it."""
+    rules = desk.config.workflow
+    if not rules:
+        return row
+    notes: list[Note | None] = []
+    for rule in rules:
+        group = desk.directory.groups.get(row.group_id)
+        seen = Seen(event=event, group=group.name if group else "", type=row.type_name,
+                    priority=row.priority, status=row.status, sender=sender, subject=subject,
+                    body=body, custom={k: str(v) for k, v in (row.custom or {}).items()})
+        if matches(rule, seen):
+            row = _apply(desk, s, row, rule, event, now, notes)
+    outbox.add_many(s, [n for n in notes if n], now)
+    return row
+
+
+def _apply(desk: Desk, s: Session, row: TicketRow, rule: Rule, event: str, now: datetime,
+           notes: list[Note | None]) -> TicketRow:
+    t, d = rule.then, desk.directory
+    values: dict[str, Any] = {}
+    history: list[tuple[str, str | None, str | None]] = []
+    if t.owner is not None:
+        uid = next((u for u, ref in d.staff.items() if ref.login == t.owner), None)
+        if uid is not None and uid != row.owner_id:
+            old = d.staff[row.owner_id].label if row.owner_id in d.staff else None
+            values["owner_id"] = uid
+            history.append(("owner", old, t.owner))
+    if t.priority is not None and t.priority != row.priority:
+        values["priority"] = t.priority
+        history.append(("priority", row.priority, t.priority))
+    if t.status is not None and t.status != row.status:
+        values.update(status=t.status, status_changed_at=now)
+        if t.status == Status.CLOSED.value:
+            values.update(closed_at=now, closed_by_id=None)
+        history.append(("status", row.status, t.status))
+    if t.group is not None:
+        gid = next((g for g, ref in d.groups.items() if ref.name == t.group), None)
+        if gid is not None and gid != row.group_id:
+            values["group_id"] = gid
+            history.append(("group", d.groups[row.group_id].name, t.group))
+    if values:
+        values["updated_at"] = now
+        tickets.update_ticket(s, row.id, values)
+        row = dataclasses.replace(row, **{k: v for k, v in values.items()
+                                          if k in TicketRow.__dataclass_fields__})
+    present = set(queries.ticket_cc(s, row.id))
+    added = [a for a in t.cc if a not in present]
+    tickets.add_cc(s, row.id, added)
+    history += [("cc", None, a) for a in added]
+    tickets.insert_history(s, [
+        {"ticket_id": row.id, "user_id": None, "at": now, "field": f, "old": o, "new": n}
+        for f, o, n in [("workflow", None, rule.name[:200]), *history]])
+    if values:
+        desk.refresh_sla(s, row.group_id, row.id, now)
+    log.info("ticket %d: workflow rule %r (%s)", row.id, rule.name, event)
+    if t.mail_to or t.webhook:
+        creator = desk.user(s, row.creator_id) if row.creator_id else None
+        ctx = desk.context(s, row, creator, rule=rule.name, event=event)
+        for addr in t.mail_to:
+            notes.append(_row(desk, row, t.mail_template, addr, {
+                **ctx, "recipient": {"name": "", "email": addr}}, automatic=True))
+        if t.webhook:
+            notes.append(_row(desk, row, "webhook", t.webhook, {
+                "rule": rule.name, "event": event, "ticket": ctx["ticket"]}, automatic=False))
+    return row
+
+
+def _row(desk: Desk, row: TicketRow, template: str, to: str, context: dict[str, Any], *,
+         automatic: bool) -> Note:
+    return {"template": template, "to_addr": to, "to_user_id": None, "ticket_id": row.id,
+            "group_id": row.group_id, "message_id": desk.message_id(), "context": context,
+            "in_reply_to": None, "references": None, "automatic": automatic,
+            "state": "pending"}
