@@ -32,7 +32,7 @@ from maild.inbound.process import Pipeline, PipelineConfig, Processor
 from maild.inbound.smtp import MailHandler, recipient_filter, start_server
 from maild.jobs import Scheduler, SlaJobs
 from maild.outbound.compose import Identity
-from maild.outbound.render import Pages, Renderer
+from maild.outbound.render import Pages, Renderer, WorkOrders
 from maild.outbound.transport import MaildirSink, SmtpRelay, Transport
 from maild.outbound.worker import DeliveryWorker, Site
 from maild.rules.business_time import Hours
@@ -104,6 +104,8 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
         cc_from_mail=frozenset(g.name for g in settings.groups if g.cc_from_mail),
         third_party_replies={g.name: g.third_party_replies for g in settings.groups},
         types=settings.types, global_fields=settings.custom_fields, workflow=settings.workflow,
+        site_name=settings.site.name, site_url=settings.site.url,
+        timezone=settings.site.timezone,
         limits={g.name: Limits(open_tickets=g.open_ticket_limit,
                                total_tickets=g.total_ticket_limit, mode=g.limit_mode)
                 for g in settings.groups if g.open_ticket_limit or g.total_ticket_limit},
@@ -211,7 +213,8 @@ def make_worker(parts: Parts, transport: Transport, *,
         me=Identity(from_addr=s.outbound.from_addr, from_name=s.outbound.from_name or s.site.name,
                     reply_local=s.outbound.reply_local, reply_domain=s.outbound.reply_domain),
         deadline=timedelta(hours=s.outbound.retry_deadline_hours),
-        concurrency=s.outbound.concurrency, tick_seconds=tick_seconds)
+        concurrency=s.outbound.concurrency, tick_seconds=tick_seconds,
+        workorders=WorkOrders(group_dirs=group_templates(s, parts.desk.directory.groups)))
 
 
 @dataclass

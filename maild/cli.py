@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from maild import app, cli_reports
+from maild import app, cli_import, cli_reports, cli_search, cli_workorder
 from maild.domain import Channel, Envelope, JournalState
 from maild.errors import ConfigError, MaildError, NotFound
 from maild.service import survey
@@ -77,7 +77,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from maild.outbound.render import Renderer
+    from maild.outbound.render import Renderer, WorkOrders
     from maild.outbound.sample import SAMPLE
 
     # Every template of every group, rendered against a sample ticket: an unknown variable
@@ -85,6 +85,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     renderer = Renderer(group_dirs={i: g.templates for i, g in enumerate(settings.groups, 1)
                                     if g.templates})
     errors = renderer.check(SAMPLE)
+    errors += WorkOrders(group_dirs={i: g.templates for i, g in enumerate(settings.groups, 1)
+                                     if g.templates}).check(SAMPLE)
     for e in errors:
         print(f"template error: {e}", file=sys.stderr)
     if errors:
@@ -276,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("id", type=int)
 
     cli_reports.register(sub, add, tp)
+    cli_search.register(tp, add)
+    cli_workorder.register(sub, add)
+    cli_import.register(sub, add)
 
     sp = add("inject", cmd_inject, help="put .eml files into the journal and process them")
     sp.add_argument("files", nargs="+")

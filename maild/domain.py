@@ -26,6 +26,11 @@ class Status(enum.StrEnum):
     CLOSED = "closed"
 
 
+# Integria's numbers for the statuses (its CSV files and the `id_status` macro use them).
+STATUS_IDS = {1: Status.NEW, 2: Status.UNCONFIRMED, 3: Status.ASSIGNED, 4: Status.REOPENED,
+              5: Status.PENDING_CLOSE, 6: Status.PENDING_THIRD_PARTY, 7: Status.CLOSED}
+
+
 class Access(enum.IntEnum):
     """Access bits per group; each level includes the ones below it."""
 

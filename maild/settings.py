@@ -106,6 +106,7 @@ class LimitSettings:
     max_addresses: int = 200  # To + Cc
     max_attachment_size: int = 20 * 1024 * 1024
     parse_seconds: float = 10.0
+    max_search_results: int = 500  # `maild ticket search` shows at most this many
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -158,7 +158,7 @@ _READERS: dict[str, Callable[[list[str]], Value]] = {
     "group": _text, "priority": _one, "time": _hours, "done": _date, "cost": _none,
     "internal": _none, "public": _none, "cc": _cc, "parent": _ticket_id, "title": _text,
     "lock": _none, "unlock": _none, "creator": _address, "help": _none, "sla": _on_off,
-    "type": _text, "field": _field,
+    "type": _text, "field": _field, "workorder": _none, "signed": _none,
 }
 COMMANDS: dict[str, Spec] = {name: Spec(name=name, read=_READERS[name]) for name in CATALOGUE}
 

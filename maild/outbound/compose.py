@@ -14,6 +14,7 @@ from email.charset import QP, Charset
 from email.generator import BytesGenerator
 from email.header import Header
 from email.message import Message
+from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
@@ -71,7 +72,7 @@ def _fold(name: str, value: str) -> str:
 
 
 def compose(mail: OutgoingMail, rendered: Rendered, *, signer: Signer, me: Identity,
-            now: datetime) -> Composed:
+            now: datetime, attachments: tuple[tuple[str, str, bytes], ...] = ()) -> Composed:
     # The compat32 MIME classes make the body; the envelope headers, all of our own making
     # and already encoded, are written here: the email package's per-header folding cost
     # more than everything else in a notification.
@@ -81,6 +82,17 @@ def compose(mail: OutgoingMail, rendered: Rendered, *, signer: Signer, me: Ident
         alt.attach(body)
         alt.attach(MIMEText(rendered.html, "html", _UTF8))  # type: ignore[arg-type]
         body = alt
+    if attachments:  # (file name, content type, bytes), e.g. a work order's PDF
+        mixed = MIMEMultipart("mixed", boundary=f"=_maild_{uuid.uuid4().hex}")
+        mixed.attach(body)
+        for filename, content_type, data in attachments:
+            maintype, _, subtype = content_type.partition("/")
+            part = MIMEApplication(data, _subtype=subtype or "octet-stream") \
+                if maintype == "application" else MIMEApplication(data)
+            part.add_header("Content-Disposition", "attachment",
+                            filename=_one_line(filename))
+            mixed.attach(part)
+        body = mixed
     name = _one_line(str(mail.context.get("recipient", {}).get("name") or ""))
     headers = [("From", _address(_one_line(me.from_name), me.from_addr)),
                ("To", _address(name, mail.to_addr)),

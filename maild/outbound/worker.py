@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.clock import Clock
 from maild.errors import DeliveryError, TemplateError, TransientDeliveryError
 from maild.outbound.compose import Identity, compose
-from maild.outbound.render import Renderer
+from maild.outbound.pdf import html_to_pdf_async
+from maild.outbound.render import Renderer, WorkOrders
 from maild.outbound.transport import Transport
 from maild.outbound.webhook import post_json
 from maild.store import outbox
@@ -55,8 +56,10 @@ def retry_at(mail: OutgoingMail, now: datetime, deadline: timedelta) -> datetime
 class DeliveryWorker:
     def __init__(self, *, factory: sessionmaker[Session], clock: Clock, renderer: Renderer,
                  transport: Transport, signer: Signer, me: Identity, site: Site,
-                 deadline: timedelta, concurrency: int = 8, tick_seconds: float = 5.0) -> None:
+                 deadline: timedelta, concurrency: int = 8, tick_seconds: float = 5.0,
+                 workorders: WorkOrders | None = None) -> None:
         self.factory, self.clock, self.renderer = factory, clock, renderer
+        self.workorders = workorders or WorkOrders()
         self.transport, self.signer, self.me, self.site = transport, signer, me, site
         self.deadline, self.concurrency, self.tick = deadline, concurrency, tick_seconds
         self._wake = asyncio.Event()
@@ -114,8 +117,13 @@ class DeliveryWorker:
                 token = self.signer.survey_token(sv["ticket_id"], sv["user_id"], sv["last_day"])
                 context["survey"] = {**sv, "url": f"{self.site.url}/rate/{token}"}
             rendered = self.renderer.render(mail.template, context, mail.group_id)
+            files: tuple[tuple[str, str, bytes], ...] = ()
+            if "workorder" in context:  # `#workorder`: the PDF, made off the event loop
+                page = self.workorders.render(context, mail.group_id)
+                pdf = await html_to_pdf_async(page.html, page.base_url)
+                files = ((f"workorder-{context['ticket']['id']}.pdf", "application/pdf", pdf),)
             composed = compose(mail, rendered, signer=self.signer, me=self.me,
-                               now=self.clock.now())
+                               now=self.clock.now(), attachments=files)
             async with gate:
                 await self.transport.send(composed)
         except TemplateError as exc:

@@ -48,6 +48,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "unlock": ("", "allow a locked ticket to be reopened"),
     "sla": ("off|on", "switch this ticket's SLA off or on (managers of the group)"),
     "type": ("NAME", "set the ticket type (its custom fields come with it)"),
+    "workorder": ("", "mail me this ticket's work order as a PDF"),
+    "signed": ("", "the attached PDF or image is the work order, signed by the customer"),
     "field": ('"FIELD NAME" VALUE', "set a custom field"),
     "creator": ("ADDRESS", "when opening a ticket: the customer it is for"),
     "help": ("", "mail back this list and the statuses allowed next"),
@@ -95,6 +97,7 @@ class Facts:
     types: Mapping[str, TicketType] = dataclasses.field(default_factory=dict)  # lower name
     global_fields: tuple[FieldDef, ...] = ()
     type_required: bool = False
+    attachments: tuple[tuple[str, str], ...] = ()  # the mail's files: (name, content type)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +132,7 @@ class Plan:
     closes: bool = False  # the rest of the mail is the closing epilogue
     creator: str | None = None  # #creator when opening
     help: bool = False
+    workorder: bool = False  # mail the work order back
 
     @property
     def ok(self) -> bool:
@@ -156,6 +160,7 @@ class _Walk:
     closes: bool = False
     creator: str | None = None
     help: bool = False
+    workorder: bool = False
 
     # -- helpers --------------------------------------------------------------------------
     def label(self, user_id: int | None) -> str:
@@ -367,6 +372,19 @@ class _Walk:
         custom = {**self.state.custom, spec.name: stored}
         return self.set(f"field:{spec.name}"[:50], old, stored, custom=custom)
 
+    def _workorder(self, value: object) -> str:
+        self.workorder = True
+        return "the work order is attached to this mail"
+
+    def _signed(self, value: object) -> str:
+        signed = [name for name, kind in self.facts.attachments
+                  if kind == "application/pdf" or kind.startswith("image/")]
+        if not signed:
+            raise _Refused("attach the signed work order (a PDF or an image) to this mail")
+        self.changes.append(Change(field="workorder", old=None,
+                                   new=f"signed: {', '.join(signed)}"[:500]))
+        return f"kept as the signed work order: {', '.join(signed)}"
+
     def _creator(self, value: object) -> str:
         self.creator = str(value)
         return f"opened for {value}"
@@ -409,7 +427,7 @@ def plan(items: tuple[Command | LineError, ...], *, actor: Actor, ticket: Ticket
             results.append(Result(line=item.line, applied=False, message=exc.message))
     return Plan(results=tuple(results), before=ticket, after=walk.state,
                 changes=tuple(walk.changes), workunit=walk.wu, closes=walk.closes,
-                creator=walk.creator, help=walk.help)
+                creator=walk.creator, help=walk.help, workorder=walk.workorder)
 
 
 def allowed_next(state: TicketState, status_map: StatusMap | None) -> tuple[Status, ...]:

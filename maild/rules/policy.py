@@ -52,6 +52,9 @@ RULES: dict[str, Rule] = {
        for name in ("priority", "time", "done", "cost", "internal", "public", "cc", "parent",
                     "title", "workunit", "open", "creator", "type", "field")},
     "help": Rule(owner=True, others=Access.VIEW, why="needs view access on the ticket's group"),
+    "workorder": Rule(owner=True, others=Access.VIEW,
+                      why="needs view access on the ticket's group"),
+    "signed": Rule(owner=True, others=Access.EDIT, why="needs edit access on the ticket's group"),
 }
 
 

@@ -31,6 +31,7 @@ from maild.rules.policy import Actor, may
 from maild.rules.transitions import Denied
 from maild.service import automation, survey
 from maild.service.values import MailIn, Opening, Outcome, clean_title
+from maild.service.workorders import workorder_context
 from maild.store import outbox, queries, tickets
 from maild.store.models import Ticket
 from maild.store.queries import TicketRow, UserRef
@@ -59,8 +60,9 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
         return Outcome(state=JournalState.HELD, outcome="held: sender may not write here",
                        reason=f"{author.label} on ticket {ticket_id}: {writing.reason}",
                        ticket_id=ticket_id)
+    files = tuple((a.filename, a.content_type) for a in mail.attachments)
     p = plan(items, actor=_actor(desk, author_id, row.group_id), ticket=before,
-             facts=_facts(desk, s, items, now), refuse_all=refuse_all)
+             facts=_facts(desk, s, items, now, files), refuse_all=refuse_all)
     text = mail.text.strip()
     notes: list[Note | None] = []
     if p.ok:
@@ -79,6 +81,12 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
                        old_owner=before.owner_id)
         if p.closes:
             notes.append(survey.request(desk, s, row, now))
+        if p.workorder:  # the worker renders the PDF and attaches it
+            c = desk.config
+            ctx = workorder_context(desk, s, ticket_id, site_name=c.site_name,
+                                    site_url=c.site_url, timezone=c.timezone, now=now)
+            notes.append(desk.direct(author, "commands/workorder", ctx, ticket_id=ticket_id,
+                                     group_id=row.group_id, refs=desk.refs(row, mail)))
     else:
         wu_id = None
         if text or mail.attachments:
@@ -152,7 +160,8 @@ def _actor(desk: Desk, user_id: int, group_id: int) -> Actor:
                  access=d.level(user_id, group_id))
 
 
-def _facts(desk: Desk, s: Session, items: Items, now: datetime) -> Facts:
+def _facts(desk: Desk, s: Session, items: Items, now: datetime,
+           attachments: tuple[tuple[str, str], ...] = ()) -> Facts:
     d = desk.directory
     parents = {i.value for i in items
                if isinstance(i, Command) and i.name == "parent" and isinstance(i.value, int)}
@@ -167,7 +176,8 @@ def _facts(desk: Desk, s: Session, items: Items, now: datetime) -> Facts:
                  access=d.access, admins=d.admins, ancestors=ancestors, today=now.date(),
                  types={t.name.lower(): t for t in desk.config.types},
                  global_fields=desk.config.global_fields,
-                 type_required=desk.config.type_required)
+                 type_required=desk.config.type_required,
+                 attachments=attachments)
 
 
 # -- applying ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from maild.clock import Clock
 from maild.domain import (
+    STATUS_IDS,
     Command,
     DeliveryReport,
     JournalState,
@@ -39,6 +40,7 @@ from maild.store.directory import Directory
 from maild.store.queries import GroupRef, TicketRow, UserRef
 
 log = logging.getLogger("maild.service")
+STATUS_NUMBER = {status: number for number, status in STATUS_IDS.items()}
 
 Note = dict[str, Any]  # an outbox row to write
 
@@ -385,7 +387,7 @@ class Desk:
                 "updated_at": row.updated_at.isoformat(), "resolution": row.resolution,
                 "id_group": row.group_id,
                 "id_priority": prios.index(row.priority) + 1 if row.priority in prios else 0,
-                "id_status": list(Status).index(Status(row.status)) + 1,
+                "id_status": STATUS_NUMBER[Status(row.status)],
                 "type": row.type_name, "time_used": queries.time_used(s, row.id),
                 "closed_by": closer.label if closer else None, "epilogue": row.epilogue,
                 "custom": dict(row.custom or {}), "satisfaction": None,

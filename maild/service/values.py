@@ -50,6 +50,9 @@ class DeskConfig:
     type_required: bool = False
     limits: Mapping[str, Limits] = field(default_factory=dict)  # by group name
     workflow: tuple[Rule, ...] = ()
+    site_name: str = "maild"
+    site_url: str = "http://127.0.0.1:8080"
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True, kw_only=True)

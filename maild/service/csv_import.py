@@ -1,0 +1,442 @@
+"""`maild import-csv`: tickets from the spec's CSV layout, the whole file or nothing.
+
+Three steps, one function each:
+
+- `read(data, …)` turns the file's bytes into records (a line number and its cells), finds a
+  header row and the custom-field names; a file that cannot be read raises `CsvFileError`.
+- `check(s, sheet, …)` turns each record into a `TicketIn` or into `BadLine`s (line, column,
+  reason); it only reads the store.
+- `write(s, rows, …)` inserts checked tickets in the caller's transaction, so any failure
+  leaves nothing half-imported.
+
+Where the spec gives no mapping of the Integria IMS values, `csv_cells` documents the one
+used. Every other column keeps its default.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from maild.domain import DEFAULT_PRIORITIES, DEFAULT_RESOLUTIONS, Status
+from maild.errors import MaildError
+from maild.service import csv_cells
+from maild.service.csv_cells import CellError
+from maild.store import queries, ratings, tickets
+from maild.store.queries import GroupRef
+
+COLUMNS = (
+    "Beginning", "Closing", "Title", "Description", "User ID", "State", "Priority", "Group ID",
+    "Update", "Creator identifier", "Task identifier", "Resolution", "Epilogue",
+    "Parent identifier", "SLA disabled", "Identifier of the affected SLA",
+    "Incidence type identifier", "Punctuation", "Copies of emails", "Editor",
+    "Creator group identifier", "Last state", "Closed by (name)", "Extra data", "Extra data 2",
+    "Blocked", "Old state", "Old resolution", "Old state 2", "Old resolution 2", "Extra data 3",
+    "Extra data 4", "Do not show notice to assess the resolution of the ticket", "Hash",
+    "Rating (positive or negative)", "Rating comment")
+AT = {name: i for i, name in enumerate(COLUMNS)}
+
+
+class CsvFileError(MaildError):
+    """The file as a whole cannot be read (encoding, CSV syntax, header): nothing is read."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    line: int  # the physical line the record starts on
+    cells: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sheet:
+    records: tuple[Record, ...]
+    custom: tuple[str, ...]  # the custom fields' names, in column order
+    header: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class BadLine:
+    line: int
+    column: str | None  # None: the line as a whole
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportConfig:
+    timezone: str
+    message_domain: str
+    priorities: tuple[str, ...] = DEFAULT_PRIORITIES
+    default_priority: str = "medium"
+    resolutions: tuple[str, ...] = DEFAULT_RESOLUTIONS
+    editor: str = "csv"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TicketIn:
+    """One checked line, ready to write."""
+
+    line: int
+    title: str
+    description: str
+    status: Status
+    priority: str
+    group_id: int
+    owner_id: int | None
+    creator_id: int | None  # None: `new_customer` gets an account
+    new_customer: str | None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    closed_by_id: int | None
+    resolution: str | None
+    epilogue: str | None
+    sla_disabled: bool
+    blocked: bool
+    cc: tuple[str, ...]
+    rating: bool | None
+    rating_comment: str
+    custom: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checked:
+    rows: tuple[TicketIn, ...]
+    bad: tuple[BadLine, ...]
+
+    @property
+    def bad_lines(self) -> int:
+        return len({b.line for b in self.bad})
+
+    @property
+    def new_customers(self) -> frozenset[str]:
+        return frozenset(r.new_customer for r in self.rows if r.new_customer)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Imported:
+    ticket_ids: tuple[int, ...]
+    customers: int  # accounts created
+    open: int  # tickets not closed (they need `maild sla recompute`)
+
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+def read(data: bytes, *, encoding: str = "utf-8", delimiter: str = ",",
+         fields: Sequence[str] | None = None) -> Sheet:
+    text = _decode(data, encoding)
+    records = _records(text, delimiter)
+    header = bool(records) and csv_cells.key(_unnumbered(records[0].cells[0])) == "beginning"
+    custom: tuple[str, ...] = tuple(fields) if fields is not None else ()
+    if header:
+        named = _header_names(records[0])
+        if fields is not None and tuple(fields) != named:
+            raise CsvFileError(f"the header names the custom fields {', '.join(named) or 'none'}"
+                               f"; --fields says {', '.join(fields) or 'none'}")
+        custom, records = named, records[1:]
+    _check_names(custom, "--fields" if fields is not None else "the header")
+    if not records:
+        raise CsvFileError("has no ticket lines")
+    return Sheet(records=tuple(records), custom=custom, header=header)
+
+
+def _decode(data: bytes, encoding: str) -> str:
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        text = data.decode(codec)
+    except LookupError:
+        raise CsvFileError(f"--encoding {encoding!r} is not an encoding Python knows") from None
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise CsvFileError(
+            f"is not {encoding}: byte 0x{data[exc.start]:02x} on line {line} does not decode; "
+            "convert the file to UTF-8 or name its encoding (e.g. --encoding latin-1)"
+        ) from None
+    if "\x00" in text:
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise CsvFileError(f"has a NUL character on line {line}: not a text CSV file "
+                           "(UTF-16? then give --encoding utf-16)")
+    return text
+
+
+def _records(text: str, delimiter: str) -> list[Record]:
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 24))  # long descriptions
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+                        skipinitialspace=True, strict=True)
+    out: list[Record] = []
+    start = 1
+    try:
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                out.append(Record(line=start, cells=tuple(c.strip() for c in cells)))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise CsvFileError(f"line {reader.line_num}: malformed CSV ({exc}); nothing was read "
+                           "past it, so nothing is imported") from None
+    return out
+
+
+def _unnumbered(name: str) -> str:
+    """ "1. Beginning" → "Beginning": the spec numbers its column names."""
+    return re.sub(r"^\s*\d+\s*[.)-]?\s*", "", name)
+
+
+def _header_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", re.sub(r"\(.*?\)", "", _unnumbered(name).lower()))
+
+
+def _header_names(record: Record) -> tuple[str, ...]:
+    """The custom-field names of a header row, after checking its first 36 names."""
+    cells = record.cells
+    if len(cells) < len(COLUMNS):
+        raise CsvFileError(f"the header row has {len(cells)} columns; the spec's order has "
+                           f"{len(COLUMNS)} before the custom fields")
+    for i, (got, want) in enumerate(zip(cells, COLUMNS, strict=False), 1):
+        if _header_key(got) != _header_key(want):
+            raise CsvFileError(
+                f"header column {i} is {got!r} where the spec's order has {want!r}; columns are "
+                "read in that order only (drop the header and give --fields for custom fields)")
+    names = list(cells[len(COLUMNS):])
+    while names and not names[-1]:  # a spreadsheet's trailing empty cells
+        names.pop()
+    return tuple(names)
+
+
+def _check_names(names: tuple[str, ...], where: str) -> None:
+    if any(not n for n in names):
+        raise CsvFileError(f"{where} has an empty custom field name")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise CsvFileError(f"{where} names a custom field twice: {', '.join(twice)}")
+
+
+# -- checking ------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _Lookup:
+    """People and groups, each key looked up once (a file names the same people again)."""
+
+    def __init__(self, s: Session, groups: Mapping[int, GroupRef]) -> None:
+        self.s = s
+        self.groups = groups
+        self.by_name = {g.name.lower(): g for g in groups.values()}
+        self.users: dict[str, int | None] = {}
+
+    def user(self, key: str) -> int | None:
+        if key not in self.users:
+            ref = queries.user_by_login(self.s, key)
+            if ref is None and "@" in key:
+                ref = queries.user_by_address(self.s, key)
+            self.users[key] = None if ref is None else ref.id
+        return self.users[key]
+
+    def group(self, text: str) -> GroupRef:
+        found = self.by_name.get(text.lower())
+        if found is None and text.isdigit():
+            found = self.groups.get(int(text))
+        if found is None:
+            known = ", ".join(f"{g.name} ({g.id})" for g in self.groups.values())
+            raise CellError(f"no group is named {text!r} or has that id "
+                            f"(groups: {known or 'none'})")
+        return found
+
+
+def check(s: Session, sheet: Sheet, groups: Mapping[int, GroupRef], config: ImportConfig, *,
+          progress: Progress | None = None) -> Checked:
+    """Every record checked; a line is good only when all of its cells are."""
+    lookup = _Lookup(s, groups)
+    rows: list[TicketIn] = []
+    bad: list[BadLine] = []
+    total = len(sheet.records)
+    for n, record in enumerate(sheet.records, 1):
+        result = _check_record(record, sheet.custom, lookup, config)
+        if isinstance(result, TicketIn):
+            rows.append(result)
+        else:
+            bad += result
+        if progress is not None:
+            progress(n, total)
+    return Checked(rows=tuple(rows), bad=tuple(bad))
+
+
+def _width_problem(record: Record, custom: tuple[str, ...]) -> str | None:
+    want, got = len(COLUMNS) + len(custom), len(record.cells)
+    extra = [c for c in record.cells[want:] if c]
+    if got >= want and not extra:
+        return None
+    names = (f" and {len(custom)} custom field{'s' * (len(custom) != 1)} ({', '.join(custom)})"
+             if custom else "")
+    if got < want:
+        return f"has {got} columns; expected {want}: the spec's {len(COLUMNS)}{names}"
+    if not custom:
+        return (f"has {got - len(COLUMNS)} column(s) after Rating comment but no custom "
+                "field names: give a header row or --fields \"Name,Name2\"")
+    return f"has {got} columns; expected {want}: the spec's {len(COLUMNS)}{names}"
+
+
+def _check_record(record: Record, custom: tuple[str, ...], lookup: _Lookup,
+                  config: ImportConfig) -> TicketIn | list[BadLine]:
+    problem = _width_problem(record, custom)
+    if problem:
+        return [BadLine(line=record.line, column=None, reason=problem)]
+    errors: list[BadLine] = []
+    zone = ZoneInfo(config.timezone)
+
+    def get(column: str, parse: Callable[[str], T]) -> T | None:
+        try:
+            return parse(record.cells[AT[column]])
+        except CellError as exc:
+            errors.append(BadLine(line=record.line, column=column, reason=str(exc)))
+            return None
+
+    def text(column: str) -> str:
+        return record.cells[AT[column]]
+
+    created = get("Beginning", lambda t: csv_cells.date(t, zone, required=True))
+    closing = get("Closing", lambda t: csv_cells.date(t, zone))
+    update = get("Update", lambda t: csv_cells.date(t, zone))
+    title = get("Title", csv_cells.title)
+    creator = get("User ID", lambda t: _creator(t, lookup))
+    status = get("State", csv_cells.status)
+    priority = get("Priority",
+                   lambda t: csv_cells.priority(t, config.priorities, config.default_priority))
+    group = get("Group ID", lookup.group)
+    resolution = get("Resolution", lambda t: csv_cells.resolution(t, config.resolutions))
+    sla_disabled = get("SLA disabled", csv_cells.flag)
+    blocked = get("Blocked", csv_cells.flag)
+    cc = get("Copies of emails", csv_cells.addresses)
+    rating = get("Rating (positive or negative)", csv_cells.rating)
+    closed_by = (get("Closed by (name)", lambda t: _closer(t, lookup))
+                 if status is Status.CLOSED else None)
+    comment = csv_cells.text0(text("Rating comment"))
+    errors += [BadLine(line=record.line, column=column, reason=reason)
+               for column, reason in _together(record, errors, status=status, created=created,
+                                               closing=closing, rating=rating, comment=comment)]
+    if errors:
+        return errors
+    # Every cell read (no error above), so none of these is missing; the asserts tell mypy.
+    assert created is not None and title is not None and creator is not None
+    assert status is not None and priority is not None and group is not None
+    assert cc is not None and sla_disabled is not None and blocked is not None
+    closed_at = closing if status is Status.CLOSED else None
+    values = record.cells[len(COLUMNS):len(COLUMNS) + len(custom)]
+    return TicketIn(
+        line=record.line, title=title, description=text("Description"), status=status,
+        priority=priority, group_id=group.id, owner_id=group.default_owner_id,
+        creator_id=creator[0], new_customer=creator[1], created_at=created,
+        updated_at=max(d for d in (created, closed_at, update) if d is not None),
+        closed_at=closed_at, closed_by_id=closed_by, resolution=resolution,
+        epilogue=csv_cells.text0(text("Epilogue")) or None, sla_disabled=sla_disabled,
+        blocked=blocked, cc=cc, rating=rating, rating_comment=comment,
+        custom={name: value for name, value in zip(custom, values, strict=True) if value})
+
+
+def _together(record: Record, errors: list[BadLine], *, status: Status | None,
+              created: datetime | None, closing: datetime | None, rating: bool | None,
+              comment: str) -> list[tuple[str, str]]:
+    """What cells that read one by one may still get wrong together: (column, reason)."""
+    failed = {e.column for e in errors}
+    out = []
+    if status is Status.CLOSED and closing is None and "Closing" not in failed:
+        out.append(("Closing", "a closed ticket needs its closing date"))
+    if created and closing and closing < created:
+        out.append(("Closing", f"{record.cells[AT['Closing']]} is before Beginning "
+                               f"({record.cells[AT['Beginning']]})"))
+    if comment and rating is None and "Rating (positive or negative)" not in failed:
+        out.append(("Rating comment", "a rating comment needs a rating (Rating is empty)"))
+    return out
+
+
+# -- people ----------------------------------------------------------------------------------------
+
+def _creator(text: str, lookup: _Lookup) -> tuple[int | None, str | None]:
+    """(user id, None) for a known user; (None, address) for a customer to create."""
+    if not text:
+        raise CellError("is empty; give the creator's login or e-mail address")
+    uid = lookup.user(text)
+    if uid is not None:
+        return uid, None
+    if "@" not in text:
+        raise CellError(f"no user has the login {text!r} (an e-mail address would make a "
+                        "customer account)")
+    if not csv_cells.EMAIL.match(text) or len(text) > 320:
+        raise CellError(f"{text!r} is neither a login nor an e-mail address")
+    return None, text.lower()
+
+
+def _closer(text: str, lookup: _Lookup) -> int | None:
+    if not text:
+        return None
+    uid = lookup.user(text)
+    if uid is None:
+        raise CellError(f"no user has the login or address {text!r}")
+    return uid
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+def write(s: Session, rows: Sequence[TicketIn], config: ImportConfig, *,
+          progress: Progress | None = None) -> Imported:
+    """All the rows in the caller's transaction: its commit makes them all, or none, true."""
+    accounts: dict[str, int] = {}
+    made = 0
+    ids: list[int] = []
+    for n, row in enumerate(rows, 1):
+        creator = row.creator_id
+        if creator is None:
+            address = row.new_customer or ""
+            if address not in accounts:
+                # Looked up again: a mail from it may have made the account since the check.
+                ref = tickets.customer_by_address(s, address)
+                if ref is None:
+                    ref = tickets.insert_customer(s, address=address, name=address,
+                                                  now=row.created_at)
+                    made += 1
+                accounts[address] = ref.id
+            creator = accounts[address]
+        ids.append(_insert(s, row, creator, config))
+        if progress is not None:
+            progress(n, len(rows))
+    return Imported(ticket_ids=tuple(ids), customers=made,
+                    open=sum(1 for r in rows if r.status is not Status.CLOSED))
+
+
+def _insert(s: Session, row: TicketIn, creator: int, config: ImportConfig) -> int:
+    # The status is taken to have changed when the ticket closed or was last updated: the
+    # file says no more, and the SLA reads the change from the history row.
+    changed = ((row.closed_at or row.updated_at) if row.status is not Status.NEW
+               else row.created_at)
+    tid = tickets.insert_ticket(
+        s, title=row.title, description=row.description, status=row.status.value,
+        resolution=row.resolution, priority=row.priority, group_id=row.group_id,
+        creator_id=creator, owner_id=row.owner_id, editor=config.editor,
+        creator_group_id=row.group_id, blocked=row.blocked, epilogue=row.epilogue,
+        sla_disabled=row.sla_disabled, custom=dict(row.custom),
+        thread_id=f"<maild.{uuid.uuid4().hex}@{config.message_domain}>",
+        created_at=row.created_at, updated_at=row.updated_at, closed_at=row.closed_at,
+        closed_by_id=row.closed_by_id, status_changed_at=changed,
+        waiting_since=row.created_at if row.status is Status.NEW else None, sla_due_at=None)
+    history = [{"ticket_id": tid, "user_id": creator, "at": row.created_at,
+                "field": "created", "old": None, "new": Status.NEW.value}]
+    if row.status is not Status.NEW:
+        history.append({"ticket_id": tid, "user_id": row.closed_by_id, "at": changed,
+                        "field": "status", "old": Status.NEW.value, "new": row.status.value})
+    tickets.insert_history(s, history)
+    tickets.add_cc(s, tid, list(row.cc))
+    if row.rating is not None:
+        ratings.put(s, ticket_id=tid, user_id=creator, good=row.rating,
+                    comment=row.rating_comment, now=row.closed_at or row.updated_at)
+    return tid

@@ -1,0 +1,55 @@
+"""What a work order shows of a ticket: its notification context plus the public work done.
+
+A work order is the spec's printable proof of a job (a delivery note for a customer or a
+supplier): the ticket's values, the work the customer may see, the time spent, the custom
+fields, blanks to sign. It is gathered here once for every caller (`maild workorder`, the
+`#workorder` mail command); turning it into HTML and PDF is the outbound side's work, so this
+returns the template context and nothing else. Internal workunits never reach it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from maild.store import queries
+
+if TYPE_CHECKING:
+    from maild.service.desk import Desk
+
+
+def workorder_context(desk: Desk, s: Session, ticket_id: int, *, site_name: str,
+                      site_url: str, timezone: str, now: datetime) -> dict[str, Any]:
+    """The context of a ticket's work order (raises NotFound for a missing ticket).
+
+    `ticket`, `site` and `recipient` (the creator: the work order is theirs) are what mail
+    templates get, so the spec's macros work the same; `workorder` adds the local times and
+    the public workunits (date, author, hours, text), oldest first, and their hours
+    (`listed_time`; `ticket.time_used` is the whole ticket's, internal work included).
+    """
+    row = queries.ticket_row(s, ticket_id)
+    view = queries.ticket_view(s, ticket_id)
+    creator = desk.user(s, row.creator_id) if row.creator_id else None
+    zone = ZoneInfo(timezone)
+
+    def local(when: datetime) -> str:
+        return when.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    public = [wu for wu in view.workunits if not wu.internal]
+    # The first workunit is the opening mail, which the work order prints as the description.
+    listed = public[1:] if public and public[0].text.strip() == row.description.strip() \
+        else public
+    work = [{"id": wu.id, "date": local(wu.realised_at or wu.created_at),
+             "author": wu.author or "", "time_used": wu.time_used, "text": wu.text.strip()}
+            for wu in listed]
+    return desk.context(
+        s, row, creator,
+        site={"name": site_name, "url": site_url},
+        recipient={"name": creator.name if creator else "",
+                   "email": (creator.email or "") if creator else ""},
+        workorder={"created": local(row.created_at), "updated": local(row.updated_at),
+                   "printed": local(now), "timezone": timezone, "workunits": work,
+                   "listed_time": sum(wu.time_used for wu in listed)})
