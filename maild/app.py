@@ -193,7 +193,7 @@ def make_web(parts: Parts) -> Web:
     s = parts.settings
     return Web(WebParts(factory=parts.factory, reader=parts.reader, signer=parts.signer,
                         clock=parts.clock, site={"name": s.site.name, "url": s.site.url},
-                        pages=Pages()))
+                        pages=Pages(), timezone=s.site.timezone, api_token=s.web.api_token))
 
 
 def make_transport(settings: Settings) -> Transport:

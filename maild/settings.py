@@ -193,6 +193,7 @@ class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     enabled: bool = True
+    api_token: str | None = None  # /api/… (SLA and ticket figures as JSON) for this bearer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -352,9 +353,13 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
 
 
 def _web(raw: Any) -> WebSettings:
-    s = _Section(raw, "web", {"listen", "enabled"})
+    s = _Section(raw, "web", {"listen", "enabled", "api_token"})
     host, port = _host_port(s.get("listen", str, "127.0.0.1:8080"), "web.listen")
-    return WebSettings(host=host, port=port, enabled=s.get("enabled", bool, True))
+    token = s.get("api_token", str, None)
+    if token is not None and len(token) < 16:
+        raise ConfigError("web.api_token", "must be at least 16 characters")
+    return WebSettings(host=host, port=port, enabled=s.get("enabled", bool, True),
+                       api_token=token)
 
 
 def _satisfaction(raw: Any) -> SatisfactionSettings:

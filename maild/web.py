@@ -8,9 +8,11 @@ so a slow query never stalls the SMTP listener sharing this event loop. A forged
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -20,8 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.clock import Clock
 from maild.errors import NotFound
 from maild.outbound.render import Pages
-from maild.service import survey
-from maild.store import ratings
+from maild.service import reports, survey
+from maild.store import queries, ratings
+from maild.store import reports as store_reports
 from maild.store.db import transaction
 from maild.tokens import Signer
 
@@ -37,6 +40,8 @@ class WebParts:
     clock: Clock
     site: dict[str, str]
     pages: Pages
+    timezone: str = "UTC"
+    api_token: str | None = None  # the SLA and ticket figures as JSON, for this bearer only
 
 
 class Web:
@@ -47,6 +52,9 @@ class Web:
         self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_get("/rate/{token}", self.rate_page)
         self.app.router.add_post("/rate/{token}", self.rate_post)
+        self.app.router.add_get("/api/sla", self.api_sla)
+        self.app.router.add_get("/api/report/tickets", self.api_report)
+        self.app.router.add_get("/api/tickets/{id}/stats", self.api_stats)
         self.runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -144,6 +152,77 @@ class Web:
                                  f"It could be used until {page.last_day}.")
         log.info("ticket %d rated %s", page.ticket_id, choice)
         return self._page("rate", page=page, saved=True, error=None)
+
+
+    # -- the figures as JSON ----------------------------------------------------------------------
+    def _authorised(self, request: web.Request) -> web.Response | None:
+        token = self.p.api_token
+        if not token:
+            return web.json_response({"error": "the API is off ([web] api_token)"}, status=404)
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return web.json_response({"error": "a valid bearer token is required"}, status=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
+        return None
+
+    def _scope(self, s: Session, q: Mapping[str, str]) -> list[int]:
+        if "ticket" in q:
+            tid = int(q["ticket"])
+            if not queries.ticket_exists(s, tid):
+                raise NotFound(f"no ticket {tid}")
+            return [tid]
+        if "group" in q:
+            group = queries.group_by_name(s, q["group"])
+            if group is None:
+                raise NotFound(f"no group {q['group']!r}")
+            return store_reports.ticket_ids(s, group_id=group.id)
+        if "owner" in q:
+            owner = queries.user_by_login(s, q["owner"])
+            if owner is None:
+                raise NotFound(f"no user {q['owner']!r}")
+            return store_reports.ticket_ids(s, owner_id=owner.id)
+        raise ValueError("give ticket=ID, group=NAME or owner=LOGIN")
+
+    async def _json(self, request: web.Request,
+                    fn: Callable[[Session, Mapping[str, str]], Any]) -> web.Response:
+        refused = self._authorised(request)
+        if refused is not None:
+            return refused
+        try:
+            data = await self._read(lambda s: fn(s, request.query))
+        except NotFound as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(data)
+
+    def _days(self, q: Mapping[str, str]) -> tuple[date | None, date | None]:
+        lo, hi = q.get("from"), q.get("to")
+        return (date.fromisoformat(lo) if lo else None, date.fromisoformat(hi) if hi else None)
+
+    async def api_sla(self, request: web.Request) -> web.Response:
+        def read(s: Session, q: Mapping[str, str]) -> Any:
+            lo, hi = self._days(q)
+            return reports.sla_report(s, self._scope(s, q), self.p.clock.now(), self.p.timezone,
+                                      lo=lo, hi=hi)
+        return await self._json(request, read)
+
+    async def api_report(self, request: web.Request) -> web.Response:
+        def read(s: Session, q: Mapping[str, str]) -> Any:
+            ids = set(self._scope(s, q))
+            lo, hi = self._days(q)
+            if lo or hi:
+                p = reports.periods(self.p.clock.now(), self.p.timezone, lo, hi)[0]
+                ids &= set(store_reports.ticket_ids(s, created_before=p.end,
+                                                    alive_after=p.start))
+            return reports.ticket_stats(s, sorted(ids), self.p.clock.now())
+        return await self._json(request, read)
+
+    async def api_stats(self, request: web.Request) -> web.Response:
+        def read(s: Session, q: Mapping[str, str]) -> Any:
+            ids = self._scope(s, {"ticket": request.match_info["id"]})
+            return reports.ticket_stats(s, ids, self.p.clock.now())
+        return await self._json(request, read)
 
 
 def prometheus(m: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from maild import cli
+from maild.settings import load_settings
 from tests.conftest import mail
 from tests.flow.test_commands_by_mail import RAMON, minted, write
 from tests.flow.test_sla import sla, sweep
@@ -83,3 +84,38 @@ async def test_reports(make_settings, start_daemon, clock, tmp_path: Path, capsy
 
     code, out, _ = run(capsys, "-c", config, "sla", "recompute")
     assert code == 0 and "1 open tickets" in out
+
+
+async def test_the_figures_as_json_over_http(make_settings, start_daemon, clock) -> None:
+    import aiohttp
+
+    token = "an-api-token-0123456789"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    clock.set(t0)
+    settings = make_settings(support='sla = "standard"', extra=ALL_HOURS)
+    assert settings.source is not None
+    settings.source.write_text(settings.source.read_text().replace(
+        '[web]\nlisten = "127.0.0.1:0"\n',
+        f'[web]\nlisten = "127.0.0.1:0"\napi_token = "{token}"\n', 1))
+    d = await start_daemon(load_settings(settings.source))
+    await d.send(mail())
+    await d.settle()
+    [t] = d.tickets()
+    clock.set(t0 + timedelta(hours=2))
+    await sweep(d)
+    base = f"http://127.0.0.1:{d.running.web_port}"
+    auth = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/sla?ticket={t.id}") as r:
+            assert r.status == 401  # no token, no figures
+        async with http.get(f"{base}/api/sla?ticket={t.id}", headers=auth) as r:
+            report = await r.json()
+        assert report["breaches"][0]["metric"] == "response"
+        async with http.get(f"{base}/api/tickets/{t.id}/stats", headers=auth) as r:
+            assert (await r.json())["tickets"] == 1
+        async with http.get(f"{base}/api/report/tickets?group=Support", headers=auth) as r:
+            assert (await r.json())["open"] == 1
+        async with http.get(f"{base}/api/sla?group=Nope", headers=auth) as r:
+            assert r.status == 404 and "Nope" in (await r.json())["error"]
+        async with http.get(f"{base}/api/sla", headers=auth) as r:
+            assert r.status == 400
