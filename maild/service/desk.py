@@ -123,7 +123,9 @@ class Desk:
         row = self.insert_ticket(s, group, user, user, mail, opening, now)
         row = automation.run(self, s, row, "create", sender=mail.sender.addr,
                              subject=mail.subject, body=mail.text, now=now)
-        self.notify_created(s, row, user, user, mail, now, cc=queries.ticket_cc(s, row.id),
+        if self.config.workflow:  # a rule may have put someone on copy
+            cc = queries.ticket_cc(s, row.id)
+        self.notify_created(s, row, user, user, mail, now, cc=cc,
                             limit_warning=verdict.warning)
         log.info("ticket %d opened in %s by %s", row.id, group.name, mail.sender.addr)
         return Outcome(state=JournalState.DONE, outcome=f"opened ticket {row.id}",

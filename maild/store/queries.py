@@ -187,9 +187,12 @@ _ACCESS = (select(User.kind, User.admin, User.active, User.independent, Membersh
                  .where(User.id == bindparam("uid")))
 
 
+_CC = (select(TicketCc.address).where(TicketCc.ticket_id == bindparam("tid"))
+       .order_by(TicketCc.id))
+
+
 def ticket_cc(s: Session, ticket_id: int) -> tuple[str, ...]:
-    return tuple(s.scalars(select(TicketCc.address).where(TicketCc.ticket_id == ticket_id)
-                           .order_by(TicketCc.id)))
+    return tuple(s.connection().execute(_CC, {"tid": ticket_id}).scalars())
 
 
 def ancestors(s: Session, ticket_id: int, *, depth: int = 100) -> tuple[int, ...] | None:
