@@ -473,3 +473,17 @@ def test_the_progress_bar_draws_on_a_terminal_only() -> None:
     quiet = io.StringIO()
     cli_import.ProgressBar("importing", quiet)(4, 4)  # a StringIO is no terminal
     assert quiet.getvalue() == ""
+
+
+def test_the_same_file_twice_doubles_nothing(settings, config, tmp_path, capsys):
+    path = write_csv(tmp_path / "good.csv", good_rows())
+    code, _, _ = run(capsys, config, str(path))
+    assert code == 0
+    code, _, err = run(capsys, config, str(path))
+    assert code == 1
+    assert err.count("already imported as ticket") == 4
+    twice = write_csv(tmp_path / "twice.csv", [row(Title="Once"), row(Title="Once")])
+    code, _, err = run(capsys, config, str(twice))
+    assert code == 1 and "the same ticket as line 1" in err
+    with store(settings) as s:
+        assert s.scalar(select(func.count()).select_from(Ticket)) == 4

@@ -260,16 +260,35 @@ def check(s: Session, sheet: Sheet, groups: Mapping[int, GroupRef], config: Impo
     lookup = _Lookup(s, groups)
     rows: list[TicketIn] = []
     bad: list[BadLine] = []
+    seen: dict[tuple[str, datetime, int], int] = {}  # a ticket's identity → its line
     total = len(sheet.records)
     for n, record in enumerate(sheet.records, 1):
         result = _check_record(record, sheet.custom, lookup, config)
         if isinstance(result, TicketIn):
-            rows.append(result)
+            # The same file imported twice (or a line given twice) must not double tickets.
+            key = (result.title, result.created_at, result.group_id)
+            earlier = _imported_before(s, key, config.editor)
+            if earlier is not None:
+                bad.append(BadLine(line=record.line, column=None,
+                                   reason=f"already imported as ticket {earlier}"))
+            elif key in seen:
+                bad.append(BadLine(line=record.line, column=None,
+                                   reason=f"the same ticket as line {seen[key]}"))
+            else:
+                seen[key] = record.line
+                rows.append(result)
         else:
             bad += result
         if progress is not None:
             progress(n, total)
     return Checked(rows=tuple(rows), bad=tuple(bad))
+
+
+def _imported_before(s: Session, key: tuple[str, datetime, int], editor: str) -> int | None:
+    """The ticket an earlier import made from this line (same title, start and group)."""
+    title, created, group_id = key
+    return queries.ticket_entered_as(s, editor=editor, title=title, created_at=created,
+                                     group_id=group_id)
 
 
 def _width_problem(record: Record, custom: tuple[str, ...]) -> str | None:

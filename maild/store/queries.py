@@ -220,6 +220,14 @@ def time_used(s: Session, ticket_id: int) -> float:
     return float(s.connection().execute(_TIME_USED, {"tid": ticket_id}).scalar() or 0.0)
 
 
+def ticket_entered_as(s: Session, *, editor: str, title: str, created_at: datetime,
+                      group_id: int) -> int | None:
+    """A ticket entered by `editor` with this title, start and group (an import's line)."""
+    return s.scalar(select(Ticket.id).where(
+        Ticket.editor == editor, Ticket.title == title, Ticket.created_at == created_at,
+        Ticket.group_id == group_id).order_by(Ticket.id).limit(1))
+
+
 def ticket_exists(s: Session, ticket_id: int) -> bool:
     return s.connection().execute(_EXISTS, {"tid": ticket_id}).first() is not None
 
