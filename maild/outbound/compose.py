@@ -7,6 +7,7 @@ envelope sender is a signed VERP address so a bounce names the notification that
 
 from __future__ import annotations
 
+import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,18 +72,42 @@ def _fold(name: str, value: str) -> str:
     return "\r\n".join(lines)
 
 
+_TEXT_HEAD = (b'Content-Type: text/%s; charset="utf-8"\r\n'
+              b"Content-Transfer-Encoding: quoted-printable\r\n")
+
+
+def _qp(text: str) -> bytes:
+    """UTF-8 quoted-printable with CRLF line ends (binascii does it in C)."""
+    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    return binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+
+
+def _plain_body(rendered: Rendered) -> bytes:
+    """MIME-Version, the body's own headers and the body: text, or text and HTML."""
+    if not rendered.html:
+        return b"MIME-Version: 1.0\r\n" + _TEXT_HEAD % b"plain" + b"\r\n" + _qp(rendered.text)
+    boundary = f"=_maild_{uuid.uuid4().hex}".encode("ascii")
+    return b"".join((
+        b"MIME-Version: 1.0\r\n",
+        b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n',
+        b"--" + boundary + b"\r\n", _TEXT_HEAD % b"plain", b"\r\n", _qp(rendered.text),
+        b"\r\n--" + boundary + b"\r\n", _TEXT_HEAD % b"html", b"\r\n", _qp(rendered.html),
+        b"\r\n--" + boundary + b"--\r\n"))
+
+
 def compose(mail: OutgoingMail, rendered: Rendered, *, signer: Signer, me: Identity,
             now: datetime, attachments: tuple[tuple[str, str, bytes], ...] = ()) -> Composed:
     # The compat32 MIME classes make the body; the envelope headers, all of our own making
     # and already encoded, are written here: the email package's per-header folding cost
     # more than everything else in a notification.
-    body: Message = MIMEText(rendered.text, "plain", _UTF8)  # type: ignore[arg-type]
-    if rendered.html:
-        alt = MIMEMultipart("alternative", boundary=f"=_maild_{uuid.uuid4().hex}")
-        alt.attach(body)
-        alt.attach(MIMEText(rendered.html, "html", _UTF8))  # type: ignore[arg-type]
-        body = alt
+    body: Message | None = None
     if attachments:  # (file name, content type, bytes), e.g. a work order's PDF
+        body = MIMEText(rendered.text, "plain", _UTF8)  # type: ignore[arg-type]
+        if rendered.html:
+            alt = MIMEMultipart("alternative", boundary=f"=_maild_{uuid.uuid4().hex}")
+            alt.attach(body)
+            alt.attach(MIMEText(rendered.html, "html", _UTF8))  # type: ignore[arg-type]
+            body = alt
         mixed = MIMEMultipart("mixed", boundary=f"=_maild_{uuid.uuid4().hex}")
         mixed.attach(body)
         for filename, content_type, data in attachments:
@@ -117,9 +142,13 @@ def compose(mail: OutgoingMail, rendered: Rendered, *, signer: Signer, me: Ident
                 ("X-Maild-Loop", signer.loop_mark(mail.message_id))]
     if mail.ticket_id is not None:
         headers.append(("X-Maild-Ticket", str(mail.ticket_id)))
-    out = BytesIO()
-    BytesGenerator(out, policy=_WIRE).flatten(body)
+    if body is not None:
+        out = BytesIO()
+        BytesGenerator(out, policy=_WIRE).flatten(body)
+        payload = out.getvalue()
+    else:  # the common case, written directly: the generator's header folding was most of
+        payload = _plain_body(rendered)  # the cost of a notification
     head = "\r\n".join(_fold(k, v) for k, v in headers) + "\r\n"
     envelope_from = make_address(me.reply_local, signer.bounce_token(mail.id), me.reply_domain)
     return Composed(envelope_from=envelope_from, recipients=(mail.to_addr,),
-                    message=head.encode("ascii") + out.getvalue())
+                    message=head.encode("ascii") + payload)
