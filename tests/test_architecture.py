@@ -35,7 +35,7 @@ CONFINED = {
     "jinja2": "maild.outbound.render",
     "weasyprint": "maild.outbound.pdf",
     "aiosmtplib": "maild.outbound.transport",
-    "holidays": "maild.settings",
+    "holidays": "maild.settings.features",
     "PIL": "maild.outbound.timeline",
     "aiohttp": "maild.web",
 }

@@ -1,0 +1,352 @@
+"""The sections every install has: site, storage, security, mail in and out, limits,
+tickets, users and groups."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from maild.domain import DEFAULT_PRIORITIES, DEFAULT_RESOLUTIONS, Access
+from maild.errors import ConfigError
+from maild.rules.transitions import StatusMap, parse_status_map
+from maild.settings.model import (
+    DEFAULT_DATA_DIR,
+    CommandAuth,
+    GroupSettings,
+    ImapSettings,
+    InboundSettings,
+    LimitSettings,
+    OutboundSettings,
+    SatisfactionSettings,
+    SiteSettings,
+    SlaSettings,
+    SmtpSettings,
+    StorageSettings,
+    TicketSettings,
+    UserSettings,
+    WebSettings,
+)
+from maild.settings.section import _check_address, _choice, _count, _host_port, _path, _Section
+
+
+def _web(raw: Any) -> WebSettings:
+    s = _Section(raw, "web", {"listen", "enabled", "api_token"})
+    host, port = _host_port(s.get("listen", str, "127.0.0.1:8080"), "web.listen")
+    token = s.get("api_token", str, None)
+    if token is not None and len(token) < 16:
+        raise ConfigError("web.api_token", "must be at least 16 characters")
+    return WebSettings(host=host, port=port, enabled=s.get("enabled", bool, True),
+                       api_token=token)
+
+
+def _satisfaction(raw: Any) -> SatisfactionSettings:
+    s = _Section(raw, "satisfaction", {"enabled", "link_days"})
+    days = s.get("link_days", int, 14)
+    if not 1 <= days <= 365:
+        raise ConfigError("satisfaction.link_days", "must be between 1 and 365")
+    return SatisfactionSettings(enabled=s.get("enabled", bool, False), link_days=days)
+
+
+def _command_auth(s: _Section) -> CommandAuth:
+    require = s.get("command_authentication", str, "none")
+    if require not in ("none", "dkim", "spf", "dkim_or_spf"):
+        raise ConfigError("security.command_authentication",
+                          "must be \"none\", \"dkim\", \"spf\" or \"dkim_or_spf\"")
+    authserv = s.get("authserv_id", str, None)
+    if require != "none" and not authserv:
+        raise ConfigError("security.authserv_id",
+                          "is required with command_authentication: the name your receiving "
+                          "relay writes first in its Authentication-Results header")
+    return CommandAuth(require=require, authserv_id=authserv.lower() if authserv else None)
+
+
+def _status_map(raw: Any) -> StatusMap | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError("status_map", "must be a table of status = [next statuses]")
+    status_map, errors = parse_status_map(raw)
+    if errors:
+        raise ConfigError(*errors[0])
+    return status_map
+
+
+def _site(s: _Section) -> SiteSettings:
+    tz = s.get("timezone", str, "UTC")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError("site.timezone", f"unknown time zone {tz!r}") from exc
+    url = s.get("url", str, SiteSettings.url)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("site.url", "must start with http:// or https://")
+    return SiteSettings(name=s.get("name", str, "maild"), url=url.rstrip("/"), timezone=tz)
+
+
+def _storage(s: _Section, base: Path) -> StorageSettings:
+    data_dir = Path(s.get("data_dir", str, DEFAULT_DATA_DIR))
+    if not data_dir.is_absolute():
+        data_dir = (base / data_dir).resolve()
+    db = s.get("database", str, None) or f"sqlite:///{data_dir / 'maild.db'}"
+    if db.startswith("sqlite:///") and not db.startswith("sqlite:////"):
+        rel = db[len("sqlite:///"):]
+        if rel and rel != ":memory:":
+            db = f"sqlite:///{(base / rel).resolve()}"
+    if "://" not in db:
+        raise ConfigError("storage.database", "must be a database URL such as sqlite:///maild.db")
+    return StorageSettings(database=db, data_dir=data_dir)
+
+
+def _secret(s: _Section, base: Path) -> str:
+    secret: str | None = s.get("secret_key", str, None)
+    if secret is None and "secret_file" in s.raw:
+        path = Path(s.get("secret_file", str, ""))
+        path = path if path.is_absolute() else base / path
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("security.secret_file", f"cannot read {path}: {exc}") from exc
+    if not secret:
+        raise ConfigError("security.secret_key", "is required (maild init writes one)")
+    if len(secret) < 16:
+        raise ConfigError("security.secret_key", "must be at least 16 characters")
+    return secret
+
+
+def _inbound(raw: Any, base: Path) -> InboundSettings:
+    s = _Section(raw, "inbound", {"smtp", "invalid_token", "processing", "imap"})
+    smtp = _Section(s.raw.get("smtp"), "inbound.smtp",
+                    {"listen", "protocol", "max_message_size", "hostname"})
+    host, port = _host_port(smtp.get("listen", str, "127.0.0.1:2525"), "inbound.smtp.listen")
+    protocol = smtp.get("protocol", str, "smtp")
+    if protocol not in ("smtp", "lmtp"):
+        raise ConfigError("inbound.smtp.protocol", "must be \"smtp\" or \"lmtp\"")
+    size = smtp.get("max_message_size", int, SmtpSettings.max_message_size)
+    if size <= 0:
+        raise ConfigError("inbound.smtp.max_message_size", "must be positive")
+    invalid = s.get("invalid_token", str, "new")
+    if invalid not in ("new", "refuse"):
+        raise ConfigError("inbound.invalid_token", "must be \"new\" or \"refuse\"")
+    processing = s.get("processing", str, "process")
+    if processing not in ("process", "inline"):
+        raise ConfigError("inbound.processing", "must be \"process\" or \"inline\"")
+    return InboundSettings(
+        smtp=SmtpSettings(host=host, port=port, protocol=protocol, max_message_size=size,
+                          hostname=smtp.get("hostname", str, "maild")),
+        invalid_token=invalid, processing=processing,
+        imap=_imap(s.raw.get("imap", []), base))
+
+
+IMAP_KEYS = {f for f in ImapSettings.__dataclass_fields__}
+
+
+def _imap(raw: Any, base: Path) -> tuple[ImapSettings, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("inbound.imap", "must be an array of tables ([[inbound.imap]])")
+    out: list[ImapSettings] = []
+    for i, item in enumerate(raw):
+        key = f"inbound.imap[{i}]"
+        s = _Section(item, key, IMAP_KEYS)
+        host = s.require("host", str)
+        tls = s.get("tls", str, "implicit")
+        if tls not in ("implicit", "starttls", "none"):
+            raise ConfigError(f"{key}.tls", "must be \"implicit\", \"starttls\" or \"none\"")
+        if tls == "none" and host not in ("127.0.0.1", "::1", "localhost"):
+            raise ConfigError(f"{key}.tls", "\"none\" sends the password in clear: only for "
+                                            "a server on this machine (127.0.0.1)")
+        port = s.get("port", int, 993 if tls == "implicit" else 143)
+        secrets_given = [k for k in ("password", "password_file", "password_env",
+                                     "oauth2_command") if k in s.raw]
+        if len(secrets_given) != 1:
+            raise ConfigError(f"{key}.password", "give exactly one of password, password_file, "
+                                                 "password_env, oauth2_command")
+        after = s.get("after", str, "seen")
+        if after not in ("move", "seen", "delete"):
+            raise ConfigError(f"{key}.after", "must be \"move\", \"seen\" or \"delete\"")
+        move_to = s.get("move_to", str, None)
+        if after == "move" and not move_to:
+            raise ConfigError(f"{key}.move_to", "is required with after = \"move\"")
+
+        env = s.get("password_env", str, None)
+        if env is not None and env not in os.environ:
+            raise ConfigError(f"{key}.password_env", f"the environment has no {env}")
+        pw_file = _path(s, "password_file", base)
+        if pw_file is not None and not pw_file.is_file():
+            raise ConfigError(f"{key}.password_file", f"cannot read {pw_file}")
+        poll = s.get("poll_seconds", float, 60.0)
+        if poll <= 0:
+            raise ConfigError(f"{key}.poll_seconds", "must be positive")
+        batch = s.get("batch", int, 100)
+        if not 1 <= batch <= 500:  # aioimaplib's parser recurses per line: ~1000 overflow
+            raise ConfigError(f"{key}.batch", "must be between 1 and 500")
+        out.append(ImapSettings(
+            host=host, port=port, tls=tls, user=s.require("user", str),
+            group=s.require("group", str), password=s.get("password", str, None),
+            password_file=pw_file, password_env=env,
+            oauth2_command=s.get("oauth2_command", str, None),
+            folder=s.get("folder", str, "INBOX"), after=after, move_to=move_to,
+            poll_seconds=poll, idle=s.get("idle", bool, True), ca_file=_path(s, "ca_file", base),
+            batch=batch))
+    return tuple(out)
+
+
+def _outbound(s: _Section) -> OutboundSettings:
+    from_addr = s.get("from", str, "support@localhost")
+    _check_address(from_addr, "outbound.from")
+    relay = s.get("relay", str, None)
+    if relay is not None and not relay.startswith(("smtp://", "smtps://")):
+        raise ConfigError("outbound.relay", "must be smtp://HOST:PORT or smtps://HOST:PORT")
+    local = s.get("reply_local", str, from_addr.split("@")[0])
+    if not local or "+" in local or "@" in local:
+        raise ConfigError("outbound.reply_local", "must be a local part without + or @")
+    return OutboundSettings(
+        from_addr=from_addr.lower(), from_name=s.get("from_name", str, ""),
+        reply_local=local.lower(),
+        reply_domain=s.get("reply_domain", str, from_addr.split("@")[1]).lower(),
+        relay=relay, relay_user=s.get("relay_user", str, None),
+        relay_password=s.get("relay_password", str, None),
+        retry_deadline_hours=s.get("retry_deadline_hours", float, 48.0),
+        concurrency=s.get("concurrency", int, 8))
+
+
+def _limits(raw: Any) -> LimitSettings:
+    names = {f for f in LimitSettings.__dataclass_fields__}
+    s = _Section(raw, "limits", names)
+    values: dict[str, Any] = {}
+    for name in names:
+        default = getattr(LimitSettings(), name)
+        v = s.get(name, type(default), default)
+        if v < 0:
+            raise ConfigError(f"limits.{name}", "must not be negative")
+        values[name] = v
+    return LimitSettings(**values)
+
+
+def _tickets(raw: Any) -> TicketSettings:
+    s = _Section(raw, "tickets", {"priorities", "default_priority", "resolutions",
+                                  "default_wu_time", "reopen_on_reply", "type_required"})
+    prios = s.strings("priorities", DEFAULT_PRIORITIES)
+    default = s.get("default_priority", str, "medium" if "medium" in prios else prios[0])
+    if default not in prios:
+        raise ConfigError("tickets.default_priority", f"{default!r} is not in tickets.priorities")
+    return TicketSettings(priorities=prios, default_priority=default,
+                          resolutions=s.strings("resolutions", DEFAULT_RESOLUTIONS),
+                          default_wu_time=s.get("default_wu_time", float, 0.0),
+                          reopen_on_reply=s.get("reopen_on_reply", bool, True),
+                          type_required=s.get("type_required", bool, False))
+
+
+def _users(raw: Any) -> tuple[UserSettings, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("users", "must be an array of tables ([[users]])")
+    out: list[UserSettings] = []
+    seen_logins: set[str] = set()
+    seen_emails: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"users[{i}]"
+        s = _Section(item, key, {"login", "name", "emails", "groups", "admin", "qa", "company",
+                                 "kind", "independent"})
+        kind = s.get("kind", str, "staff")
+        if kind not in ("staff", "customer"):
+            raise ConfigError(f"{key}.kind", "must be \"staff\" or \"customer\"")
+        independent = s.get("independent", bool, False)
+        if independent and kind != "customer":
+            raise ConfigError(f"{key}.independent", "only a customer can be independent")
+        login = s.require("login", str).strip()
+        if not login or login in seen_logins:
+            raise ConfigError(f"{key}.login", f"{login!r} is empty or used twice")
+        seen_logins.add(login)
+        emails = tuple(e.lower() for e in s.strings("emails"))
+        for e in emails:
+            _check_address(e, f"{key}.emails")
+            if e in seen_emails:
+                raise ConfigError(f"{key}.emails", f"{e} belongs to two users")
+            seen_emails.add(e)
+        groups_raw = s.get("groups", dict, {})
+        groups: dict[str, Access] = {}
+        for g, level in groups_raw.items():
+            try:
+                groups[g] = Access[str(level).upper()]
+            except KeyError:
+                raise ConfigError(f"{key}.groups.{g}",
+                                  f"must be view, edit or manage, got {level!r}") from None
+        out.append(UserSettings(login=login, name=s.get("name", str, login), emails=emails,
+                                groups=groups, admin=s.get("admin", bool, False),
+                                qa=s.get("qa", bool, False), company=s.get("company", str, None),
+                                kind=kind, independent=independent))
+    return tuple(out)
+
+
+NOTIFY_EVENTS = ("created", "workunit", "updated", "status", "owner", "closed", "reopened",
+                 "sla_triggered", "satisfaction")
+
+
+AUDIENCES = ("creator", "owner", "staff", "customer", "thirdparty")
+
+
+def _notify(raw: dict[str, Any], key: str) -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
+    for event, who in raw.items():
+        if event not in NOTIFY_EVENTS:
+            raise ConfigError(f"{key}.{event}", "unknown event; one of " + ", ".join(NOTIFY_EVENTS))
+        if not isinstance(who, list) or any(w not in AUDIENCES for w in who):
+            raise ConfigError(f"{key}.{event}",
+                              "must be a list of: " + ", ".join(AUDIENCES))
+        out[event] = frozenset(who)
+    return out
+
+
+def _groups(raw: Any, users: tuple[UserSettings, ...],
+            slas: tuple[SlaSettings, ...] = (), base: Path = Path(".")
+            ) -> tuple[GroupSettings, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("groups", "must be an array of tables ([[groups]])")
+    logins = {u.login for u in users if u.kind == "staff"}
+    out: list[GroupSettings] = []
+    seen_addr: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"groups[{i}]"
+        s = _Section(item, key, {"name", "addresses", "default_owner", "accept_unknown_senders",
+                                 "sla", "templates", "satisfaction", "cc_from_mail",
+                                 "third_party_replies", "notify", "open_ticket_limit",
+                                 "total_ticket_limit", "limit_mode"})
+        name = s.require("name", str).strip()
+        if not name or any(g.name == name for g in out):
+            raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
+        addresses = tuple(a.lower() for a in s.strings("addresses"))
+        if not addresses:
+            raise ConfigError(f"{key}.addresses", "needs at least one address")
+        for a in addresses:
+            _check_address(a, f"{key}.addresses")
+            if a in seen_addr:
+                raise ConfigError(f"{key}.addresses", f"{a} belongs to two groups")
+            seen_addr.add(a)
+        owner = s.get("default_owner", str, None)
+        if owner is not None and owner not in logins:
+            raise ConfigError(f"{key}.default_owner",
+                              f"no staff [[users]] entry has login {owner!r}")
+        sla = s.get("sla", str, None)
+        if sla is not None and not any(x.name == sla for x in slas):
+            raise ConfigError(f"{key}.sla", f"no [[sla]] entry is named {sla!r}")
+        templates = _path(s, "templates", base)
+        if templates is not None and not templates.is_dir():
+            raise ConfigError(f"{key}.templates", f"{templates} is not a folder")
+        replies = s.get("third_party_replies", str, "ignore")
+        if replies not in ("ignore", "internal"):
+            raise ConfigError(f"{key}.third_party_replies", "must be \"ignore\" or \"internal\"")
+        out.append(GroupSettings(
+            name=name, addresses=addresses, default_owner=owner,
+            accept_unknown_senders=s.get("accept_unknown_senders", bool, True), sla=sla,
+            templates=templates, satisfaction=s.get("satisfaction", bool, True),
+            cc_from_mail=s.get("cc_from_mail", bool, False), third_party_replies=replies,
+            open_ticket_limit=_count(s, "open_ticket_limit"),
+            total_ticket_limit=_count(s, "total_ticket_limit"),
+            limit_mode=_choice(s, "limit_mode", ("forced", "warning"), "forced"),
+            notify=_notify(s.get("notify", dict, {}), f"{key}.notify")))
+    for u in users:
+        for g in u.groups:
+            if not any(x.name == g for x in out):
+                raise ConfigError(f"users.{u.login}.groups.{g}", "no [[groups]] entry by that name")
+    return tuple(out)
