@@ -267,10 +267,17 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
         tasks += [asyncio.create_task(r.run(stop), name=f"imap {r.box.key}") for r in readers]
         if s.web.enabled:  # the rating page, /healthz and /metrics
             web = make_web(parts)
-            bound_web = await web.start(s.web.host, s.web.port if web_port is None
-                                        else web_port)
-            log.info("web part on http://%s:%s (/healthz, /metrics, /rate/…)", s.web.host,
-                     bound_web)
+            port_asked = s.web.port if web_port is None else web_port
+            try:
+                bound_web = await web.start(s.web.host, port_asked)
+                log.info("web part on http://%s:%s (/healthz, /metrics, /rate/…)",
+                         s.web.host, bound_web)
+            except OSError as exc:  # mail matters more than the web part: go on without it
+                await web.stop()
+                web = None
+                log.error("web part not started on %s:%s (%s); mail is served, the rating "
+                          "page and /metrics are not ([web] listen)", s.web.host, port_asked,
+                          exc.strerror or exc)
     _announce(parts, bound, listen=listen, process=process, deliver=deliver)
     if started is not None:
         started.set_result(Running(port=bound, worker=worker, processor=processor,

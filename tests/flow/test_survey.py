@@ -134,3 +134,26 @@ async def test_the_rating_page_in_headless_chromium(make_settings, start_daemon,
     if os.environ.get("MAILD_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["MAILD_KEEP_SCREENSHOT"])
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+
+async def test_a_busy_web_port_does_not_stop_the_mail(make_settings, caplog):
+    import socket
+
+    from maild import app
+    from maild.outbound.transport import MemoryTransport
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        parts = app.build(make_settings())
+        stop = asyncio.Event()
+        started: asyncio.Future[app.Running] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(app.serve(
+            parts, stop, transport=MemoryTransport(), port=0, started=started,
+            shutdown_seconds=2, web_port=busy.getsockname()[1]))
+        running = await asyncio.wait_for(started, 10)
+        assert running.web_port is None and "web part not started" in caplog.text
+        assert running.port  # the SMTP listener is up all the same
+        stop.set()
+        await asyncio.wait_for(task, 10)
