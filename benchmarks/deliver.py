@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import random
 import shlex
 import shutil
@@ -46,6 +45,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from measure import cpu_seconds, machine
 
 HERE = Path(__file__).resolve().parent
 SUPPORT = "support@helpdesk.example"
@@ -73,30 +74,6 @@ SENTENCES = ["I have been trying to export the report since this morning but it 
 STAFF = ["Thank you for contacting support.", "We have forwarded this to our engineering team.",
          "Could you send us the exact time the error happened?",
          "A fix has been deployed; please try again and let us know."]
-
-
-def machine() -> list[str]:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [f"nproc {len(os.sched_getaffinity(0))} (cpu_count {os.cpu_count()}), CPU {model}",
-            f"Python {platform.python_version()} ({sys.executable}), "
-            f"SQLite {sqlite3.sqlite_version}, {platform.platform()}",
-            f"load average at start: {load}"]
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def write_config(folder: Path, concurrency: int, relay: str | None) -> Path:

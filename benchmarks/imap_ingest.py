@@ -58,7 +58,6 @@ import cProfile
 import hashlib
 import imaplib
 import io
-import logging
 import os
 import pstats
 import shlex
@@ -78,6 +77,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from measure import log_to, machine
 
 from maild import app
 from maild.inbound.imap import ImapJournal, MailboxReader
@@ -230,19 +231,6 @@ idle = true
 batch = {batch}
 """)
     return path
-
-
-def log_to(path: Path) -> None:
-    """maild's log as `maild run` writes it (INFO, this format), to a file."""
-    root = logging.getLogger()
-    for old in root.handlers[:]:
-        root.removeHandler(old)
-        old.close()
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @dataclass
@@ -673,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("IMAP ingest benchmark: maild reading a Dovecot INBOX, in process")
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
-    for line in ingest.machine():
+    for line in machine():
         print(f"machine: {line}")
     print(f"machine: {versions()}")
 

@@ -40,8 +40,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import re
 import shlex
 import shutil
@@ -60,6 +58,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from measure import cpu_seconds, machine
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -105,29 +105,6 @@ def load_corpus(path: Path, limit: int | None) -> list[Mail]:
 
 
 # -- the machine ------------------------------------------------------------------------------
-
-def machine() -> list[str]:
-    model = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [f"nproc {usable} (cpu_count {os.cpu_count()}), CPU {model}",
-            f"Python {platform.python_version()} ({sys.executable}), "
-            f"SQLite {sqlite3.sqlite_version}, {platform.platform()}",
-            f"load average at start: {load}"]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the daemon -------------------------------------------------------------------------------

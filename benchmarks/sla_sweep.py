@@ -54,10 +54,7 @@ import argparse
 import contextlib
 import cProfile
 import io
-import logging
 import math
-import os
-import platform
 import pstats
 import random
 import shlex
@@ -75,6 +72,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
+
+from measure import log_to, machine
 
 from maild import app
 from maild.clock import FrozenClock
@@ -116,20 +115,6 @@ LOREM = ("Hello, since the update on Monday the export of the monthly report fai
 
 
 # -- the machine ------------------------------------------------------------------------------
-
-def machine() -> list[str]:
-    model = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [f"nproc {usable} (cpu_count {os.cpu_count()}), CPU {model}",
-            f"Python {platform.python_version()} ({sys.executable}), "
-            f"SQLite {sqlite3.sqlite_version}, {platform.platform()}",
-            f"load average at start: {load}"]
 
 
 # -- the store --------------------------------------------------------------------------------
@@ -551,20 +536,6 @@ def built(config: Path) -> Iterator[app.Parts]:
         yield parts
     finally:
         parts.engine.dispose()
-
-
-def log_to(path: Path) -> None:
-    """maild's log as `maild run` writes it (cli.main: INFO, this format), to a file: each
-    breach episode logs a warning, and its cost is part of the sweep."""
-    root = logging.getLogger()
-    for old in root.handlers[:]:
-        root.removeHandler(old)
-        old.close()
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def run_size(args: argparse.Namespace, total: int) -> tuple[Filled, list[Result]]:
