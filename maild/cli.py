@@ -82,11 +82,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     # Every template of every group, rendered against a sample ticket: an unknown variable
     # or a syntax error is reported here, not when the first customer's mail needs it.
-    renderer = Renderer(group_dirs={i: g.templates for i, g in enumerate(settings.groups, 1)
-                                    if g.templates})
-    errors = renderer.check(SAMPLE)
-    errors += WorkOrders(group_dirs={i: g.templates for i, g in enumerate(settings.groups, 1)
-                                     if g.templates}).check(SAMPLE)
+    own = {i: g.templates for i, g in enumerate(settings.groups, 1) if g.templates}
+    errors = Renderer(group_dirs=own).check(SAMPLE) + WorkOrders(group_dirs=own).check(SAMPLE)
     for e in errors:
         print(f"template error: {e}", file=sys.stderr)
     if errors:

@@ -30,22 +30,16 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _scope(parts: app.Parts, args: argparse.Namespace, s: Any) -> list[int]:
-    """The tickets named by --ticket, --group or --owner."""
-    if getattr(args, "ticket", None) is not None:
-        if not queries.ticket_exists(s, args.ticket):
-            raise NotFound(f"no ticket {args.ticket}")
-        return [args.ticket]
-    d = parts.desk.directory
-    if args.group is not None:
-        gid = next((g for g, ref in d.groups.items() if ref.name == args.group), None)
-        if gid is None:
-            raise ConfigError("--group", f"no group is named {args.group!r}")
-        return store.ticket_ids(s, group_id=gid)
-    uid = next((u for u, ref in d.staff.items() if ref.login == args.owner), None)
-    if uid is None:
-        raise ConfigError("--owner", f"no staff member has the login {args.owner!r}")
-    return store.ticket_ids(s, owner_id=uid)
+def _scope(args: argparse.Namespace, s: Any) -> list[int]:
+    """The tickets named by --ticket, --group or --owner (an unknown group or login is a
+    usage error, a missing ticket is not found)."""
+    ticket = getattr(args, "ticket", None)
+    try:
+        return reports.scope(s, ticket=ticket, group=args.group, owner=args.owner)
+    except NotFound as exc:
+        if ticket is not None:
+            raise
+        raise ConfigError("--group" if args.group else "--owner", str(exc)) from None
 
 
 def _print(data: dict[str, Any], as_json: bool) -> None:
@@ -67,7 +61,7 @@ def _print(data: dict[str, Any], as_json: bool) -> None:
 def cmd_sla_report(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with app.opened(settings) as parts, transaction(parts.reader) as s:
-        ids = _scope(parts, args, s)
+        ids = _scope(args, s)
         data = reports.sla_report(s, ids, parts.clock.now(), settings.site.timezone,
                                   lo=args.date_from, hi=args.date_to)
     _print(data, args.json)
@@ -89,12 +83,7 @@ def cmd_sla_timeline(args: argparse.Namespace) -> int:
 
 def cmd_sla_recompute(args: argparse.Namespace) -> int:
     with app.opened(_settings(args)) as parts:
-        now, total = parts.clock.now(), 0
-        last: int | None = 0
-        while last is not None:
-            with transaction(parts.factory) as s:
-                n, last = parts.desk.sla.recompute(s, now, after_id=last)
-            total += n
+        total = app.make_jobs(parts).sla.recompute_all(parts.clock.now())
     print(f"recomputed the SLA deadlines of {total} open tickets")
     return 0
 
@@ -111,7 +100,7 @@ def cmd_ticket_stats(args: argparse.Namespace) -> int:
 def cmd_report_tickets(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with app.opened(settings) as parts, transaction(parts.reader) as s:
-        ids = set(_scope(parts, args, s))
+        ids = set(_scope(args, s))
         if args.date_from or args.date_to:
             p = reports.periods(parts.clock.now(), settings.site.timezone, args.date_from,
                                 args.date_to)[0]

@@ -43,10 +43,7 @@ class SlaJobs:
             stale = self.keeper.stale(s)
         if stale:  # the deadlines in the store were made by another SLA configuration
             log.info("the SLA configuration changed: recomputing every open ticket")
-            last: int | None = 0
-            while last is not None:
-                with transaction(self.factory) as s:
-                    _, last = self.keeper.recompute(s, now, after_id=last, batch=self.batch)
+            self.recompute_all(now)
         while self.keeper.slas:
             with transaction(self.factory) as s:
                 part = self.keeper.sweep(s, now, limit=self.batch)
@@ -64,6 +61,17 @@ class SlaJobs:
             log.info("SLA sweep: %d checked, %d breached, %d closed", report.checked,
                      report.breached, report.closed)
         return report
+
+    def recompute_all(self, now: datetime) -> int:
+        """Every open ticket's deadline again, a transaction per batch; how many."""
+        total, last = 0, 0
+        while True:
+            with transaction(self.factory) as s:
+                n, after = self.keeper.recompute(s, now, after_id=last, batch=self.batch)
+            total += n
+            if after is None:
+                return total
+            last = after
 
     async def run(self) -> None:
         self.runs += 1

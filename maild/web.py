@@ -23,7 +23,7 @@ from maild.clock import Clock
 from maild.errors import NotFound
 from maild.outbound.render import Pages
 from maild.service import reports, survey
-from maild.store import queries, ratings
+from maild.store import ratings
 from maild.store import reports as store_reports
 from maild.store.db import transaction
 from maild.tokens import Signer
@@ -165,23 +165,11 @@ class Web:
                                      headers={"WWW-Authenticate": "Bearer"})
         return None
 
-    def _scope(self, s: Session, q: Mapping[str, str]) -> list[int]:
-        if "ticket" in q:
-            tid = int(q["ticket"])
-            if not queries.ticket_exists(s, tid):
-                raise NotFound(f"no ticket {tid}")
-            return [tid]
-        if "group" in q:
-            group = queries.group_by_name(s, q["group"])
-            if group is None:
-                raise NotFound(f"no group {q['group']!r}")
-            return store_reports.ticket_ids(s, group_id=group.id)
-        if "owner" in q:
-            owner = queries.user_by_login(s, q["owner"])
-            if owner is None:
-                raise NotFound(f"no user {q['owner']!r}")
-            return store_reports.ticket_ids(s, owner_id=owner.id)
-        raise ValueError("give ticket=ID, group=NAME or owner=LOGIN")
+    @staticmethod
+    def _scope(s: Session, q: Mapping[str, str]) -> list[int]:
+        ticket = q.get("ticket")
+        return reports.scope(s, ticket=int(ticket) if ticket is not None else None,
+                             group=q.get("group"), owner=q.get("owner"))
 
     async def _json(self, request: web.Request,
                     fn: Callable[[Session, Mapping[str, str]], Any]) -> web.Response:

@@ -22,6 +22,17 @@ WEB_DIR = DEFAULT_DIR.parent / "web"
 WORKORDER_DIR = DEFAULT_DIR.parent / "workorder"
 
 
+def _environment(dirs: list[Path], *, mail: bool = False) -> jinja2.Environment:
+    """One template set, compiled once for the daemon's life: an unknown variable is an
+    error, HTML is escaped (in a mail set, only the .html.j2 half of each text/HTML pair)."""
+    escape: Any = (jinja2.select_autoescape(enabled_extensions=("html.j2",),
+                                            default_for_string=False) if mail else True)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+        undefined=jinja2.StrictUndefined, autoescape=escape, keep_trailing_newline=mail,
+        trim_blocks=True, lstrip_blocks=True, auto_reload=False)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Rendered:
     subject: str
@@ -36,8 +47,9 @@ class Renderer:
                  group_dirs: dict[int, Path] | None = None) -> None:
         self._default_dir = default_dir
         self._group_dirs = dict(group_dirs or {})
-        self._default = self._env([default_dir])
-        self._groups = {gid: self._env([d, default_dir]) for gid, d in self._group_dirs.items()}
+        self._default = _environment([default_dir], mail=True)
+        self._groups = {gid: _environment([d, default_dir], mail=True)
+                        for gid, d in self._group_dirs.items()}
 
     def names(self, group_id: int | None = None) -> list[str]:
         """Every notification template of a set (the group's, and the defaults under it)."""
@@ -65,16 +77,6 @@ class Renderer:
                     errors.append(f"{where}: {exc}")
         return errors
 
-    @staticmethod
-    def _env(dirs: list[Path]) -> jinja2.Environment:
-        env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
-            undefined=jinja2.StrictUndefined,
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
-                                                default_for_string=False),
-            keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-            auto_reload=False)  # templates are loaded once for the daemon's life
-        return env
 
     def render(self, template: str, context: dict[str, Any],
                group_id: int | None = None) -> Rendered:
@@ -110,9 +112,7 @@ class Pages:
     """The web part's HTML pages (autoescaped, StrictUndefined)."""
 
     def __init__(self, directory: Path = WEB_DIR) -> None:
-        self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(directory)), undefined=jinja2.StrictUndefined,
-            autoescape=True, trim_blocks=True, lstrip_blocks=True, auto_reload=False)
+        self._env = _environment([directory])
 
     def render(self, name: str, context: dict[str, Any]) -> str:
         try:
@@ -139,10 +139,7 @@ class WorkOrders:
         self._dirs: dict[int | None, list[Path]] = {None: [default_dir]}
         for gid, d in (group_dirs or {}).items():
             self._dirs[gid] = [d / "workorder", default_dir]
-        self._envs = {gid: jinja2.Environment(
-            loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
-            undefined=jinja2.StrictUndefined, autoescape=True, trim_blocks=True,
-            lstrip_blocks=True, auto_reload=False) for gid, dirs in self._dirs.items()}
+        self._envs = {gid: _environment(dirs) for gid, dirs in self._dirs.items()}
 
     @staticmethod
     def candidates(type_name: str | None) -> list[str]:

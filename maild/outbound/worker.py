@@ -110,7 +110,8 @@ class DeliveryWorker:
                                        "site": {"name": self.site.name, "url": self.site.url}}
             if mail.template == "webhook":  # a workflow rule's POST, queued like a mail
                 async with gate:
-                    await asyncio.to_thread(post_json, mail.to_addr, mail.context)
+                    payload = {k: v for k, v in mail.context.items() if k != "recipient"}
+                    await asyncio.to_thread(post_json, mail.to_addr, payload)
                 return Result(mail=mail)
             if "survey" in context:  # the signed link is made here: the service has no key
                 sv = context["survey"]
@@ -119,7 +120,7 @@ class DeliveryWorker:
             rendered = self.renderer.render(mail.template, context, mail.group_id)
             files: tuple[tuple[str, str, bytes], ...] = ()
             if "workorder" in context:  # `#workorder`: the PDF, made off the event loop
-                page = self.workorders.render(context, mail.group_id)
+                page = await asyncio.to_thread(self.workorders.render, context, mail.group_id)
                 pdf = await html_to_pdf_async(page.html, page.base_url)
                 files = ((f"workorder-{context['ticket']['id']}.pdf", "application/pdf", pdf),)
             composed = compose(mail, rendered, signer=self.signer, me=self.me,

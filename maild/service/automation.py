@@ -85,18 +85,11 @@ def _apply(desk: Desk, s: Session, row: TicketRow, rule: Rule, event: str, now: 
     if t.mail_to or t.webhook:
         creator = desk.user(s, row.creator_id) if row.creator_id else None
         ctx = desk.context(s, row, creator, rule=rule.name, event=event)
-        for addr in t.mail_to:
-            notes.append(_row(desk, row, t.mail_template, addr, {
-                **ctx, "recipient": {"name": "", "email": addr}}, automatic=True))
-        if t.webhook:
-            notes.append(_row(desk, row, "webhook", t.webhook, {
-                "rule": rule.name, "event": event, "ticket": ctx["ticket"]}, automatic=False))
+        notes += [desk.outbox_row(s, t.mail_template, addr, ctx, (), ticket_id=row.id,
+                                  group_id=row.group_id, automatic=True) for addr in t.mail_to]
+        if t.webhook:  # the worker POSTs the row's context for a "webhook" row
+            notes.append(desk.outbox_row(
+                s, "webhook", t.webhook, {"rule": rule.name, "event": event,
+                                          "ticket": ctx["ticket"]}, (),
+                ticket_id=row.id, group_id=row.group_id))
     return row
-
-
-def _row(desk: Desk, row: TicketRow, template: str, to: str, context: dict[str, Any], *,
-         automatic: bool) -> Note:
-    return {"template": template, "to_addr": to, "to_user_id": None, "ticket_id": row.id,
-            "group_id": row.group_id, "message_id": desk.message_id(), "context": context,
-            "in_reply_to": None, "references": None, "automatic": automatic,
-            "state": "pending"}

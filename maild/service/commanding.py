@@ -27,7 +27,7 @@ from maild.rules.changes import (
     allowed_next,
     plan,
 )
-from maild.rules.policy import Actor, may
+from maild.rules.policy import may
 from maild.rules.transitions import Denied
 from maild.service import automation, survey
 from maild.service.values import MailIn, Opening, Outcome, clean_title
@@ -50,10 +50,11 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
     row = queries.ticket_row(s, ticket_id)
     author = desk.user(s, author_id)
     before = _state(row, queries.ticket_cc(s, ticket_id))
-    writing = may(_actor(desk, author_id, row.group_id), "workunit", owner_id=row.owner_id)
+    actor = desk.actor(author_id, row.group_id)
+    writing = may(actor, "workunit", owner_id=row.owner_id)
     if isinstance(writing, Denied):
         # Access is read now, not when the reply address was issued: nothing is written.
-        p = plan(items, actor=_actor(desk, author_id, row.group_id), ticket=before,
+        p = plan(items, actor=actor, ticket=before,
                  facts=_facts(desk, s, items, now), refuse_all=writing.reason)
         outbox.add_many(s, [n for n in [_outcome(desk, s, p, author, mail, row=row, wu_id=None,
                                                   reason=writing.reason)] if n], now)
@@ -61,8 +62,8 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
                        reason=f"{author.label} on ticket {ticket_id}: {writing.reason}",
                        ticket_id=ticket_id)
     files = tuple((a.filename, a.content_type) for a in mail.attachments)
-    p = plan(items, actor=_actor(desk, author_id, row.group_id), ticket=before,
-             facts=_facts(desk, s, items, now, files), refuse_all=refuse_all)
+    p = plan(items, actor=actor, ticket=before, facts=_facts(desk, s, items, now, files),
+             refuse_all=refuse_all)
     text = mail.text.strip()
     notes: list[Note | None] = []
     if p.ok:
@@ -85,7 +86,7 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
             c = desk.config
             ctx = workorder_context(desk, s, ticket_id, site_name=c.site_name,
                                     site_url=c.site_url, timezone=c.timezone, now=now)
-            notes.append(desk.direct(author, "commands/workorder", ctx, ticket_id=ticket_id,
+            notes.append(desk.direct(s, author, "commands/workorder", ctx, ticket_id=ticket_id,
                                      group_id=row.group_id, refs=desk.refs(row, mail)))
     else:
         wu_id = None
@@ -112,7 +113,7 @@ def open_with_commands(desk: Desk, s: Session, group_id: int, author_id: int, ma
                         group_id=group.id, priority=desk.config.default_priority,
                         resolution=None, title=clean_title(mail.subject), parent_id=None,
                         locked=False)
-    p = plan(items, actor=_actor(desk, author_id, group.id), ticket=start,
+    p = plan(items, actor=desk.actor(author_id, group.id), ticket=start,
              facts=_facts(desk, s, items, now), opening=True, refuse_all=refuse_all)
     if not p.ok:
         # No ticket rather than a ticket for the wrong customer: the mail stays in the
@@ -152,12 +153,6 @@ def _state(row: TicketRow, cc: tuple[str, ...]) -> TicketState:
                        title=row.title, parent_id=row.parent_id, locked=row.blocked, cc=cc,
                        sla_disabled=row.sla_disabled, type_name=row.type_name,
                        custom={k: str(v) for k, v in (row.custom or {}).items()})
-
-
-def _actor(desk: Desk, user_id: int, group_id: int) -> Actor:
-    d = desk.directory
-    return Actor(user_id=user_id, staff=desk.is_staff(user_id), admin=user_id in d.admins,
-                 access=d.level(user_id, group_id))
 
 
 def _facts(desk: Desk, s: Session, items: Items, now: datetime,
@@ -285,7 +280,7 @@ def _outcome(desk: Desk, s: Session, p: Plan, author: UserRef, mail: MailIn, *,
         creator = desk.user(s, row.creator_id) if row.creator_id else None
         ctx = desk.context(s, row, creator, **ctx)
         refs = desk.refs(row, mail)
-    return desk.direct(author, "commands/outcome", ctx, ticket_id=row.id if row else None,
+    return desk.direct(s, author, "commands/outcome", ctx, ticket_id=row.id if row else None,
                        group_id=row.group_id if row else None, refs=refs)
 
 

@@ -69,10 +69,8 @@ class Desk:
     def may_write(self, s: Session, ticket_id: int, user_id: int) -> bool:
         """Staff write on a ticket with edit on its group, as its owner, or as super admin."""
         row = queries.ticket_row(s, ticket_id)
-        actor = Actor(user_id=user_id, staff=self.is_staff(user_id),
-                      admin=user_id in self.directory.admins,
-                      access=self.directory.level(user_id, row.group_id))
-        return isinstance(may(actor, "workunit", owner_id=row.owner_id), Allowed)
+        return isinstance(may(self.actor(user_id, row.group_id), "workunit",
+                              owner_id=row.owner_id), Allowed)
 
     # -- commands (see service.commanding) ------------------------------------------------------
     def reply_with_commands(self, s: Session, ticket_id: int, author_id: int, mail: MailIn,
@@ -131,10 +129,10 @@ class Desk:
         return Outcome(state=JournalState.DONE, outcome=f"opened ticket {row.id}",
                        ticket_id=row.id)
 
-    def _creation_limits(self, s: Session, group: GroupRef, user: UserRef | None,
+    def _creation_limits(self, s: Session, group: GroupRef, user: UserRef,
                          now: datetime) -> Verdict:
         limits = self.config.limits.get(group.name)
-        if limits is None or user is None or user.kind is UserKind.STAFF:
+        if limits is None or user.kind is UserKind.STAFF:
             return Verdict()
         open_now, in_window = queries.tickets_of_creator(
             s, user.id, group.id, since=now - timedelta(days=WINDOW_DAYS))
@@ -170,10 +168,10 @@ class Desk:
             cost=False, internal=True, public=False, journal_id=mail.journal_id,
             created_at=now, realised_at=None)
         self.remember(s, ticket_id, mail)
-        tickets.touch(s, ticket_id, now)
-        self.refresh_sla(s, row.group_id, ticket_id, now)
+        # No touch: a third party has no access, so their word is no update for the SLA's
+        # inactivity clock, and nobody waits on them.
         creator = self.user(s, row.creator_id) if row.creator_id else None
-        ctx = self.context(s, row.touched(now), creator, wu_text=noted.text,
+        ctx = self.context(s, row, creator, wu_text=noted.text,
                            wu_user=mail.sender.name or mail.sender.addr)
         people = [self.user(s, uid) for uid in queries.associated_user_ids(s, ticket_id)]
         staff = [u for u in people if u.kind is UserKind.STAFF]
@@ -276,7 +274,7 @@ class Desk:
         tickets.update_ticket(s, ticket_id, {
             "status": Status.CLOSED.value, "resolution": "expired", "closed_at": now,
             "closed_by_id": None, "epilogue": epilogue, "updated_at": now,
-            "status_changed_at": now, "sla_due_at": None})
+            "status_changed_at": now})
         tickets.insert_history(s, [
             {"ticket_id": ticket_id, "user_id": None, "at": now, "field": f, "old": old,
              "new": new} for f, old, new in (("status", row.status, Status.CLOSED.value),
@@ -408,15 +406,10 @@ class Desk:
                     else "owner" if user.id == row.owner_id else role)
         if not self.notifies(row.group_id, event, audience):
             return None
-        automatic = creator and user.kind is not UserKind.STAFF
-        return {"template": f"ticket/{role}/{event}", "to_addr": user.email,
-                "to_user_id": user.id, "ticket_id": row.id, "group_id": row.group_id,
-                "message_id": self.message_id(),
-                "context": {**ctx, "recipient": {"name": user.name, "email": user.email}},
-                "in_reply_to": refs[-1] if refs else None, "references": " ".join(refs) or None,
-                "automatic": automatic,
-                "state": (self._cap_state(s, user.email) if automatic
-                          else OutboxState.PENDING).value}
+        return self.outbox_row(s, f"ticket/{role}/{event}", user.email, ctx, refs,
+                               name=user.name, user_id=user.id, ticket_id=row.id,
+                               group_id=row.group_id,
+                               automatic=creator and user.kind is not UserKind.STAFF)
 
     def copies(self, s: Session, row: TicketRow, addresses: tuple[str, ...], event: str,
                ctx: dict[str, Any], refs: tuple[str, ...]) -> list[Note]:
@@ -424,13 +417,9 @@ class Desk:
         powers) and capped per day like every automatic mail to an outside address."""
         if not self.notifies(row.group_id, event, "thirdparty"):
             return []
-        return [{"template": f"ticket/thirdparty/{event}", "to_addr": addr, "to_user_id": None,
-                 "ticket_id": row.id, "group_id": row.group_id,
-                 "message_id": self.message_id(),
-                 "context": {**ctx, "recipient": {"name": "", "email": addr}},
-                 "in_reply_to": refs[-1] if refs else None,
-                 "references": " ".join(refs) or None, "automatic": True,
-                 "state": self._cap_state(s, addr).value} for addr in addresses]
+        return [self.outbox_row(s, f"ticket/thirdparty/{event}", addr, ctx, refs,
+                                ticket_id=row.id, group_id=row.group_id, automatic=True)
+                for addr in addresses]
 
     def notifies(self, group_id: int, event: str, audience: str) -> bool:
         """Whether the group's `notify` switches let this event reach this audience."""
@@ -441,17 +430,35 @@ class Desk:
         base = "updated" if event in ("status", "owner") and event not in table else event
         return audience in table[base] if base in table else True
 
-    def direct(self, user: UserRef, template: str, ctx: dict[str, Any], *,
+    def direct(self, s: Session, user: UserRef, template: str, ctx: dict[str, Any], *,
                ticket_id: int | None, group_id: int | None,
                refs: tuple[str, ...]) -> Note | None:
         """A mail to one staff member that is not about a ticket event (a command outcome)."""
         if not user.email:
             return None
-        return {"template": template, "to_addr": user.email, "to_user_id": user.id,
+        return self.outbox_row(s, template, user.email, ctx, refs, name=user.name,
+                               user_id=user.id, ticket_id=ticket_id, group_id=group_id)
+
+    def outbox_row(self, s: Session, template: str, to_addr: str, ctx: dict[str, Any],
+                   refs: tuple[str, ...], *, name: str = "", user_id: int | None = None,
+                   ticket_id: int | None, group_id: int | None,
+                   automatic: bool = False) -> Note:
+        """One notification as an outbox row; an automatic one (to a customer or an outside
+        address) is capped per recipient and day."""
+        return {"template": template, "to_addr": to_addr, "to_user_id": user_id,
                 "ticket_id": ticket_id, "group_id": group_id, "message_id": self.message_id(),
-                "context": {**ctx, "recipient": {"name": user.name, "email": user.email}},
+                "context": {**ctx, "recipient": {"name": name, "email": to_addr}},
                 "in_reply_to": refs[-1] if refs else None, "references": " ".join(refs) or None,
-                "automatic": False, "state": OutboxState.PENDING.value}
+                "automatic": automatic,
+                "state": (self._cap_state(s, to_addr) if automatic
+                          else OutboxState.PENDING).value}
+
+    def actor(self, user_id: int, group_id: int) -> Actor:
+        """Who is acting, as the config says now: staff or not, super admin, access on the
+        group."""
+        d = self.directory
+        return Actor(user_id=user_id, staff=self.is_staff(user_id), admin=user_id in d.admins,
+                     access=d.level(user_id, group_id))
 
     def _automatic(self, s: Session, mail: MailIn, *, template: str, context: dict[str, Any],
                    group_id: int | None) -> None:

@@ -75,7 +75,7 @@ class SlaKeeper:
         if not rows:
             return SweepReport()
         open_eps: dict[int, dict[str, book.BreachRow]] = {}
-        for b in book.open_breaches(s, [r.id for r in rows]):
+        for b in book.breaches(s, ticket_ids=[r.id for r in rows], open_only=True):
             open_eps.setdefault(b.ticket_id, {})[b.metric] = b
         dues: list[tuple[int, datetime | None]] = []
         ended: list[int] = []
@@ -120,8 +120,8 @@ class SlaKeeper:
             statuses = [st.value for st in Status if counts(sla.type, st)]
             over = set(over_open_limit(book.counting_in_group(s, gid, statuses),
                                        sla.max_open_tickets))
-            current = {b.ticket_id: b for b in book.breaches(s, group_id=gid)
-                       if b.metric == Metric.OPEN_TICKETS and b.ended_at is None}
+            current = {b.ticket_id: b for b in book.breaches(
+                s, group_id=gid, metric=Metric.OPEN_TICKETS.value, open_only=True)}
             book.end_breaches(s, [b.id for t, b in current.items() if t not in over], now)
             new = sorted(over - set(current))
             self._start(s, [(r, sla, Metric.OPEN_TICKETS, now) for r in book.rows(s, new)], now)

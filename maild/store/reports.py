@@ -51,7 +51,7 @@ def ticket_ids(s: Session, *, group_id: int | None = None, owner_id: int | None 
 
 def lives(s: Session, ids: list[int]) -> list[Life]:
     out = []
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         for t in s.execute(select(Ticket.id, Ticket.group_id, Ticket.owner_id, Ticket.creator_id,
                                   Ticket.status, Ticket.created_at, Ticket.closed_at,
                                   Ticket.first_response_at).where(Ticket.id.in_(chunk))):
@@ -64,7 +64,7 @@ def lives(s: Session, ids: list[int]) -> list[Life]:
 
 def work(s: Session, ids: list[int]) -> list[WorkRow]:
     out = []
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         q = (select(Workunit.ticket_id, Workunit.author_id, User.kind, Workunit.time_used,
                     Workunit.cost, Workunit.internal)
              .outerjoin(User, User.id == Workunit.author_id)
@@ -74,6 +74,6 @@ def work(s: Session, ids: list[int]) -> list[WorkRow]:
     return out
 
 
-def _chunks(ids: list[int], size: int = 900) -> list[list[int]]:
+def chunks(ids: list[int], size: int = 900) -> list[list[int]]:
     """SQLite limits bound parameters; keep each IN list well under it."""
     return [ids[i:i + size] for i in range(0, len(ids), size)]

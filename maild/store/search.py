@@ -10,7 +10,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from maild.store import meta
-from maild.store.models import Group, SlaBreach, Ticket, User, UserEmail
+from maild.store.models import Group, Meta, SlaBreach, Ticket, User, UserEmail
 
 PREFIX = "search:"
 
@@ -82,7 +82,5 @@ def load(s: Session, name: str) -> Filters | None:
 
 
 def names(s: Session) -> list[str]:
-    from maild.store.models import Meta
-
     return [k[len(PREFIX):] for k in s.scalars(select(Meta.key).where(
         Meta.key.like(PREFIX + "%")).order_by(Meta.key))]

@@ -90,13 +90,6 @@ _BREACH = (SlaBreach.id, SlaBreach.ticket_id, SlaBreach.group_id, SlaBreach.owne
            SlaBreach.sla_name, SlaBreach.metric, SlaBreach.started_at, SlaBreach.ended_at)
 
 
-def open_breaches(s: Session, ticket_ids: list[int]) -> list[BreachRow]:
-    if not ticket_ids:
-        return []
-    q = select(*_BREACH).where(SlaBreach.ticket_id.in_(ticket_ids), SlaBreach.ended_at.is_(None))
-    return [BreachRow(**r._asdict()) for r in s.execute(q)]
-
-
 def start_breaches(s: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
         s.connection().execute(insert(SlaBreach), rows)
@@ -108,8 +101,13 @@ def end_breaches(s: Session, breach_ids: list[int], when: datetime) -> None:
 
 
 def breaches(s: Session, *, ticket_ids: list[int] | None = None, group_id: int | None = None,
-             owner_id: int | None = None) -> list[BreachRow]:
+             owner_id: int | None = None, metric: str | None = None,
+             open_only: bool = False) -> list[BreachRow]:
     q = select(*_BREACH).order_by(SlaBreach.started_at)
+    if metric is not None:
+        q = q.where(SlaBreach.metric == metric)
+    if open_only:
+        q = q.where(SlaBreach.ended_at.is_(None))
     if ticket_ids is not None:
         q = q.where(SlaBreach.ticket_id.in_(ticket_ids))
     if group_id is not None:
@@ -133,4 +131,5 @@ def pending_close_before(s: Session, before: datetime, limit: int) -> list[int]:
 
 
 def count_due(s: Session, now: datetime) -> int:
+    """Tickets whose deadline has come (the SLA benchmark's check)."""
     return s.scalar(select(func.count(Ticket.id)).where(Ticket.sla_due_at <= now)) or 0
