@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import cpu_seconds, machine
+from measure import cpu_seconds, machine, tree_cpu
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -70,6 +70,7 @@ AGENTS = (("anna", "Support Team", "agent.anna@helpdesk.example"),
           ("lucja", "Łucja (Helpdesk)", "agent.lucja@helpdesk.example"))
 QUEUED = re.compile(r"queued as J(\d+)")
 POLL_SECONDS = 0.025
+READY_LINES = ("processing the journal", "delivering notifications to")
 
 
 # -- the corpus ---------------------------------------------------------------------------------
@@ -183,9 +184,16 @@ def start_daemon(cmd: list[str], cwd: Path, port: int, log: Path,
                                + tail(log))
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, time.perf_counter() - t0
+                pass
         except OSError:
             time.sleep(0.02)
+            continue
+        # The listener is up; the measured window starts once the processor and the delivery
+        # worker (child processes) are up too, not while they are still importing.
+        text = log.read_text(errors="replace")
+        if all(line in text for line in READY_LINES):
+            return proc, time.perf_counter() - t0
+        time.sleep(0.02)
     proc.kill()
     raise RuntimeError("maild did not accept connections in time:\n" + tail(log))
 
@@ -320,6 +328,7 @@ class Run:
     latencies_ms: list[float] = field(default_factory=list)
     data_ms: list[float] = field(default_factory=list)
     daemon_cpu_s: float = float("nan")
+    roles_cpu_s: dict[str, float] = field(default_factory=dict)
     bench_cpu_s: float = float("nan")
     shutdown_s: float | None = None
     exit_code: int | None = None
@@ -377,6 +386,8 @@ def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: st
 
             spy = start_py_spy(proc.pid, spy_out, args.py_spy_rate)
         cpu0, bench0 = cpu_seconds(proc.pid), time.process_time()
+        tree0 = tree_cpu(proc.pid)
+        relay0 = cpu_seconds(relay.proc.pid) if relay is not None else float("nan")
         ready.wait()
         t_go = time.perf_counter()
         sending_done: float | None = None
@@ -409,6 +420,9 @@ def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: st
                 break
         t_done = time.perf_counter()
         run.daemon_cpu_s = cpu_seconds(proc.pid) - cpu0
+        run.roles_cpu_s = {k: v - tree0.get(k, 0.0) for k, v in tree_cpu(proc.pid).items()}
+        if relay is not None:
+            run.roles_cpu_s["relay sink"] = cpu_seconds(relay.proc.pid) - relay0
         run.bench_cpu_s = time.process_time() - bench0
         if spy is not None:
             from profiling import stop_py_spy
@@ -566,6 +580,10 @@ def report_run(r: Run) -> None:
     print(f"  CPU over the window: daemon {r.daemon_cpu_s:.2f} s "
           f"({r.daemon_cpu_s / window:.0%} of one core), senders {r.bench_cpu_s:.2f} s "
           f"({r.daemon_cpu_s * 1000 / max(r.accepted, 1):.2f} ms daemon CPU per message)")
+    if r.roles_cpu_s:
+        print("  CPU by process: " + ", ".join(
+            f"{k} {v:.2f} s ({v * 1000 / max(r.accepted, 1):.2f} ms/msg)"
+            for k, v in r.roles_cpu_s.items()))
     print(f"  tickets {c['tickets']}, workunits {c['workunits']}, attachments "
           f"{c['attachments']}, customers {c['customers']}, outbox rows {c['outbox_rows']} "
           f"{c['outbox']}")

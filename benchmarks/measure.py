@@ -36,6 +36,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a process and its descendants, by a short name (pid + role if any)."""
+    out: dict[str, float] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        role = argv[argv.index(b"--role") + 1].decode() if b"--role" in argv else "main"
+        out[f"{role}"] = cpu_seconds(p)
+        todo += [int(c) for c in children]
+    return out
+
+
 def log_to(path: Path) -> None:
     """maild's log as `maild run` writes it (cli.main: INFO, this format), to a file, so that
     logging costs in a benchmark what it costs in the daemon."""

@@ -29,7 +29,7 @@ def start_py_spy(pid: int, out: Path, rate: int = 100) -> subprocess.Popen[bytes
     if exe is None:
         raise SystemExit("profiling needs py-spy (.venv/bin/pip install py-spy)")
     cmd = [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-           "--threads", "--nonblocking", "--output", str(out)]
+           "--threads", "--subprocesses", "--nonblocking", "--output", str(out)]
     print(f"  profiling: {shlex.join(cmd)}")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)  # let it attach before the measured work starts

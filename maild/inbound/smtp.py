@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
@@ -20,6 +19,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 from maild.domain import Channel, Envelope
 from maild.errors import MaildError
 from maild.inbound.intake import Intake
+from maild.inbound.smtp_data import FastData, FastDataLMTP
 from maild.store.journal import Incoming
 from maild.tokens import split_address
 
@@ -89,7 +89,7 @@ async def start_server(handler: MailHandler, *, host: str, port: int, protocol: 
                        max_message_size: int, hostname: str) -> asyncio.Server:
     """Serve SMTP or LMTP in the running loop; port 0 picks a free port."""
     loop = asyncio.get_running_loop()
-    cls: Any = LMTP if protocol == "lmtp" else SMTP
+    cls: Any = FastDataLMTP if protocol == "lmtp" else FastData
 
     def factory() -> SMTP:
         server: SMTP = cls(handler, data_size_limit=max_message_size, enable_SMTPUTF8=True,

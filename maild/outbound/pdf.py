@@ -4,14 +4,14 @@ Rendering takes tens of milliseconds to seconds of CPU, so the daemon calls
 `html_to_pdf_async`, which runs it in a worker thread. Renders are serialised (Pango and
 fontconfig are not documented as thread-safe, and work orders are rare). Only `file:` and
 `data:` URLs are fetched: a template may use a logo beside it, never the network.
+WeasyPrint is imported on first use: loading it (Pango, fontconfig) takes about a second,
+which every `maild` command and every daemon process start would otherwise pay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-
-import weasyprint
 
 from maild.errors import TemplateError
 
@@ -20,6 +20,7 @@ _LOCK = threading.Lock()
 
 def html_to_pdf(html: str, base_url: str | None = None) -> bytes:
     """The PDF of an HTML page; relative URLs resolve against `base_url` (a folder)."""
+    import weasyprint  # noqa: PLC0415 - see the module's docstring
     fetcher = weasyprint.URLFetcher(timeout=5, allowed_protocols=("file", "data"))
     try:
         with _LOCK:
