@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -391,6 +392,10 @@ def run(settings: Settings) -> int:
 
 def work(settings: Settings, roles: tuple[str, ...] = ROLES) -> int:
     """`maild work`: the journal processor and/or the delivery worker of a split daemon."""
+    if roles == ("deliver",) and settings.outbound.nice:
+        # In a burst, taking mail in (a sender is waiting on every 250) comes before sending
+        # notifications, which wait in the outbox a few seconds longer.
+        os.nice(settings.outbound.nice)
     parts = build(settings, sync_config=False)
 
     async def main() -> None:

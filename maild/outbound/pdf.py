@@ -20,7 +20,7 @@ _LOCK = threading.Lock()
 
 def html_to_pdf(html: str, base_url: str | None = None) -> bytes:
     """The PDF of an HTML page; relative URLs resolve against `base_url` (a folder)."""
-    import weasyprint  # noqa: PLC0415 - see the module's docstring
+    import weasyprint  # here, not at the top: see the module docstring
     fetcher = weasyprint.URLFetcher(timeout=5, allowed_protocols=("file", "data"))
     try:
         with _LOCK:

@@ -108,7 +108,8 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
     inbound = _inbound(top.raw.get("inbound"), base)
     outbound = _outbound(_Section(top.raw.get("outbound"), "outbound", {
         "from", "from_name", "reply_local", "reply_domain", "relay", "relay_user",
-        "relay_password", "retry_deadline_hours", "concurrency"}))
+        "relay_password", "retry_deadline_hours", "concurrency",
+        "nice"}))
     limits = _limits(top.raw.get("limits"))
     tickets = _tickets(top.raw.get("tickets"))
     users = _users(top.raw.get("users", []))

@@ -208,7 +208,14 @@ def _outbound(s: _Section) -> OutboundSettings:
         relay=relay, relay_user=s.get("relay_user", str, None),
         relay_password=s.get("relay_password", str, None),
         retry_deadline_hours=s.get("retry_deadline_hours", float, 48.0),
-        concurrency=s.get("concurrency", int, 8))
+        concurrency=s.get("concurrency", int, 8), nice=_nice(s))
+
+
+def _nice(s: _Section) -> int:
+    nice = s.get("nice", int, 10)
+    if not 0 <= nice <= 19:
+        raise ConfigError("outbound.nice", f"must be 0 to 19 (0: same priority), got {nice}")
+    return int(nice)
 
 
 def _limits(raw: Any) -> LimitSettings:
