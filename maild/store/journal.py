@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from maild.domain import Channel, Envelope, JournalState
 from maild.errors import NotFound
-from maild.store.models import Journal
+from maild.store.models import Journal, JournalRaw
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,17 +42,22 @@ class JournalEntry:
 
 
 _INSERT = insert(Journal).returning(Journal.id, sort_by_parameter_order=True)
+_INSERT_RAW = insert(JournalRaw)
 
 
 def insert_many(s: Session, items: list[Incoming], now: datetime) -> list[int]:
     """Journal rows for incoming mail, one statement for the batch; ids in `items` order."""
     rows = [{"received_at": now, "channel": i.envelope.channel.value, "source": i.source,
              "mail_from": i.envelope.mail_from, "rcpt_tos": "\n".join(i.envelope.rcpt_tos),
-             "raw": i.raw, "size": len(i.raw), "sha256": hashlib.sha256(i.raw).hexdigest(),
+             "size": len(i.raw), "sha256": hashlib.sha256(i.raw).hexdigest(),
              "message_id": i.message_id, "state": JournalState.PENDING.value, "attempts": 0,
              "reason": None, "outcome": None, "ticket_id": None, "lease_until": None,
              "processed_at": None} for i in items]
-    return [int(r.id) for r in s.connection().execute(_INSERT, rows)]
+    conn = s.connection()
+    ids = [int(r.id) for r in conn.execute(_INSERT, rows)]
+    conn.execute(_INSERT_RAW, [{"id": jid, "raw": i.raw} for jid, i in zip(ids, items,
+                                                                             strict=True)])
+    return ids
 
 
 def known_sha256(s: Session, digests: list[str]) -> set[str]:
@@ -62,8 +67,9 @@ def known_sha256(s: Session, digests: list[str]) -> set[str]:
     return set(s.scalars(select(Journal.sha256).where(Journal.sha256.in_(digests))))
 
 
-_LOAD = select(Journal.raw, Journal.mail_from, Journal.rcpt_tos, Journal.channel,
-               Journal.state).where(Journal.id == bindparam("jid"))
+_LOAD = (select(JournalRaw.raw, Journal.mail_from, Journal.rcpt_tos, Journal.channel,
+                Journal.state).join(JournalRaw, JournalRaw.id == Journal.id)
+         .where(Journal.id == bindparam("jid")))
 
 
 def load(s: Session, journal_id: int) -> tuple[bytes, Envelope, JournalState]:
@@ -117,9 +123,9 @@ def pending_ids(s: Session, now: datetime, limit: int = 100) -> list[int]:
 _PENDING_SIZES = (select(Journal.id, Journal.size)
                   .where(Journal.state == JournalState.PENDING.value)
                   .order_by(Journal.id).limit(bindparam("limit")))
-_LOAD_MANY = (select(Journal.id, Journal.raw, Journal.mail_from, Journal.rcpt_tos,
-                     Journal.channel).where(Journal.id.in_(bindparam("ids", expanding=True)))
-              .order_by(Journal.id))
+_LOAD_MANY = (select(Journal.id, JournalRaw.raw, Journal.mail_from, Journal.rcpt_tos,
+                     Journal.channel).join(JournalRaw, JournalRaw.id == Journal.id)
+              .where(Journal.id.in_(bindparam("ids", expanding=True))).order_by(Journal.id))
 
 
 def load_pending(s: Session, limit: int, max_bytes: int) -> list[tuple[int, bytes, Envelope]]:

@@ -251,7 +251,6 @@ class Journal(Base):
     source: Mapped[str | None] = mapped_column(String(200))  # peer, or IMAP mailbox + uid
     mail_from: Mapped[str] = mapped_column(String(320))
     rcpt_tos: Mapped[str] = mapped_column(Text)  # newline-separated
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     message_id: Mapped[str | None] = mapped_column(String(255), index=True)
@@ -263,6 +262,15 @@ class Journal(Base):
     lease_until: Mapped[datetime | None]
     processed_at: Mapped[datetime | None]
     __table_args__ = (Index("ix_journal_state_id", "state", "id"),)
+
+
+class JournalRaw(Base):
+    """A journal row's raw bytes, apart: processing updates the journal row, and SQLite
+    rewrites a whole row on update, so with the mail inline every update wrote it again."""
+
+    __tablename__ = "journal_raw"
+    id: Mapped[int] = mapped_column(ForeignKey("journal.id"), primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Outbox(Base):

@@ -136,3 +136,29 @@ def test_journal_batch_insert_returns_ids_in_order(factory: sessionmaker[Session
         batch = journal.load_pending(s, limit=10, max_bytes=10_000)
         assert [jid for jid, _, _ in batch] == ids
         assert batch[2][1] == b"Subject: 2\r\n\r\n" and batch[2][2].mail_from == "s2@b.example"
+
+
+def test_upgrade_keeps_the_mail_of_journal_rows_written_before_0004(database: str) -> None:
+    """Migration 0004 moves the raw bytes out of the journal row: mail already in the
+    journal of an older install is still there, byte for byte, and can be processed."""
+    from alembic import command
+    from sqlalchemy import text
+
+    engine = db.make_engine(database)
+    try:
+        command.upgrade(db.alembic_config(engine), "0003")
+        raw = b"Subject: before\r\n\r\n\xe9t\xe9\r\n"
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO journal (id, received_at, channel, source, mail_from, rcpt_tos, raw,"
+                " size, sha256, state, attempts) VALUES (7, :at, 'smtp', 'peer', 'a@b.example',"
+                " 'x@y.example', :raw, :size, 'abc', 'pending', 0)"),
+                {"at": NOW.replace(tzinfo=None), "raw": raw, "size": len(raw)})
+        db.upgrade(engine)
+        factory = db.session_factory(engine)
+        with db.transaction(factory) as s:
+            assert journal.raw(s, 7) == raw
+            assert [(jid, body) for jid, body, _ in journal.load_pending(s, 10, 10_000)] == [
+                (7, raw)]
+    finally:
+        engine.dispose()
