@@ -111,13 +111,15 @@ class Pipeline:
         return self.run_many([(journal_id, raw, envelope)])[0]
 
     def run_many(self, rows: list[tuple[int, bytes, Envelope]]) -> list[Outcome | None]:
-        """Process rows already read, several to a write transaction, each in a savepoint.
+        """Process rows already read, several to a write transaction.
 
         A commit costs about as much as processing a mail (WAL frames, checkpoints, the
-        writer lock), so mails share one; a mail that fails rolls back its own savepoint only
-        and is quarantined in the same transaction. A transaction takes mails for at most
-        `TX_SECONDS`, so the SMTP intake never waits long behind it for the writer lock.
-        Parsing, which needs no lock, happens before it is taken.
+        writer lock), so mails share one. Optimistically: if any mail of the transaction
+        fails (or another worker finished its row first), the whole transaction is rolled
+        back and its mails are run again one to a transaction, where a failing mail is
+        quarantined alone. (SQLite savepoints per mail cost as much as the commits saved.)
+        A transaction takes mails for at most `TX_SECONDS`, so the SMTP intake never waits
+        long behind it for the writer lock. Parsing, which needs no lock, comes first.
         """
         parsed: list[Parsed | Outcome] = []
         for jid, raw, _ in rows:
@@ -129,44 +131,52 @@ class Pipeline:
         todo = [i for i, p in enumerate(parsed) if not isinstance(p, Outcome)]
         while todo:
             done: list[int] = []
-            with transaction(self.factory) as s:
-                started = time.monotonic()
-                for i in todo:
-                    if done and time.monotonic() - started > TX_SECONDS:
-                        break
-                    jid, _, envelope = rows[i]
+            try:
+                with transaction(self.factory) as s:
+                    started = time.monotonic()
+                    for i in todo:
+                        if done and time.monotonic() - started > TX_SECONDS:
+                            break
+                        mail = parsed[i]
+                        assert not isinstance(mail, Outcome)
+                        out[i] = self._apply(s, rows[i][0], mail, rows[i][2])
+                        done.append(i)
+            except Exception:  # anything: redo these one by one, each failure alone
+                done = todo[:max(len(done), 1)]
+                for i in done:
                     mail = parsed[i]
                     assert not isinstance(mail, Outcome)
-                    out[i] = self._in_savepoint(s, jid, mail, envelope)
-                    done.append(i)
-            for i in done:  # logged once committed
-                outcome = out[i]
-                if outcome is not None and outcome.state is not JournalState.QUARANTINED:
-                    log.info("journal %d: %s", rows[i][0], outcome.outcome)
+                    out[i] = self._run_alone(rows[i][0], mail, rows[i][2])
+            else:
+                for i in done:  # logged once committed
+                    outcome = out[i]
+                    if outcome is not None:
+                        log.info("journal %d: %s", rows[i][0], outcome.outcome)
             todo = todo[len(done):]
         return out
 
-    def _in_savepoint(self, s: Session, journal_id: int, parsed: Parsed,
-                      envelope: Envelope) -> Outcome | None:
+    def _apply(self, s: Session, journal_id: int, parsed: Parsed,
+               envelope: Envelope) -> Outcome:
+        outcome = self._dispatch(s, journal_id, parsed, envelope)
+        # Optimistic claim: the row must still be pending when we record the result.
+        if not journal.finish(s, journal_id, outcome.state, self.clock.now(),
+                              outcome=outcome.outcome, reason=outcome.reason,
+                              ticket_id=outcome.ticket_id, only_if_pending=True,
+                              message_id=(parsed.message_id or "")[:255] or None):
+            raise _Conflict
+        return outcome
+
+    def _run_alone(self, journal_id: int, parsed: Parsed,
+                   envelope: Envelope) -> Outcome | None:
         try:
-            with s.begin_nested():
-                outcome = self._dispatch(s, journal_id, parsed, envelope)
-                # Optimistic claim: the row must still be pending when we record the result.
-                if not journal.finish(s, journal_id, outcome.state, self.clock.now(),
-                                      outcome=outcome.outcome, reason=outcome.reason,
-                                      ticket_id=outcome.ticket_id, only_if_pending=True,
-                                      message_id=(parsed.message_id or "")[:255] or None):
-                    raise _Conflict
+            with transaction(self.factory) as s:
+                outcome = self._apply(s, journal_id, parsed, envelope)
         except _Conflict:
             return None
         except Exception as exc:  # the shunt: anything unexpected keeps the mail, with why
             log.exception("journal %d quarantined", journal_id)
-            reason = f"{type(exc).__name__}: {exc}"
-            journal.finish(s, journal_id, JournalState.QUARANTINED, self.clock.now(),
-                           outcome="quarantined", reason=reason[:4000], only_if_pending=True)
-            log.warning("journal %d quarantined: %s", journal_id, reason)
-            return Outcome(state=JournalState.QUARANTINED, outcome="quarantined",
-                           reason=reason)
+            return self._quarantine(journal_id, f"{type(exc).__name__}: {exc}")
+        log.info("journal %d: %s", journal_id, outcome.outcome)
         return outcome
 
     def _quarantine(self, journal_id: int, reason: str) -> Outcome:

@@ -12,14 +12,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
 from maild.domain import Channel, Envelope
 from maild.errors import MaildError
 from maild.inbound.intake import Intake
-from maild.inbound.smtp_data import FastData, FastDataLMTP
+from maild.inbound.smtp_data import DataState, read_data
 from maild.store.journal import Incoming
 from maild.tokens import split_address
 
@@ -83,6 +84,50 @@ def recipient_filter(group_addresses: frozenset[str], reply_local: str,
         return split_address(addr, reply_local, reply_domain) is not None
 
     return accepts
+
+
+class FastData(SMTP):
+    """aiosmtpd's SMTP with DATA read by `read_data`; everything else is aiosmtpd's."""
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        # From here to the 354 and from the content on: aiosmtpd 1.4.6's smtp_DATA.
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            data = await read_data(self._reader, size_limit=self.data_size_limit,
+                                   line_limit=self.line_length_limit)
+        except asyncio.CancelledError:
+            self._writer.close()  # the connection was reset during DATA
+            raise
+        if data.state is DataState.TOO_LONG:
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        if data.state is DataState.TOO_MUCH:
+            await self.push("552 Error: Too much mail data")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        # decode_data=False: content and original_content are the same bytes.
+        self.envelope.content = data.content
+        self.envelope.original_content = data.content
+        status: Any = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
+
+
+class FastDataLMTP(FastData, LMTP):
+    """LMTP (LHLO instead of HELO/EHLO) with the same DATA phase."""
 
 
 async def start_server(handler: MailHandler, *, host: str, port: int, protocol: str,

@@ -8,8 +8,9 @@ whole buffers, then applies aiosmtpd's rules to the block at once: the size limi
 line-length limit (500), and dot-unstuffing (RFC 5321 §4.5.2). Nothing after the end of the
 data is consumed, so pipelined commands stay in the reader.
 
-`FastData` puts it into aiosmtpd's `SMTP`/`LMTP` in place of their `smtp_DATA`; the rest of
-that method (status codes, envelope fields, handler hook) is kept as aiosmtpd has it.
+`maild.inbound.smtp.FastData` puts it into aiosmtpd's `SMTP`/`LMTP` in place of their
+`smtp_DATA`; the rest of that method (status codes, envelope fields, handler hook) is kept as
+aiosmtpd has it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass
-from typing import Any
-
-from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 END = b".\r\n"
 
@@ -87,46 +84,3 @@ async def read_data(reader: asyncio.StreamReader, *, size_limit: int | None,
         del buf[0]
     return Data(DataState.NOMINAL, bytes(buf.replace(b"\r\n.", b"\r\n")))
 
-
-class FastData(SMTP):
-    """aiosmtpd's SMTP with DATA read by `read_data`; everything else is aiosmtpd's."""
-
-    @syntax("DATA")
-    async def smtp_DATA(self, arg: str) -> None:
-        # From here to the 354 and from the content on: aiosmtpd 1.4.6's smtp_DATA.
-        if await self.check_helo_needed():
-            return
-        if await self.check_auth_needed("DATA"):
-            return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
-            return
-        if arg:
-            await self.push("501 Syntax: DATA")
-            return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        try:
-            data = await read_data(self._reader, size_limit=self.data_size_limit,
-                                   line_limit=self.line_length_limit)
-        except asyncio.CancelledError:
-            self._writer.close()  # the connection was reset during DATA
-            raise
-        if data.state is DataState.TOO_LONG:
-            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
-            self._set_post_data_state()
-            return
-        if data.state is DataState.TOO_MUCH:
-            await self.push("552 Error: Too much mail data")
-            self._set_post_data_state()
-            return
-        # decode_data=False: content and original_content are the same bytes.
-        self.envelope.content = data.content
-        self.envelope.original_content = data.content
-        status: Any = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
-
-
-class FastDataLMTP(FastData, LMTP):
-    """LMTP (LHLO instead of HELO/EHLO) with the same DATA phase."""

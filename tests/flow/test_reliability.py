@@ -40,6 +40,50 @@ async def test_unparseable_mail_is_quarantined_then_replayed(database, make_sett
     assert t.title == "Printer on fire"
 
 
+def test_a_failing_mail_in_a_batch_is_quarantined_alone(database, make_settings, clock,
+                                                       monkeypatch):
+    """Mails share a write transaction; one that fails half way (a ticket already inserted)
+    leaves nothing behind, is quarantined with the reason, and the others are all done."""
+    from maild.domain import Channel, Envelope
+    from maild.inbound.intake import Intake
+    from maild.store.journal import Incoming
+
+    parts = app.build(make_settings(database), clock=clock)
+    intake = Intake(parts.factory, clock)
+    subjects = ["Printer on fire", "Scanner jammed", "Boom", "Fax silent", "Modem dead"]
+    rows = []
+    for i, subject in enumerate(subjects):
+        raw = mail(sender=f"C{i} <c{i}@customer.example>", subject=subject)
+        jid = intake.commit_now(Incoming(envelope=Envelope(
+            mail_from=f"c{i}@customer.example", rcpt_tos=("support@example.com",),
+            channel=Channel.SMTP), raw=raw))
+        rows.append((jid, raw, Envelope(mail_from=f"c{i}@customer.example",
+                                        rcpt_tos=("support@example.com",),
+                                        channel=Channel.SMTP)))
+    notify = parts.desk.notify_created
+
+    def failing(s, row, *args, **kwargs):  # after the ticket and its workunit are written
+        if row.title == "Boom":
+            raise RuntimeError("disk on fire")
+        return notify(s, row, *args, **kwargs)
+
+    monkeypatch.setattr(parts.desk, "notify_created", failing)
+    outcomes = parts.pipeline.run_many(rows)
+    assert [o.state if o else None for o in outcomes] == [
+        JournalState.DONE, JournalState.DONE, JournalState.QUARANTINED, JournalState.DONE,
+        JournalState.DONE]
+    assert "disk on fire" in (outcomes[2].reason or "")
+    with transaction(parts.reader) as s:
+        from maild.store.models import Ticket
+
+        titles = sorted(t.title for t in s.query(Ticket))
+        senders = sorted(o.to_addr for o in s.query(Outbox) if o.to_addr.startswith("c"))
+    assert titles == sorted(t for t in subjects if t != "Boom")
+    assert senders == ["c0@customer.example", "c1@customer.example", "c3@customer.example",
+                       "c4@customer.example"]
+    parts.engine.dispose()
+
+
 async def test_crash_between_commit_and_delivery_sends_once(database, make_settings,
                                                             start_daemon, clock):
     settings = make_settings(database)

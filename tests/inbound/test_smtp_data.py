@@ -17,7 +17,8 @@ from aiosmtpd.smtp import SMTP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maild.inbound.smtp_data import DataState, FastData, read_data
+from maild.inbound.smtp import FastData
+from maild.inbound.smtp_data import DataState, read_data
 
 LINE_LIMIT = 40  # small, so that long lines and the reader's limit are both reached
 
