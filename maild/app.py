@@ -209,7 +209,8 @@ def make_worker(parts: Parts, transport: Transport, *,
                 tick_seconds: float = 5.0) -> DeliveryWorker:
     s = parts.settings
     return DeliveryWorker(
-        factory=parts.factory, clock=parts.clock, renderer=parts.renderer, transport=transport,
+        factory=parts.factory, reader=parts.reader, clock=parts.clock, renderer=parts.renderer,
+        transport=transport,
         signer=parts.signer, site=Site(name=s.site.name, url=s.site.url),
         me=Identity(from_addr=s.outbound.from_addr, from_name=s.outbound.from_name or s.site.name,
                     reply_local=s.outbound.reply_local, reply_domain=s.outbound.reply_domain),

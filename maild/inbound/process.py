@@ -41,7 +41,7 @@ from maild.store.db import transaction
 from maild.tokens import Signer
 
 log = logging.getLogger("maild.process")
-TX_SECONDS = 0.025  # a processing transaction takes no more mails after this long
+TX_SECONDS = 0.015  # a processing transaction takes no more mails after this long
 BATCH = 16  # mails parsed, then processed, together (see `Pipeline.run_many`)
 
 

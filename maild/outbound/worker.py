@@ -54,11 +54,12 @@ def retry_at(mail: OutgoingMail, now: datetime, deadline: timedelta) -> datetime
 
 
 class DeliveryWorker:
-    def __init__(self, *, factory: sessionmaker[Session], clock: Clock, renderer: Renderer,
+    def __init__(self, *, factory: sessionmaker[Session], reader: sessionmaker[Session],
+                 clock: Clock, renderer: Renderer,
                  transport: Transport, signer: Signer, me: Identity, site: Site,
                  deadline: timedelta, concurrency: int = 8, tick_seconds: float = 5.0,
                  workorders: WorkOrders | None = None) -> None:
-        self.factory, self.clock, self.renderer = factory, clock, renderer
+        self.factory, self.reader, self.clock, self.renderer = factory, reader, clock, renderer
         self.workorders = workorders or WorkOrders()
         self.transport, self.signer, self.me, self.site = transport, signer, me, site
         self.deadline, self.concurrency, self.tick = deadline, concurrency, tick_seconds
@@ -101,8 +102,15 @@ class DeliveryWorker:
         return len(batch)
 
     def _claim(self) -> list[OutgoingMail]:
+        # Read what is due without the write lock (most polls find nothing, and the rows
+        # carry their template context); lock only to lease them.
+        now = self.clock.now()
+        with transaction(self.reader) as s:
+            due = outbox.due(s, now, self.concurrency * 8)
+        if not due:
+            return []
         with transaction(self.factory) as s:
-            return outbox.claim(s, self.clock.now(), LEASE, self.concurrency * 8)
+            return outbox.lease(s, due, now, LEASE)
 
     async def _deliver(self, mail: OutgoingMail, gate: asyncio.Semaphore) -> Result:
         try:

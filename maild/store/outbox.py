@@ -83,22 +83,38 @@ _DUE = (select(Outbox.id, Outbox.ticket_id, Outbox.group_id, Outbox.template, Ou
                Outbox.next_attempt_at <= bindparam("now"),
                or_(Outbox.lease_until.is_(None), Outbox.lease_until < bindparam("now")))
         .order_by(Outbox.id).limit(bindparam("limit")))
-_LEASE = (update(Outbox).where(Outbox.id.in_(bindparam("ids", expanding=True)))
-          .values(lease_until=bindparam("until"), attempts=Outbox.attempts + 1))
+_DUE_NOW = (Outbox.state == OutboxState.PENDING.value,
+            Outbox.next_attempt_at <= bindparam("now"),
+            or_(Outbox.lease_until.is_(None), Outbox.lease_until < bindparam("now")))
+_LEASE = (update(Outbox).where(Outbox.id.in_(bindparam("ids", expanding=True)), *_DUE_NOW)
+          .values(lease_until=bindparam("until"), attempts=Outbox.attempts + 1)
+          .returning(Outbox.id))
 
 
-def claim(s: Session, now: datetime, lease: timedelta, limit: int) -> list[OutgoingMail]:
-    """Lease up to `limit` due rows; SKIP LOCKED keeps PostgreSQL workers off each other."""
-    conn = s.connection()
-    q = _DUE.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else _DUE
-    rows = conn.execute(q, {"now": now, "limit": limit}).all()
-    if rows:
-        conn.execute(_LEASE, {"ids": [r.id for r in rows], "until": now + lease})
+def due(s: Session, now: datetime, limit: int) -> list[OutgoingMail]:
+    """Up to `limit` rows due now, read without taking any lock (see `lease`)."""
+    rows = s.connection().execute(_DUE, {"now": now, "limit": limit}).all()
     return [OutgoingMail(id=r.id, ticket_id=r.ticket_id, group_id=r.group_id,
                          template=r.template, to_addr=r.to_addr, to_user_id=r.to_user_id,
                          message_id=r.message_id, in_reply_to=r.in_reply_to,
                          references=tuple((r.references or "").split()), context=r.context,
                          attempts=r.attempts + 1, created_at=r.created_at) for r in rows]
+
+
+def lease(s: Session, mails: list[OutgoingMail], now: datetime,
+          lease_for: timedelta) -> list[OutgoingMail]:
+    """Lease those of `mails` still due, in a write transaction that does nothing else: the
+    ones another worker leased (or sent) since they were read are left out."""
+    if not mails:
+        return []
+    got = {r.id for r in s.connection().execute(
+        _LEASE, {"ids": [m.id for m in mails], "now": now, "until": now + lease_for})}
+    return [m for m in mails if m.id in got]
+
+
+def claim(s: Session, now: datetime, lease_for: timedelta, limit: int) -> list[OutgoingMail]:
+    """Read and lease in one transaction (tests and single-shot callers)."""
+    return lease(s, due(s, now, limit), now, lease_for)
 
 
 def mark_sent(s: Session, ids: list[int], now: datetime) -> None:
