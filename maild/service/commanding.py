@@ -126,7 +126,7 @@ def open_with_commands(desk: Desk, s: Session, group_id: int, author_id: int, ma
     creator = author
     if p.creator:
         creator = (desk.user_for_address(s, p.creator)
-                   or tickets.insert_customer(s, address=p.creator, name=p.creator, now=now))
+                   or desk.new_customer(s, p.creator, p.creator, now))
     a = p.after
     opening = Opening(title=a.title, priority=a.priority, owner_id=a.owner_id,
                       editor=author.login or author.label, description=mail.text,

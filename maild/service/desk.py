@@ -43,6 +43,14 @@ log = logging.getLogger("maild.service")
 STATUS_NUMBER = {status: number for number, status in STATUS_IDS.items()}
 
 Note = dict[str, Any]  # an outbox row to write
+# Session.info key: users looked up, remembered for the session (one transaction, which
+# dies with it on rollback). Processing mail creates users but never changes one.
+MEMO = "maild.desk.memo"
+
+
+def _memo(s: Session, name: str) -> dict[Any, Any]:
+    memo: dict[str, dict[Any, Any]] = s.info.setdefault(MEMO, {})
+    return memo.setdefault(name, {})
 
 
 class Desk:
@@ -56,11 +64,29 @@ class Desk:
 
     # -- people ------------------------------------------------------------------------------
     def user_for_address(self, s: Session, address: str) -> UserRef | None:
-        return (self.directory.staff_for_address(address)
-                or tickets.customer_by_address(s, address.lower()))
+        staff = self.directory.staff_for_address(address)
+        if staff is not None:
+            return staff
+        memo = _memo(s, "customer_by_address")
+        addr = address.lower()
+        if addr not in memo:
+            memo[addr] = tickets.customer_by_address(s, addr)
+        return memo[addr]  # type: ignore[no-any-return]
+
+    def new_customer(self, s: Session, address: str, name: str, now: datetime) -> UserRef:
+        """A customer account for an address seen for the first time."""
+        user = tickets.insert_customer(s, address=address, name=name, now=now)
+        _memo(s, "customer_by_address")[address.lower()] = user
+        return user
 
     def user(self, s: Session, user_id: int) -> UserRef:
-        return self.directory.staff.get(user_id) or queries.user_ref(s, user_id)
+        staff = self.directory.staff.get(user_id)
+        if staff is not None:
+            return staff
+        memo = _memo(s, "user_ref")
+        if user_id not in memo:
+            memo[user_id] = queries.user_ref(s, user_id)
+        return memo[user_id]  # type: ignore[no-any-return]
 
     def is_staff(self, user_id: int) -> bool:
         """Active staff, as the config declares them now (not as a token once said)."""
@@ -100,8 +126,8 @@ class Desk:
             return Outcome(state=JournalState.DONE,
                            outcome=f"refused: {mail.sender.addr} is unknown to {group.name}")
         if user is None:
-            user = tickets.insert_customer(s, address=mail.sender.addr,
-                                           name=mail.sender.name or mail.sender.addr, now=now)
+            user = self.new_customer(s, mail.sender.addr, mail.sender.name or mail.sender.addr,
+                                     now)
         elif self._over_rate(s, user, now):
             limit = self.config.new_tickets_per_sender_per_hour
             return Outcome(state=JournalState.HELD, outcome="held: sender rate limit",
@@ -121,10 +147,13 @@ class Desk:
         row = self.insert_ticket(s, group, user, user, mail, opening, now)
         row = automation.run(self, s, row, "create", sender=mail.sender.addr,
                              subject=mail.subject, body=mail.text, now=now)
+        spent: float | None = None  # the first workunit's, unless a rule may have added
         if self.config.workflow:  # a rule may have put someone on copy
             cc = queries.ticket_cc(s, row.id)
+        else:
+            spent = self.config.default_wu_time if user.kind is UserKind.STAFF else 0.0
         self.notify_created(s, row, user, user, mail, now, cc=cc,
-                            limit_warning=verdict.warning)
+                            limit_warning=verdict.warning, time_used=spent)
         log.info("ticket %d opened in %s by %s", row.id, group.name, mail.sender.addr)
         return Outcome(state=JournalState.DONE, outcome=f"opened ticket {row.id}",
                        ticket_id=row.id)
@@ -206,10 +235,11 @@ class Desk:
 
     def notify_created(self, s: Session, row: TicketRow, creator: UserRef, author: UserRef,
                        mail: MailIn, now: datetime, *, cc: tuple[str, ...] = (),
-                       limit_warning: str | None = None) -> None:
+                       limit_warning: str | None = None, time_used: float | None = None) -> None:
         """The creator's acknowledgement, the owner's new-ticket mail, third-party copies."""
         ctx = self.context(s, row, creator, wu_text=row.description,
-                           wu_user=author.name or author.label, limit_warning=limit_warning)
+                           wu_user=author.name or author.label, limit_warning=limit_warning,
+                           time_used=time_used)
         refs = (row.thread_id,)
         notes: list[Note | None] = []
         # An automated sender (a monitoring system, a list) gets no acknowledgement.
@@ -366,9 +396,10 @@ class Desk:
     def message_id(self) -> str:
         return f"<maild.{uuid.uuid4().hex}@{self.config.message_domain}>"
 
-    def context(self, s: Session, row: TicketRow, creator: UserRef | None,
-                **extra: Any) -> dict[str, Any]:
-        """What every template may use of a ticket (the spec's macros are made from it)."""
+    def context(self, s: Session, row: TicketRow, creator: UserRef | None, *,
+                time_used: float | None = None, **extra: Any) -> dict[str, Any]:
+        """What every template may use of a ticket (the spec's macros are made from it).
+        `time_used`: the ticket's time when the caller knows it (saves a query)."""
         group = self.directory.groups.get(row.group_id)
         owner = self.directory.staff.get(row.owner_id) if row.owner_id else None
         closer = self.user(s, row.closed_by_id) if row.closed_by_id else None
@@ -388,7 +419,8 @@ class Desk:
                 "id_group": row.group_id,
                 "id_priority": prios.index(row.priority) + 1 if row.priority in prios else 0,
                 "id_status": STATUS_NUMBER[Status(row.status)],
-                "type": row.type_name, "time_used": queries.time_used(s, row.id),
+                "type": row.type_name,
+                "time_used": queries.time_used(s, row.id) if time_used is None else time_used,
                 "closed_by": closer.label if closer else None, "epilogue": row.epilogue,
                 "custom": dict(row.custom or {}), "satisfaction": None,
             },

@@ -266,13 +266,15 @@ def is_associated(s: Session, user_id: int, ticket_id: int) -> bool:
 def may_reply(s: Session, user_id: int, ticket_id: int) -> bool:
     """Associated with the ticket, or edit on its group: active staff (a super admin always),
     or a grouped customer (the spec's team clients; an independent one sees only their own)."""
-    if is_associated(s, user_id, ticket_id):
-        return True
-    people = s.connection().execute(_PEOPLE, {"tid": ticket_id}).first()
+    conn = s.connection()
+    people = conn.execute(_PEOPLE, {"tid": ticket_id}).first()
     if people is None:
         return False
-    row = s.connection().execute(_ACCESS, {"uid": user_id,
-                                                 "gid": people.group_id}).first()
+    if user_id in (people.creator_id, people.owner_id):
+        return True
+    if user_id in {author for (author,) in conn.execute(_AUTHORS, {"tid": ticket_id})}:
+        return True
+    row = conn.execute(_ACCESS, {"uid": user_id, "gid": people.group_id}).first()
     if row is None or not row.active:
         return False
     if row.kind == UserKind.STAFF.value and row.admin:
