@@ -82,7 +82,9 @@ _DUE = (select(Outbox.id, Outbox.ticket_id, Outbox.group_id, Outbox.template, Ou
         .where(Outbox.state == OutboxState.PENDING.value,
                Outbox.next_attempt_at <= bindparam("now"),
                or_(Outbox.lease_until.is_(None), Outbox.lease_until < bindparam("now")))
-        .order_by(Outbox.id).limit(bindparam("limit")))
+        # In the order of ix_outbox_state_next (oldest due first), so the query stops after
+        # `limit` rows; ORDER BY id sorted every due row on every poll (quadratic in a backlog).
+        .order_by(Outbox.next_attempt_at, Outbox.id).limit(bindparam("limit")))
 _DUE_NOW = (Outbox.state == OutboxState.PENDING.value,
             Outbox.next_attempt_at <= bindparam("now"),
             or_(Outbox.lease_until.is_(None), Outbox.lease_until < bindparam("now")))
