@@ -17,20 +17,26 @@ What is measured
     reasons of any row not done, and how many corpus replies threaded onto the ticket their
     subject tag / thread names (ordinal → ticket id via the journal rows of the new-ticket
     messages, matched by Message-ID);
-  * CPU: the daemon's user+system time over the measured window, and the shutdown time after
-    SIGTERM (the daemon then flushes due notifications).
+  * CPU: user+system time over the measured window of each process: ``main`` (the SMTP
+    listener), ``process`` (the journal processor) and ``deliver`` (the delivery worker),
+    the relay sink with ``--relay``, and the senders (this process); then the shutdown time
+    after SIGTERM (the daemon then flushes due notifications).
+
+  The window starts once the daemon's child processes have said they are up (their log
+  lines), not when the listener first accepts: they import for a second or two after it.
 
   Outgoing mail goes to the maildir sink under the data folder, or with ``--relay`` to a
   loopback aiosmtpd sink in a process of its own (benchmarks/relay_sink.py). ``--runs 3``
   repeats the whole thing with a fresh database and daemon and reports the median.
 
-How to run (from the repository root; a run of 2,000 messages takes ~3 minutes at today's
-~12 msg/s, ~10 s at the 300 msg/s target; the corpus is made in ~10 s)::
+How to run (from the repository root; a run of 2,000 messages takes ~20 s plus the daemon's
+start at today's ~150 msg/s; the corpus is made in ~10 s)::
 
     .venv/bin/python benchmarks/ingest.py                     # 2,000 messages, one run
     .venv/bin/python benchmarks/ingest.py --runs 3 --relay
     .venv/bin/python benchmarks/ingest.py --corpus /tmp/corpus  # make it once, reuse it
     .venv/bin/python benchmarks/ingest.py --py-spy /tmp/ingest.spy  # profile the daemon
+                                                    # (py-spy --subprocesses: all three roles)
 
 The target (../shared/bench/PEERS.md): at least 300 messages/s end to end, 8 senders.
 """

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from maild.domain import Channel, Envelope, JournalState
 from maild.errors import NotFound
 from maild.store.models import Journal, JournalRaw
+from maild.store.prepared import Prepared
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,8 +86,9 @@ _FINISH_VALUES = {
     "ticket_id": bindparam("ticket_id"), "processed_at": bindparam("now"), "lease_until": None,
     "attempts": Journal.attempts + 1,
     "message_id": func.coalesce(bindparam("message_id"), Journal.message_id)}
-_FINISH = update(Journal).where(Journal.id == bindparam("jid")).values(_FINISH_VALUES)
-_FINISH_PENDING = _FINISH.where(Journal.state == JournalState.PENDING.value)
+_FINISH_ANY = update(Journal).where(Journal.id == bindparam("jid")).values(_FINISH_VALUES)
+_FINISH = Prepared(_FINISH_ANY)
+_FINISH_PENDING = Prepared(_FINISH_ANY.where(Journal.state == JournalState.PENDING.value))
 
 
 def finish(s: Session, journal_id: int, state: JournalState, now: datetime, *,
@@ -98,7 +100,7 @@ def finish(s: Session, journal_id: int, state: JournalState, now: datetime, *,
     q = _FINISH_PENDING if only_if_pending else _FINISH
     params = {"jid": journal_id, "state": state.value, "outcome": outcome, "reason": reason,
               "ticket_id": ticket_id, "now": now, "message_id": message_id}
-    return bool(s.connection().execute(q, params).rowcount)
+    return bool(q.run(s, params))
 
 
 def requeue(s: Session, journal_id: int) -> JournalState:
@@ -149,14 +151,15 @@ def _envelope(mail_from: str, rcpt_tos: str, channel: str) -> Envelope:
                     channel=Channel(channel))
 
 
-_SEEN = select(Journal.id, Journal.state).where(Journal.message_id == bindparam("mid"))
+_SEEN = Prepared(select(Journal.id, Journal.state).where(
+    Journal.message_id == bindparam("mid")))
 
 
 def seen_message_id(s: Session, message_id: str, before_id: int) -> int | None:
     """An earlier, processed journal row with this Message-ID (a redelivered duplicate)."""
     # Filter on message_id alone in SQL so the message_id index is used, whatever the
     # planner thinks of the state index; the few rows per Message-ID are checked here.
-    for jid, state in s.connection().execute(_SEEN, {"mid": message_id}):
+    for jid, state in _SEEN.rows(s, {"mid": message_id}):
         if jid < before_id and state == JournalState.DONE.value:
             return int(jid)
     return None

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from maild.domain import OutboxState
 from maild.store.models import Bounce, MessageRef, Outbox
+from maild.store.prepared import Prepared
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,26 +55,23 @@ def add_many(s: Session, rows: list[dict[str, Any]], now: datetime) -> None:
     full = [{"created_at": now, "next_attempt_at": now, "attempts": 0, "in_reply_to": None,
              "references": None, "automatic": False, "state": OutboxState.PENDING.value,
              **r} for r in rows]
-    conn = s.connection()
-    conn.execute(_INSERT, full)
-    refs = [{"message_id": r["message_id"], "ticket_id": r["ticket_id"], "sent": True}
-            for r in full if r.get("ticket_id") is not None
-            and r["state"] == OutboxState.PENDING.value]
-    if refs:
-        conn.execute(_INSERT_REF, refs)
+    _INSERT.run_many(s, full)
+    _INSERT_REF.run_many(s, [
+        {"message_id": r["message_id"], "ticket_id": r["ticket_id"], "sent": True}
+        for r in full if r.get("ticket_id") is not None
+        and r["state"] == OutboxState.PENDING.value])
 
 
-_INSERT = insert(Outbox)
-_INSERT_REF = insert(MessageRef)
-_AUTOMATIC_SINCE = select(func.count(Outbox.id)).where(
+_INSERT = Prepared(insert(Outbox))
+_INSERT_REF = Prepared(insert(MessageRef))
+_AUTOMATIC_SINCE = Prepared(select(func.count(Outbox.id)).where(
     Outbox.to_addr == bindparam("to"), Outbox.created_at >= bindparam("since"),
-    Outbox.automatic.is_(True), Outbox.state != OutboxState.HELD_BACK.value)
+    Outbox.automatic.is_(True), Outbox.state != OutboxState.HELD_BACK.value))
 
 
 def automatic_since(s: Session, to_addr: str, since: datetime) -> int:
     """Automatic mails queued for an address since a time (held-back ones excluded)."""
-    return s.connection().execute(_AUTOMATIC_SINCE, {"to": to_addr, "since": since}
-                                  ).scalar() or 0
+    return int(_AUTOMATIC_SINCE.scalar(s, {"to": to_addr, "since": since}) or 0)
 
 
 _DUE = (select(Outbox.id, Outbox.ticket_id, Outbox.group_id, Outbox.template, Outbox.to_addr,

@@ -33,6 +33,7 @@ from maild.store.models import (
     UserEmail,
     Workunit,
 )
+from maild.store.prepared import Prepared
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,11 +97,11 @@ _TICKET_ROW = (Ticket.id, Ticket.title, Ticket.description, Ticket.status, Ticke
                Ticket.epilogue, Ticket.custom)
 
 
-_ROW = select(*_TICKET_ROW).where(Ticket.id == bindparam("tid"))
+_ROW = Prepared(select(*_TICKET_ROW).where(Ticket.id == bindparam("tid")))
 
 
 def ticket_row(s: Session, ticket_id: int) -> TicketRow:
-    row = s.connection().execute(_ROW, {"tid": ticket_id}).first()
+    row = _ROW.first(s, {"tid": ticket_id})
     if row is None:
         raise NotFound(f"no ticket {ticket_id}")
     return TicketRow(**row._asdict())
@@ -126,7 +127,7 @@ def user_refs(s: Session, user_ids: list[int]) -> dict[int, UserRef]:
                                .where(User.id.in_(ids)))}
 
 
-_USER = (select(User.id, User.login, User.name, User.kind, User.admin,
+_USER = Prepared(select(User.id, User.login, User.name, User.kind, User.admin,
                 select(UserEmail.address).where(UserEmail.user_id == User.id)
                 .order_by(UserEmail.id).limit(1).scalar_subquery().label("email"),
                 Company.name.label("company"))
@@ -135,7 +136,7 @@ _USER = (select(User.id, User.login, User.name, User.kind, User.admin,
 
 
 def user_ref(s: Session, user_id: int) -> UserRef:
-    row = s.connection().execute(_USER, {"uid": user_id}).first()
+    row = _USER.first(s, {"uid": user_id})
     if row is None:
         raise NotFound(f"no user {user_id}")
     return UserRef(id=row.id, login=row.login, name=row.name, kind=UserKind(row.kind),
@@ -171,28 +172,29 @@ def group_by_name(s: Session, name: str) -> GroupRef | None:
 
 
 
-_EXISTS = select(Ticket.id).where(Ticket.id == bindparam("tid"))
-_BY_MESSAGE_ID = select(MessageRef.ticket_id, MessageRef.message_id).where(
-    MessageRef.message_id.in_(bindparam("ids", expanding=True)))
-_PEOPLE = select(Ticket.creator_id, Ticket.owner_id, Ticket.group_id).where(
-    Ticket.id == bindparam("tid"))
-_AUTHORS = (select(Workunit.author_id).where(Workunit.ticket_id == bindparam("tid"),
-                                             Workunit.author_id.is_not(None))
-            .group_by(Workunit.author_id).order_by(func.min(Workunit.id)))
-_OPENED_SINCE = select(func.count(Ticket.id)).where(
-    Ticket.creator_id == bindparam("uid"), Ticket.created_at >= bindparam("since"))
-_ACCESS = (select(User.kind, User.admin, User.active, User.independent, Membership.access)
-                 .outerjoin(Membership, (Membership.user_id == User.id)
-                            & (Membership.group_id == bindparam("gid")))
-                 .where(User.id == bindparam("uid")))
+_EXISTS = Prepared(select(Ticket.id).where(Ticket.id == bindparam("tid")))
+_BY_MESSAGE_ID = Prepared(select(MessageRef.ticket_id).where(
+    MessageRef.message_id == bindparam("mid")).limit(1))
+_PEOPLE = Prepared(select(Ticket.creator_id, Ticket.owner_id, Ticket.group_id).where(
+    Ticket.id == bindparam("tid")))
+_AUTHORS = Prepared(select(Workunit.author_id).where(Workunit.ticket_id == bindparam("tid"),
+                                                     Workunit.author_id.is_not(None))
+                    .group_by(Workunit.author_id).order_by(func.min(Workunit.id)))
+_OPENED_SINCE = Prepared(select(func.count(Ticket.id)).where(
+    Ticket.creator_id == bindparam("uid"), Ticket.created_at >= bindparam("since")))
+_ACCESS = Prepared(select(User.kind, User.admin, User.active, User.independent,
+                          Membership.access)
+                   .outerjoin(Membership, (Membership.user_id == User.id)
+                              & (Membership.group_id == bindparam("gid")))
+                   .where(User.id == bindparam("uid")))
 
 
-_CC = (select(TicketCc.address).where(TicketCc.ticket_id == bindparam("tid"))
-       .order_by(TicketCc.id))
+_CC = Prepared(select(TicketCc.address).where(TicketCc.ticket_id == bindparam("tid"))
+               .order_by(TicketCc.id))
 
 
 def ticket_cc(s: Session, ticket_id: int) -> tuple[str, ...]:
-    return tuple(s.connection().execute(_CC, {"tid": ticket_id}).scalars())
+    return tuple(r.address for r in _CC.rows(s, {"tid": ticket_id}))
 
 
 def ancestors(s: Session, ticket_id: int, *, depth: int = 100) -> tuple[int, ...] | None:
@@ -212,12 +214,12 @@ def children(s: Session, ticket_id: int) -> tuple[int, ...]:
                            .order_by(Ticket.id)))
 
 
-_TIME_USED = select(func.coalesce(func.sum(Workunit.time_used), 0.0)).where(
-    Workunit.ticket_id == bindparam("tid"))
+_TIME_USED = Prepared(select(func.coalesce(func.sum(Workunit.time_used), 0.0)
+                             .label("time_used")).where(Workunit.ticket_id == bindparam("tid")))
 
 
 def time_used(s: Session, ticket_id: int) -> float:
-    return float(s.connection().execute(_TIME_USED, {"tid": ticket_id}).scalar() or 0.0)
+    return float(_TIME_USED.scalar(s, {"tid": ticket_id}) or 0.0)
 
 
 def ticket_entered_as(s: Session, *, editor: str, title: str, created_at: datetime,
@@ -229,28 +231,27 @@ def ticket_entered_as(s: Session, *, editor: str, title: str, created_at: dateti
 
 
 def ticket_exists(s: Session, ticket_id: int) -> bool:
-    return s.connection().execute(_EXISTS, {"tid": ticket_id}).first() is not None
+    return _EXISTS.first(s, {"tid": ticket_id}) is not None
 
 
 def ticket_for_message_ids(s: Session, ids: tuple[str, ...]) -> int | None:
     """The ticket a Message-ID (sent or received) belongs to; the newest reference wins."""
     if not ids:
         return None
-    found = {mid: tid for tid, mid in s.connection().execute(_BY_MESSAGE_ID, {"ids": list(ids)})}
-    for mid in reversed(ids):
-        if mid in found:
-            return int(found[mid])
+    for mid in dict.fromkeys(reversed(ids)):  # one indexed lookup each, newest first
+        tid = _BY_MESSAGE_ID.scalar(s, {"mid": mid})
+        if tid is not None:
+            return int(tid)
     return None
 
 
 def associated_user_ids(s: Session, ticket_id: int) -> list[int]:
     """Creator, owner and everyone who has written on the ticket, in that order."""
-    conn = s.connection()
-    people = conn.execute(_PEOPLE, {"tid": ticket_id}).first()
+    people = _PEOPLE.first(s, {"tid": ticket_id})
     if people is None:
         raise NotFound(f"no ticket {ticket_id}")
     ids = [i for i in (people.creator_id, people.owner_id) if i is not None]
-    for (author,) in conn.execute(_AUTHORS, {"tid": ticket_id}):
+    for (author,) in _AUTHORS.rows(s, {"tid": ticket_id}):
         if author not in ids:
             ids.append(author)
     return ids
@@ -266,15 +267,14 @@ def is_associated(s: Session, user_id: int, ticket_id: int) -> bool:
 def may_reply(s: Session, user_id: int, ticket_id: int) -> bool:
     """Associated with the ticket, or edit on its group: active staff (a super admin always),
     or a grouped customer (the spec's team clients; an independent one sees only their own)."""
-    conn = s.connection()
-    people = conn.execute(_PEOPLE, {"tid": ticket_id}).first()
+    people = _PEOPLE.first(s, {"tid": ticket_id})
     if people is None:
         return False
     if user_id in (people.creator_id, people.owner_id):
         return True
-    if user_id in {author for (author,) in conn.execute(_AUTHORS, {"tid": ticket_id})}:
+    if user_id in {author for (author,) in _AUTHORS.rows(s, {"tid": ticket_id})}:
         return True
-    row = conn.execute(_ACCESS, {"uid": user_id, "gid": people.group_id}).first()
+    row = _ACCESS.first(s, {"uid": user_id, "gid": people.group_id})
     if row is None or not row.active:
         return False
     if row.kind == UserKind.STAFF.value and row.admin:
@@ -295,8 +295,7 @@ def tickets_of_creator(s: Session, creator_id: int, group_id: int, *,
 
 
 def tickets_opened_since(s: Session, creator_id: int, since: datetime) -> int:
-    return s.connection().execute(_OPENED_SINCE, {"uid": creator_id, "since": since}
-                                  ).scalar() or 0
+    return int(_OPENED_SINCE.scalar(s, {"uid": creator_id, "since": since}) or 0)
 
 
 def _label(s: Session, user_id: int | None, cache: dict[int, str]) -> str | None:

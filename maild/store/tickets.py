@@ -1,6 +1,6 @@
-"""Writes and reads of the ingest hot path as prebuilt Core statements run on the session's
-connection: building a statement and going through the ORM layer cost several times more
-than the SQL itself, and ingest runs these for every mail."""
+"""Writes and reads of the ingest hot path as prebuilt Core statements, `Prepared` (compiled
+once, run on the DBAPI cursor): building a statement and going through SQLAlchemy's
+execution cost several times more than the SQL itself, and ingest runs these for every mail."""
 
 from __future__ import annotations
 
@@ -21,44 +21,45 @@ from maild.store.models import (
     UserEmail,
     Workunit,
 )
+from maild.store.prepared import Prepared
 from maild.store.queries import UserRef
 
-_INSERT_USER = insert(User).returning(User.id)
-_INSERT_EMAIL = insert(UserEmail)
-_CUSTOMER = (select(User.id, User.login, User.name, User.kind, User.admin)
-             .join(UserEmail, UserEmail.user_id == User.id)
-             .where(UserEmail.address == bindparam("address")))
-_INSERT_TICKET = insert(Ticket).returning(Ticket.id)
-_INSERT_WORKUNIT = insert(Workunit).returning(Workunit.id)
-_INSERT_ATTACHMENT = insert(AttachmentRow)
-_INSERT_HISTORY = insert(History)
-_INSERT_REF = insert(MessageRef)
-_STATUS = (update(Ticket).where(Ticket.id == bindparam("tid"))
-           .values(status=bindparam("status"), updated_at=bindparam("now"),
-                   status_changed_at=bindparam("now")))
-_TOUCH = update(Ticket).where(Ticket.id == bindparam("tid")).values(updated_at=bindparam("now"))
+_INSERT_USER = Prepared(insert(User).returning(User.id))
+_INSERT_EMAIL = Prepared(insert(UserEmail))
+_CUSTOMER = Prepared(select(User.id, User.login, User.name, User.kind, User.admin)
+                     .join(UserEmail, UserEmail.user_id == User.id)
+                     .where(UserEmail.address == bindparam("address")))
+_INSERT_TICKET = Prepared(insert(Ticket).returning(Ticket.id))
+_INSERT_WORKUNIT = Prepared(insert(Workunit).returning(Workunit.id))
+_INSERT_ATTACHMENT = Prepared(insert(AttachmentRow))
+_INSERT_HISTORY = Prepared(insert(History))
+_INSERT_REF = Prepared(insert(MessageRef))
+_STATUS = Prepared(update(Ticket).where(Ticket.id == bindparam("tid"))
+                   .values(status=bindparam("status"), updated_at=bindparam("now"),
+                           status_changed_at=bindparam("now")))
+_TOUCH = Prepared(update(Ticket).where(Ticket.id == bindparam("tid"))
+                  .values(updated_at=bindparam("now")))
 # The creator (or their side) wrote: they wait for staff from now, unless they already did.
-_TOUCH_WAITING = update(Ticket).where(Ticket.id == bindparam("tid")).values(
+_TOUCH_WAITING = Prepared(update(Ticket).where(Ticket.id == bindparam("tid")).values(
     updated_at=bindparam("now"),
-    waiting_since=func.coalesce(Ticket.waiting_since, bindparam("now")))
+    waiting_since=func.coalesce(Ticket.waiting_since, bindparam("now"))))
 # Staff answered the customer: nobody waits.
-_TOUCH_ANSWERED = update(Ticket).where(Ticket.id == bindparam("tid")).values(
-    updated_at=bindparam("now"), waiting_since=None)
+_TOUCH_ANSWERED = Prepared(update(Ticket).where(Ticket.id == bindparam("tid")).values(
+    updated_at=bindparam("now"), waiting_since=None))
 
 
 def insert_customer(s: Session, *, address: str, name: str, now: datetime) -> UserRef:
-    conn = s.connection()
-    uid = conn.execute(_INSERT_USER, {
+    uid = int(_INSERT_USER.scalar(s, {
         "name": name, "kind": UserKind.CUSTOMER.value, "independent": False, "admin": False,
         "qa": False, "active": True, "created_at": now, "login": None,
-        "company_id": None}).scalar_one()
-    conn.execute(_INSERT_EMAIL, {"user_id": uid, "address": address})
+        "company_id": None}))
+    _INSERT_EMAIL.run(s, {"user_id": uid, "address": address})
     return UserRef(id=uid, login=None, name=name, kind=UserKind.CUSTOMER, email=address,
                    admin=False)
 
 
 def customer_by_address(s: Session, address: str) -> UserRef | None:
-    row = s.connection().execute(_CUSTOMER, {"address": address}).first()
+    row = _CUSTOMER.first(s, {"address": address})
     if row is None:
         return None
     return UserRef(id=row.id, login=row.login, name=row.name, kind=UserKind(row.kind),
@@ -74,37 +75,34 @@ TICKET_DEFAULTS: dict[str, Any] = {
 
 def insert_ticket(s: Session, **values: Any) -> int:
     row = {**TICKET_DEFAULTS, **values}
-    return int(s.connection().execute(_INSERT_TICKET, row).scalar_one())
+    return int(_INSERT_TICKET.scalar(s, row))
 
 
 def insert_workunit(s: Session, **values: Any) -> int:
-    return int(s.connection().execute(_INSERT_WORKUNIT, values).scalar_one())
+    return int(_INSERT_WORKUNIT.scalar(s, values))
 
 
 def insert_attachments(s: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        s.connection().execute(_INSERT_ATTACHMENT, rows)
+    _INSERT_ATTACHMENT.run_many(s, rows)
 
 
 def insert_history(s: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        s.connection().execute(_INSERT_HISTORY, rows)
+    _INSERT_HISTORY.run_many(s, rows)
 
 
 def insert_message_refs(s: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        s.connection().execute(_INSERT_REF, rows)
+    _INSERT_REF.run_many(s, rows)
 
 
 def touch(s: Session, ticket_id: int, now: datetime, *, waiting: bool | None = None) -> None:
     """A ticket was updated; `waiting` True: the customer side wrote, False: staff answered
     them, None: neither (an internal note)."""
     stmt = _TOUCH if waiting is None else (_TOUCH_WAITING if waiting else _TOUCH_ANSWERED)
-    s.connection().execute(stmt, {"tid": ticket_id, "now": now})
+    stmt.run(s, {"tid": ticket_id, "now": now})
 
 
 def set_status(s: Session, ticket_id: int, status: str, now: datetime) -> None:
-    s.connection().execute(_STATUS, {"tid": ticket_id, "status": status, "now": now})
+    _STATUS.run(s, {"tid": ticket_id, "status": status, "now": now})
 
 
 def update_ticket(s: Session, ticket_id: int, values: dict[str, Any]) -> None:
