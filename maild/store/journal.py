@@ -42,22 +42,21 @@ class JournalEntry:
     processed_at: datetime | None
 
 
-_INSERT = insert(Journal).returning(Journal.id, sort_by_parameter_order=True)
-_INSERT_RAW = insert(JournalRaw)
+_INSERT = Prepared(insert(Journal).returning(Journal.id))
+_INSERT_RAW = Prepared(insert(JournalRaw))
 
 
 def insert_many(s: Session, items: list[Incoming], now: datetime) -> list[int]:
-    """Journal rows for incoming mail, one statement for the batch; ids in `items` order."""
+    """Journal rows for incoming mail (one transaction for the batch); ids in `items` order."""
     rows = [{"received_at": now, "channel": i.envelope.channel.value, "source": i.source,
              "mail_from": i.envelope.mail_from, "rcpt_tos": "\n".join(i.envelope.rcpt_tos),
              "size": len(i.raw), "sha256": hashlib.sha256(i.raw).hexdigest(),
              "message_id": i.message_id, "state": JournalState.PENDING.value, "attempts": 0,
              "reason": None, "outcome": None, "ticket_id": None, "lease_until": None,
              "processed_at": None} for i in items]
-    conn = s.connection()
-    ids = [int(r.id) for r in conn.execute(_INSERT, rows)]
-    conn.execute(_INSERT_RAW, [{"id": jid, "raw": i.raw} for jid, i in zip(ids, items,
-                                                                             strict=True)])
+    ids = [int(_INSERT.scalar(s, row)) for row in rows]
+    _INSERT_RAW.run_many(s, [{"id": jid, "raw": i.raw} for jid, i in zip(ids, items,
+                                                                       strict=True)])
     return ids
 
 
