@@ -162,3 +162,43 @@ def test_upgrade_keeps_the_mail_of_journal_rows_written_before_0004(database: st
                 (7, raw)]
     finally:
         engine.dispose()
+
+
+def test_prepared_statements_store_and_read_what_sqlalchemy_does(
+        factory: sessionmaker[Session]) -> None:
+    """`Prepared` runs Core statements on the DBAPI cursor: what it writes, SQLAlchemy reads
+    back unchanged (aware UTC datetimes, JSON, booleans, NULLs), what SQLAlchemy wrote it
+    reads the same, a constant of the statement is bound, and a DBAPI error is raised as
+    SQLAlchemy's, so `db.transaction` still turns it into a StoreError."""
+    from sqlalchemy import bindparam, insert, select
+
+    from maild.errors import StoreError
+    from maild.store.models import Outbox
+    from maild.store.prepared import Prepared
+
+    when = datetime(2026, 3, 2, 10, 0, 0, 123456, tzinfo=UTC)
+    row = {"created_at": when, "ticket_id": None, "group_id": None,
+           "template": "ticket/creator/created", "to_addr": "ana@example.org",
+           "to_user_id": None, "automatic": True, "message_id": "<p1@x>", "in_reply_to": None,
+           "references": None, "context": {"ticket": {"id": 7, "title": "Ñandú ✓"}, "n": None},
+           "state": "pending", "attempts": 0, "next_attempt_at": when, "lease_until": None}
+    insert_row = Prepared(insert(Outbox).returning(Outbox.id, Outbox.created_at))
+    read = Prepared(select(Outbox.created_at, Outbox.context, Outbox.automatic,
+                           Outbox.lease_until).where(Outbox.message_id == bindparam("mid"),
+                                                     Outbox.state == "pending"))
+    with db.transaction(factory) as s:
+        new_id, created = insert_row.first(s, row)
+        assert created == when and created.tzinfo is not None
+        core = s.execute(select(Outbox).where(Outbox.id == new_id)).scalar_one()
+        assert (core.created_at, core.context, core.automatic, core.lease_until) == (
+            when, row["context"], True, None)
+        s.execute(insert(Outbox), [{**row, "message_id": "<p2@x>", "automatic": False,
+                                    "created_at": when + timedelta(days=1)}])
+        assert tuple(read.first(s, {"mid": "<p2@x>"})) == (
+            when + timedelta(days=1), row["context"], False, None)
+        assert read.first(s, {"mid": "<none@x>"}) is None
+    with pytest.raises(StoreError), db.transaction(factory) as s:
+        insert_row.first(s, row)  # the same Message-ID again: unique constraint
+    with pytest.raises(TypeError, match="expanding"), db.transaction(factory) as s:
+        Prepared(select(Outbox.id).where(Outbox.id.in_(bindparam("ids", expanding=True)))
+                 ).rows(s, {"ids": [1]})
