@@ -74,26 +74,25 @@ def automatic_since(s: Session, to_addr: str, since: datetime) -> int:
     return int(_AUTOMATIC_SINCE.scalar(s, {"to": to_addr, "since": since}) or 0)
 
 
-_DUE = (select(Outbox.id, Outbox.ticket_id, Outbox.group_id, Outbox.template, Outbox.to_addr,
-               Outbox.to_user_id, Outbox.message_id, Outbox.in_reply_to, Outbox.references,
-               Outbox.context, Outbox.attempts, Outbox.created_at)
-        .where(Outbox.state == OutboxState.PENDING.value,
-               Outbox.next_attempt_at <= bindparam("now"),
-               or_(Outbox.lease_until.is_(None), Outbox.lease_until < bindparam("now")))
-        # In the order of ix_outbox_state_next (oldest due first), so the query stops after
-        # `limit` rows; ORDER BY id sorted every due row on every poll (quadratic in a backlog).
-        .order_by(Outbox.next_attempt_at, Outbox.id).limit(bindparam("limit")))
 _DUE_NOW = (Outbox.state == OutboxState.PENDING.value,
             Outbox.next_attempt_at <= bindparam("now"),
             or_(Outbox.lease_until.is_(None), Outbox.lease_until < bindparam("now")))
-_LEASE = (update(Outbox).where(Outbox.id.in_(bindparam("ids", expanding=True)), *_DUE_NOW)
-          .values(lease_until=bindparam("until"), attempts=Outbox.attempts + 1)
-          .returning(Outbox.id))
+_DUE = Prepared(
+    select(Outbox.id, Outbox.ticket_id, Outbox.group_id, Outbox.template, Outbox.to_addr,
+           Outbox.to_user_id, Outbox.message_id, Outbox.in_reply_to, Outbox.references,
+           Outbox.context, Outbox.attempts, Outbox.created_at).where(*_DUE_NOW)
+    # In the order of ix_outbox_state_next (oldest due first), so the query stops after
+    # `limit` rows; ORDER BY id sorted every due row on every poll (quadratic in a backlog).
+    .order_by(Outbox.next_attempt_at, Outbox.id).limit(bindparam("limit")))
+_LEASE = Prepared(update(Outbox).where(Outbox.id == bindparam("oid"), *_DUE_NOW)
+                  .values(lease_until=bindparam("until"), attempts=Outbox.attempts + 1))
+_SENT = Prepared(update(Outbox).where(Outbox.id == bindparam("oid")).values(
+    state=OutboxState.SENT.value, sent_at=bindparam("now"), lease_until=None, last_error=None))
 
 
 def due(s: Session, now: datetime, limit: int) -> list[OutgoingMail]:
     """Up to `limit` rows due now, read without taking any lock (see `lease`)."""
-    rows = s.connection().execute(_DUE, {"now": now, "limit": limit}).all()
+    rows = _DUE.rows(s, {"now": now, "limit": limit})
     return [OutgoingMail(id=r.id, ticket_id=r.ticket_id, group_id=r.group_id,
                          template=r.template, to_addr=r.to_addr, to_user_id=r.to_user_id,
                          message_id=r.message_id, in_reply_to=r.in_reply_to,
@@ -105,11 +104,8 @@ def lease(s: Session, mails: list[OutgoingMail], now: datetime,
           lease_for: timedelta) -> list[OutgoingMail]:
     """Lease those of `mails` still due, in a write transaction that does nothing else: the
     ones another worker leased (or sent) since they were read are left out."""
-    if not mails:
-        return []
-    got = {r.id for r in s.connection().execute(
-        _LEASE, {"ids": [m.id for m in mails], "now": now, "until": now + lease_for})}
-    return [m for m in mails if m.id in got]
+    until = now + lease_for
+    return [m for m in mails if _LEASE.run(s, {"oid": m.id, "now": now, "until": until})]
 
 
 def claim(s: Session, now: datetime, lease_for: timedelta, limit: int) -> list[OutgoingMail]:
@@ -118,9 +114,7 @@ def claim(s: Session, now: datetime, lease_for: timedelta, limit: int) -> list[O
 
 
 def mark_sent(s: Session, ids: list[int], now: datetime) -> None:
-    if ids:
-        s.execute(update(Outbox).where(Outbox.id.in_(ids)).values(
-            state=OutboxState.SENT.value, sent_at=now, lease_until=None, last_error=None))
+    _SENT.run_many(s, [{"oid": i, "now": now} for i in ids])
 
 
 def mark_failed(s: Session, outbox_id: int, error: str, *, retry_at: datetime | None) -> None:
