@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -87,7 +89,24 @@ def recipient_filter(group_addresses: frozenset[str], reply_local: str,
 
 
 class FastData(SMTP):
-    """aiosmtpd's SMTP with DATA read by `read_data`; everything else is aiosmtpd's."""
+    """aiosmtpd's SMTP with DATA read by `read_data` and a leaner `_getaddr`; everything else
+    is aiosmtpd's."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd 1.4.6's own, less the `typing.Protocol` class it defines on every call
+        # (a class creation for each MAIL FROM and RCPT TO: a tenth of the listener's CPU).
+        if not arg:
+            return "", ""
+        try:
+            parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+            address, rest = parse(arg)
+        except HeaderParseError:
+            return None, None
+        addr: str = address.addr_spec
+        localpart = addr.rpartition("@")[0]
+        if self.local_part_limit and len(localpart) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:

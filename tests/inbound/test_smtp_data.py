@@ -151,3 +151,38 @@ async def test_fast_data_answers_and_keeps_what_aiosmtpd_does(case: str) -> None
         assert got_b[5].startswith(b"500")
     if case == "bare LF dot is not the end":
         assert ours.contents == [CASES[case]]  # one message, the smuggled MAIL inside it
+
+
+ADDRESS_ARGS = ["<a@b.example>", "a@b.example", "<>", "<a@b.example> SIZE=100", "<not an address",
+                "<\"quoted local\"@b.example>", "<a@[127.0.0.1]>", "", "<@relay:a@b.example>",
+                "<" + "x" * 70 + "@b.example>"]
+
+
+def _mail_rcpt(port: int, mail_arg: str, rcpt_arg: str) -> list[bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"EHLO t\r\n")
+        while f.readline()[3:4] == b"-":
+            pass
+        replies = []
+        for cmd in (f"MAIL FROM:{mail_arg}", f"RCPT TO:{rcpt_arg}", "RSET", "QUIT"):
+            s.sendall(cmd.encode() + b"\r\n")
+            replies.append(f.readline())
+    return replies
+
+
+async def test_fast_data_parses_envelope_addresses_as_aiosmtpd_does() -> None:
+    """`FastData._getaddr` (aiosmtpd's without its per-call class): the same replies to MAIL
+    FROM and RCPT TO for well-formed, odd and broken addresses."""
+    a, b = await _serve(SMTP, Keep()), await _serve(FastData, Keep())
+    try:
+        for arg in ADDRESS_ARGS:
+            got_a = await asyncio.to_thread(_mail_rcpt, a.sockets[0].getsockname()[1], arg,
+                                            arg or "<c@d.example>")
+            got_b = await asyncio.to_thread(_mail_rcpt, b.sockets[0].getsockname()[1], arg,
+                                            arg or "<c@d.example>")
+            assert got_b == got_a, arg
+    finally:
+        a.close()
+        b.close()
