@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import cpu_seconds, machine, tree_cpu
+from measure import cpu_seconds, machine, steal_seconds, tree_cpu
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -335,6 +335,7 @@ class Run:
     data_ms: list[float] = field(default_factory=list)
     daemon_cpu_s: float = float("nan")
     roles_cpu_s: dict[str, float] = field(default_factory=dict)
+    steal_s: float = float("nan")
     bench_cpu_s: float = float("nan")
     shutdown_s: float | None = None
     exit_code: int | None = None
@@ -393,6 +394,7 @@ def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: st
             spy = start_py_spy(proc.pid, spy_out, args.py_spy_rate)
         cpu0, bench0 = cpu_seconds(proc.pid), time.process_time()
         tree0 = tree_cpu(proc.pid)
+        steal0 = steal_seconds()
         relay0 = cpu_seconds(relay.proc.pid) if relay is not None else float("nan")
         ready.wait()
         t_go = time.perf_counter()
@@ -427,6 +429,7 @@ def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: st
         t_done = time.perf_counter()
         run.daemon_cpu_s = cpu_seconds(proc.pid) - cpu0
         run.roles_cpu_s = {k: v - tree0.get(k, 0.0) for k, v in tree_cpu(proc.pid).items()}
+        run.steal_s = steal_seconds() - steal0
         if relay is not None:
             run.roles_cpu_s["relay sink"] = cpu_seconds(relay.proc.pid) - relay0
         run.bench_cpu_s = time.process_time() - bench0
@@ -589,7 +592,8 @@ def report_run(r: Run) -> None:
     if r.roles_cpu_s:
         print("  CPU by process: " + ", ".join(
             f"{k} {v:.2f} s ({v * 1000 / max(r.accepted, 1):.2f} ms/msg)"
-            for k, v in r.roles_cpu_s.items()))
+            for k, v in r.roles_cpu_s.items())
+            + f"; stolen by the hypervisor {r.steal_s:.2f} s")
     print(f"  tickets {c['tickets']}, workunits {c['workunits']}, attachments "
           f"{c['attachments']}, customers {c['customers']}, outbox rows {c['outbox_rows']} "
           f"{c['outbox']}")

@@ -36,6 +36,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to others while this VM wanted it (all CPUs, /proc/stat):
+    when it grows during a run, the run measured the neighbours too."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return float("nan")
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else float("nan")
+
+
 def tree_cpu(pid: int) -> dict[str, float]:
     """CPU seconds of a process and its descendants, by a short name (pid + role if any)."""
     out: dict[str, float] = {}

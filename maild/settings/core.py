@@ -212,7 +212,7 @@ def _outbound(s: _Section) -> OutboundSettings:
 
 
 def _nice(s: _Section) -> int:
-    nice = s.get("nice", int, 10)
+    nice = s.get("nice", int, 19)
     if not 0 <= nice <= 19:
         raise ConfigError("outbound.nice", f"must be 0 to 19 (0: same priority), got {nice}")
     return int(nice)

@@ -82,7 +82,7 @@ class OutboundSettings:
     relay_password: str | None = None
     retry_deadline_hours: float = 48.0
     concurrency: int = 8
-    nice: int = 10  # CPU niceness of the delivery process (maild run): intake comes first
+    nice: int = 19  # CPU niceness of the delivery process (maild run): intake comes first
 
 
 @dataclass(frozen=True, kw_only=True)

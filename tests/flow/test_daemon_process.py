@@ -109,6 +109,9 @@ def test_run_splits_listener_and_worker_and_stops_on_sigterm(daemon) -> None:
     # one listener here, a processor and a deliverer as children
     workers = children(proc.pid)
     assert set(workers) == {"process", "deliver"}
+    # in a burst the CPU goes to taking mail in: the deliverer runs at [outbound] nice
+    assert os.getpriority(os.PRIO_PROCESS, workers["deliver"]) == 19
+    assert os.getpriority(os.PRIO_PROCESS, workers["process"]) == 0
     # the processor dies: the listener keeps taking mail and a new processor handles it
     os.kill(workers["process"], signal.SIGKILL)
     send(port, "Second")
