@@ -32,6 +32,7 @@ from maild.inbound.match import ReplyAddressing
 from maild.inbound.process import Pipeline, PipelineConfig, Processor
 from maild.inbound.smtp import MailHandler, recipient_filter, start_server
 from maild.jobs import Scheduler, SlaJobs
+from maild.outbound.burst import BurstHold
 from maild.outbound.compose import Identity
 from maild.outbound.render import Pages, Renderer, WorkOrders
 from maild.outbound.transport import MaildirSink, SmtpRelay, Transport
@@ -205,8 +206,8 @@ def make_transport(settings: Settings) -> Transport:
     return MaildirSink(settings.storage.data_dir / "outbox")
 
 
-def make_worker(parts: Parts, transport: Transport, *,
-                tick_seconds: float = 5.0) -> DeliveryWorker:
+def make_worker(parts: Parts, transport: Transport, *, tick_seconds: float = 5.0,
+                hold_bursts: bool = False) -> DeliveryWorker:
     s = parts.settings
     return DeliveryWorker(
         factory=parts.factory, reader=parts.reader, clock=parts.clock, renderer=parts.renderer,
@@ -216,7 +217,8 @@ def make_worker(parts: Parts, transport: Transport, *,
                     reply_local=s.outbound.reply_local, reply_domain=s.outbound.reply_domain),
         deadline=timedelta(hours=s.outbound.retry_deadline_hours),
         concurrency=s.outbound.concurrency, tick_seconds=tick_seconds,
-        workorders=WorkOrders(group_dirs=group_templates(s, parts.desk.directory.groups)))
+        workorders=WorkOrders(group_dirs=group_templates(s, parts.desk.directory.groups)),
+        hold=BurstHold(s.outbound.burst_hold_seconds) if hold_bursts else None)
 
 
 @dataclass
@@ -236,7 +238,7 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
                 port: int | None = None, started: asyncio.Future[Running] | None = None,
                 shutdown_seconds: float = 10.0, listen: bool = True, process: bool = True,
                 deliver: bool = True, poll_seconds: float = 5.0,
-                web_port: int | None = None) -> None:
+                web_port: int | None = None, hold_bursts: bool = False) -> None:
     """Run any of the three roles: the listener, the journal processor, the delivery worker.
 
     A role whose partner runs in another process cannot be woken by it, so it polls every
@@ -250,7 +252,8 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     bound_web: int | None = None
     if deliver:
         transport = transport or make_transport(s)
-        worker = make_worker(parts, transport, tick_seconds=poll_seconds)
+        worker = make_worker(parts, transport, tick_seconds=poll_seconds,
+                             hold_bursts=hold_bursts)
         tasks.append(asyncio.create_task(worker.run(), name="delivery"))
     if process:
         processor = Processor(parts.pipeline, on_batch=worker.wake if worker else _nothing,
@@ -403,7 +406,8 @@ def work(settings: Settings, roles: tuple[str, ...] = ROLES) -> int:
         stop = asyncio.Event()
         _on_signals(stop)
         await serve(parts, stop, listen=False, process="process" in roles,
-                    deliver="deliver" in roles, poll_seconds=0.05)
+                    deliver="deliver" in roles, poll_seconds=0.05,
+                    hold_bursts=roles == ("deliver",))
 
     asyncio.run(main())
     return 0

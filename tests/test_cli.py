@@ -72,6 +72,7 @@ IMAP = '[[inbound.imap]]\nhost = "imap.example.com"\nuser = "u"\ngroup = "S"\n'
     ('[[groups]]\nname = "S"\naddresses = ["s@example.com"]\nsla = "gold"\n',
      "groups[0].sla"),
     ('[outbound]\nnice = 25\n', "outbound.nice"),
+    ('[outbound]\nburst_hold_seconds = -1\n', "outbound.burst_hold_seconds"),
     ('[holidays]\ndates = ["25/12/2026"]\n', "holidays.dates"),
     ('[holidays]\ncountry = "XX"\n', "holidays.country"),
     ('[scheduler]\nsla_sweep_seconds = 0\n', "scheduler.sla_sweep_seconds"),

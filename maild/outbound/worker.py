@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,12 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
 from maild.errors import DeliveryError, TemplateError, TransientDeliveryError
+from maild.outbound.burst import BurstHold
 from maild.outbound.compose import Identity, compose
 from maild.outbound.pdf import html_to_pdf_async
 from maild.outbound.render import Renderer, WorkOrders
 from maild.outbound.transport import Transport
 from maild.outbound.webhook import post_json
-from maild.store import outbox
+from maild.store import journal, outbox
 from maild.store.db import transaction
 from maild.store.outbox import OutgoingMail
 from maild.tokens import Signer
@@ -58,11 +60,13 @@ class DeliveryWorker:
                  clock: Clock, renderer: Renderer,
                  transport: Transport, signer: Signer, me: Identity, site: Site,
                  deadline: timedelta, concurrency: int = 8, tick_seconds: float = 5.0,
-                 workorders: WorkOrders | None = None) -> None:
+                 workorders: WorkOrders | None = None, hold: BurstHold | None = None) -> None:
         self.factory, self.reader, self.clock, self.renderer = factory, reader, clock, renderer
         self.workorders = workorders or WorkOrders()
         self.transport, self.signer, self.me, self.site = transport, signer, me, site
         self.deadline, self.concurrency, self.tick = deadline, concurrency, tick_seconds
+        self.hold = hold  # `maild run`'s delivery process: wait while mail pours in
+        self._holding = False
         self._wake = asyncio.Event()
         self._stop = False
         self.sent_total = 0
@@ -89,8 +93,12 @@ class DeliveryWorker:
         """Send what is due now, within a time budget (used at shutdown)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + budget_seconds
-        while loop.time() < end and await self.run_once():
-            pass
+        hold, self.hold = self.hold, None  # stopping: nothing waits for a burst any more
+        try:
+            while loop.time() < end and await self.run_once():
+                pass
+        finally:
+            self.hold = hold
 
     async def run_once(self) -> int:
         batch = await asyncio.to_thread(self._claim)
@@ -106,6 +114,15 @@ class DeliveryWorker:
         # carry their template context); lock only to lease them.
         now = self.clock.now()
         with transaction(self.reader) as s:
+            if self.hold is not None:
+                holding = self.hold.holding(journal.newest_id(s), time.monotonic())
+                if holding != self._holding:
+                    self._holding = holding
+                    log.info("mail is pouring in: notifications wait (up to %.0f s)"
+                             if holding else "notifications go out again",
+                             self.hold.hold_seconds)
+                if holding:
+                    return []
             due = outbox.due(s, now, self.concurrency * 8)
         if not due:
             return []

@@ -109,7 +109,7 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
     outbound = _outbound(_Section(top.raw.get("outbound"), "outbound", {
         "from", "from_name", "reply_local", "reply_domain", "relay", "relay_user",
         "relay_password", "retry_deadline_hours", "concurrency",
-        "nice"}))
+        "nice", "burst_hold_seconds"}))
     limits = _limits(top.raw.get("limits"))
     tickets = _tickets(top.raw.get("tickets"))
     users = _users(top.raw.get("users", []))

@@ -208,7 +208,16 @@ def _outbound(s: _Section) -> OutboundSettings:
         relay=relay, relay_user=s.get("relay_user", str, None),
         relay_password=s.get("relay_password", str, None),
         retry_deadline_hours=s.get("retry_deadline_hours", float, 48.0),
-        concurrency=s.get("concurrency", int, 8), nice=_nice(s))
+        concurrency=s.get("concurrency", int, 8), nice=_nice(s),
+        burst_hold_seconds=_burst_hold(s))
+
+
+def _burst_hold(s: _Section) -> float:
+    seconds = s.get("burst_hold_seconds", float, 30.0)
+    if not 0 <= seconds <= 3600:
+        raise ConfigError("outbound.burst_hold_seconds",
+                          f"must be 0 to 3600 seconds (0: never hold), got {seconds}")
+    return float(seconds)
 
 
 def _nice(s: _Section) -> int:

@@ -83,6 +83,7 @@ class OutboundSettings:
     retry_deadline_hours: float = 48.0
     concurrency: int = 8
     nice: int = 19  # CPU niceness of the delivery process (maild run): intake comes first
+    burst_hold_seconds: float = 30.0  # maild run: notifications wait while mail pours in
 
 
 @dataclass(frozen=True, kw_only=True)

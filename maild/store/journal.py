@@ -150,6 +150,14 @@ def _envelope(mail_from: str, rcpt_tos: str, channel: str) -> Envelope:
                     channel=Channel(channel))
 
 
+_NEWEST = Prepared(select(func.coalesce(func.max(Journal.id), 0).label("newest")))
+
+
+def newest_id(s: Session) -> int:
+    """The id of the newest journal row (0 when there is none): how fast mail arrives."""
+    return int(_NEWEST.scalar(s, {}) or 0)
+
+
 _SEEN = Prepared(select(Journal.id, Journal.state).where(
     Journal.message_id == bindparam("mid")))
 
