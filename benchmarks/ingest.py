@@ -29,8 +29,8 @@ What is measured
   loopback aiosmtpd sink in a process of its own (benchmarks/relay_sink.py). ``--runs 3``
   repeats the whole thing with a fresh database and daemon and reports the median.
 
-How to run (from the repository root; a run of 2,000 messages takes ~20 s plus the daemon's
-start at today's ~150 msg/s; the corpus is made in ~10 s)::
+How to run (from the repository root; a run of 2,000 messages takes ~25 s with the daemon's
+start and the last notifications at today's ~250 msg/s; the corpus is made in ~10 s)::
 
     .venv/bin/python benchmarks/ingest.py                     # 2,000 messages, one run
     .venv/bin/python benchmarks/ingest.py --runs 3 --relay
