@@ -49,17 +49,20 @@ def steal_seconds() -> float:
 def tree_cpu(pid: int) -> dict[str, float]:
     """CPU seconds of a process and its descendants, by a short name (pid + role if any)."""
     out: dict[str, float] = {}
-    todo = [pid]
+    todo = [(pid, "")]
     while todo:
-        p = todo.pop()
+        p, parent = todo.pop()
         try:
             argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
             children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
         except OSError:
             continue
-        role = argv[argv.index(b"--role") + 1].decode() if b"--role" in argv else "main"
-        out[f"{role}"] = cpu_seconds(p)
-        todo += [int(c) for c in children]
+        if b"--role" in argv:
+            role = argv[argv.index(b"--role") + 1].decode()
+        else:  # the root, or a helper a role started (the processor's parsing process)
+            role = f"{parent} helper" if parent else "main"
+        out[role] = out.get(role, 0.0) + cpu_seconds(p)
+        todo += [(int(c), role) for c in children]
     return out
 
 
