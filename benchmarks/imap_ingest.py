@@ -665,22 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine: {line}")
     print(f"machine: {versions()}")
 
-    tmp_corpus: tempfile.TemporaryDirectory[str] | None = None
-    if args.corpus is None:
-        tmp_corpus = tempfile.TemporaryDirectory(prefix="maild-corpus-", dir=args.tmp)
-        corpus = Path(tmp_corpus.name)
-    else:
-        corpus = args.corpus
-    try:
-        if not (corpus / "manifest.json").exists():
-            cmd = ingest.make_corpus(corpus, args.n)
-            print(f"corpus:  {shlex.join(cmd)}")
-        else:
-            print(f"corpus:  reusing {corpus} (must be made with --tag-format '[#{{n}}]')")
-        mails = ingest.load_corpus(corpus, args.n)
-    finally:
-        if tmp_corpus is not None:
-            tmp_corpus.cleanup()
+    mails = ingest.corpus_from_args(args.corpus, args.n, args.tmp)
     if len(mails) < args.n:
         raise SystemExit(f"the corpus has {len(mails)} messages, fewer than --n {args.n}")
     kinds = Counter(m.kind for m in mails)

@@ -98,6 +98,17 @@ def make_corpus(out: Path, n: int) -> list[str]:
     return cmd
 
 
+def corpus_from_args(corpus: Path | None, n: int, tmp: str | None) -> list[Mail]:
+    """The corpus of `--corpus` (made there if missing), or one made in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="maild-corpus-", dir=tmp) as scratch:
+        folder = corpus or Path(scratch)
+        if not (folder / "manifest.json").exists():
+            print(f"corpus:  {shlex.join(make_corpus(folder, n))}")
+        else:
+            print(f"corpus:  reusing {folder} (must be made with --tag-format '[#{{n}}]')")
+        return load_corpus(folder, n)
+
+
 def load_corpus(path: Path, limit: int | None) -> list[Mail]:
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     if limit is not None:
@@ -682,18 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in machine():
         print(f"machine: {line}")
 
-    tmp_corpus: tempfile.TemporaryDirectory[str] | None = None
-    if args.corpus is None:
-        tmp_corpus = tempfile.TemporaryDirectory(prefix="maild-corpus-", dir=args.tmp)
-        corpus = Path(tmp_corpus.name)
-    else:
-        corpus = args.corpus
-    if not (corpus / "manifest.json").exists():
-        cmd = make_corpus(corpus, args.n)
-        print(f"corpus:  {shlex.join(cmd)}")
-    else:
-        print(f"corpus:  reusing {corpus} (must be made with --tag-format '[#{{n}}]')")
-    mails = load_corpus(corpus, args.n)
+    mails = corpus_from_args(args.corpus, args.n, args.tmp)
     kinds = Counter(m.kind for m in mails)
     size = sum(len(m.raw) for m in mails)
     print(f"corpus:  {len(mails)} messages {dict(kinds)}, {size / 1e6:.1f} MB on the wire; "
@@ -714,8 +714,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if relay is not None:
             relay.close()
-        if tmp_corpus is not None:
-            tmp_corpus.cleanup()
     if len(runs) > 1:
         report_median(runs)
     best = statistics.median(r.e2e_per_s for r in runs)

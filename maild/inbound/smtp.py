@@ -88,6 +88,10 @@ def recipient_filter(group_addresses: frozenset[str], reply_local: str,
     return accepts
 
 
+REFUSALS = {DataState.TOO_LONG: "500 Line too long (see RFC5321 4.5.3.1.6)",
+            DataState.TOO_MUCH: "552 Error: Too much mail data"}  # aiosmtpd's own words
+
+
 class FastData(SMTP):
     """aiosmtpd's SMTP with DATA read by `read_data` and a leaner `_getaddr`; everything else
     is aiosmtpd's."""
@@ -129,12 +133,9 @@ class FastData(SMTP):
         except asyncio.CancelledError:
             self._writer.close()  # the connection was reset during DATA
             raise
-        if data.state is DataState.TOO_LONG:
-            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            return
-        if data.state is DataState.TOO_MUCH:
-            await self.push("552 Error: Too much mail data")
+        refusal = REFUSALS.get(data.state)
+        if refusal is not None:
+            await self.push(refusal)
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
         # decode_data=False: content and original_content are the same bytes.

@@ -31,8 +31,8 @@ class BurstHold:
             self._seen.popleft()
         start_t, start_id = self._seen[0]
         elapsed = now - start_t
-        burst = elapsed > 0 and (newest_id - start_id) / max(elapsed, 0.25) \
-            >= BURST_MAILS_PER_SECOND
+        # at least a quarter second of history, so that two mails 50 ms apart are no burst
+        burst = (newest_id - start_id) / max(elapsed, 0.25) >= BURST_MAILS_PER_SECOND
         if not burst:
             self._since = None
             return False

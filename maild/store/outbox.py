@@ -108,11 +108,6 @@ def lease(s: Session, mails: list[OutgoingMail], now: datetime,
     return [m for m in mails if _LEASE.run(s, {"oid": m.id, "now": now, "until": until})]
 
 
-def claim(s: Session, now: datetime, lease_for: timedelta, limit: int) -> list[OutgoingMail]:
-    """Read and lease in one transaction (tests and single-shot callers)."""
-    return lease(s, due(s, now, limit), now, lease_for)
-
-
 def mark_sent(s: Session, ids: list[int], now: datetime) -> None:
     _SENT.run_many(s, [{"oid": i, "now": now} for i in ids])
 

@@ -70,28 +70,27 @@ class Prepared:
 
     def run_many(self, s: Session, rows: Sequence[Mapping[str, Any]]) -> None:
         """One statement for several parameter sets (inserts without RETURNING)."""
-        if not rows:
-            return
+        if rows:
+            self._execute(s, rows, many=True)
+
+    def _run(self, s: Session, params: Mapping[str, Any]) -> tuple[_Compiled, Any]:
+        return self._execute(s, [params], many=False)
+
+    def _execute(self, s: Session, rows: Sequence[Mapping[str, Any]], *,
+                 many: bool) -> tuple[_Compiled, Any]:
         conn = s.connection()
         dialect = conn.dialect
         c = self._for(dialect, rows[0])
         values = [_bind(c, r) for r in rows]
         cursor = conn.connection.cursor()
         try:
-            cursor.executemany(c.sql, values)
+            if many:
+                cursor.executemany(c.sql, values)
+            else:
+                cursor.execute(c.sql, values[0])
         except dialect.loaded_dbapi.Error as exc:
-            raise _translated(c, values, exc, dialect) from exc
-
-    def _run(self, s: Session, params: Mapping[str, Any]) -> tuple[_Compiled, Any]:
-        conn = s.connection()
-        dialect = conn.dialect
-        c = self._for(dialect, params)
-        values = _bind(c, params)
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(c.sql, values)
-        except dialect.loaded_dbapi.Error as exc:
-            raise _translated(c, values, exc, dialect) from exc
+            raise DBAPIError.instance(c.sql, values if many else values[0], exc,
+                                      dialect.loaded_dbapi.Error, dialect=dialect) from exc
         return c, cursor
 
     def _for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
@@ -140,6 +139,3 @@ def _row(c: _Compiled, raw: Sequence[Any], cursor: Any, s: Session) -> Any:
                           for t, d in zip(c.types, cursor.description, strict=True))
     return c.row._make(v if p is None else p(v) for p, v in zip(c.results, raw, strict=True))
 
-
-def _translated(c: _Compiled, values: Any, exc: Exception, dialect: Dialect) -> Exception:
-    return DBAPIError.instance(c.sql, values, exc, dialect.loaded_dbapi.Error, dialect=dialect)

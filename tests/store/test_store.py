@@ -98,6 +98,11 @@ def test_journal_finish_is_an_optimistic_claim_and_requeue(
             journal.entry(s, jid + 1000)
 
 
+def claim(s: Session, now: datetime, limit: int) -> list[outbox.OutgoingMail]:
+    """What the delivery worker does: read the due rows, then lease those still due."""
+    return outbox.lease(s, outbox.due(s, now, limit), now, timedelta(minutes=5))
+
+
 def test_outbox_lease_retry_and_cap_count(factory: sessionmaker[Session]) -> None:
     with db.transaction(factory) as s:
         ids = [outbox.add(s, now=NOW, template="t", to_addr="x@example.com", to_user_id=None,
@@ -108,17 +113,20 @@ def test_outbox_lease_retry_and_cap_count(factory: sessionmaker[Session]) -> Non
                    automatic=True, state=OutboxState.HELD_BACK)
         assert outbox.automatic_since(s, "x@example.com", NOW - timedelta(days=1)) == 3
     with db.transaction(factory) as s:
-        batch = outbox.claim(s, NOW, timedelta(minutes=5), 2)
+        read = outbox.due(s, NOW, 2)
+        batch = outbox.lease(s, read, NOW, timedelta(minutes=5))
         assert [m.id for m in batch] == ids[:2] and batch[0].context == {"i": 0}
+        # a second worker that read the same rows gets none of them
+        assert outbox.lease(s, read, NOW, timedelta(minutes=5)) == []
     with db.transaction(factory) as s:
-        rest = outbox.claim(s, NOW, timedelta(minutes=5), 10)
+        rest = claim(s, NOW, 10)
         assert [m.id for m in rest] == ids[2:]  # the leased ones are not handed out twice
         outbox.mark_sent(s, [ids[0]], NOW)
         outbox.mark_failed(s, ids[1], "451 later", retry_at=NOW + timedelta(minutes=1))
         outbox.mark_failed(s, ids[2], "550 no", retry_at=None)
     with db.transaction(factory) as s:
-        assert outbox.claim(s, NOW, timedelta(minutes=5), 10) == []
-        again = outbox.claim(s, NOW + timedelta(minutes=2), timedelta(minutes=5), 10)
+        assert claim(s, NOW, 10) == []
+        again = claim(s, NOW + timedelta(minutes=2), 10)
         assert [m.id for m in again] == [ids[1]] and again[0].attempts == 2
         assert outbox.counts(s) == {"sent": 1, "dead": 1, "pending": 1, "held_back": 1}
 
