@@ -20,6 +20,7 @@ class BlobStore:
         target = self.path(digest)
         if target.exists():
             return digest
+        made = [d for d in (target.parent.parent, target.parent) if not d.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         with open(tmp, "wb") as fh:
@@ -27,7 +28,19 @@ class BlobStore:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+        # The rename (and any folder just made) is on disk only once its folder is synced;
+        # the row that names this blob is committed after this returns.
+        for folder in (target.parent, *(d.parent for d in reversed(made))):
+            _fsync_dir(folder)
         return digest
 
     def get(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.domain import Access, Channel, Envelope, JournalState, OutboxState, UserKind
 from maild.errors import NotFound
 from maild.store import db, journal, outbox, queries
+from maild.store.blobs import BlobStore
 from maild.store.directory import load_directory
 from maild.store.journal import Incoming
 from maild.store.sync import GroupSpec, UserSpec, sync
@@ -210,3 +213,26 @@ def test_prepared_statements_store_and_read_what_sqlalchemy_does(
     with pytest.raises(TypeError, match="expanding"), db.transaction(factory) as s:
         Prepared(select(Outbox.id).where(Outbox.id.in_(bindparam("ids", expanding=True)))
                  ).rows(s, {"ids": [1]})
+
+
+def test_sqlite_commits_are_synced_to_disk_unless_asked(tmp_path: Path) -> None:
+    # A 250 follows the journal commit: it must survive a power cut, not only a crash.
+    for synced, level in ((True, 2), (False, 1)):  # FULL; NORMAL (fsync at checkpoints)
+        engine = db.make_engine(f"sqlite:///{tmp_path / 'maild.db'}", synced=synced)
+        with engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            assert driver.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert driver.execute("PRAGMA synchronous").fetchone()[0] == level
+        engine.dispose()
+
+
+def test_blob_store_keeps_content_once_under_its_digest(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    data = b"%PDF-1.4 invoice\n" * 100
+    key = store.put(data)
+    assert key == hashlib.sha256(data).hexdigest()
+    assert store.put(data) == key
+    assert store.get(key) == data
+    files = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+    assert files == [store.path(key)]  # no temporary file left behind
