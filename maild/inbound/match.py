@@ -143,6 +143,12 @@ def _fallback(parsed: Parsed, sender_id: int | None, lookup: Lookup) -> ToTicket
     ticket_id = lookup.ticket_for_message_ids(parsed.references + parsed.in_reply_to)
     if ticket_id is not None and lookup.may_reply(sender_id, ticket_id):
         return ToTicket(ticket_id=ticket_id, author_id=sender_id, via="message-id")
+    # A mail overtaken by its reply: that reply opened a ticket and left this mail's
+    # Message-ID with it (`Desk.remember_answered`).
+    ticket_id = (lookup.ticket_for_message_ids((parsed.message_id,)) if parsed.message_id
+                 else None)
+    if ticket_id is not None and lookup.may_reply(sender_id, ticket_id):
+        return ToTicket(ticket_id=ticket_id, author_id=sender_id, via="message-id")
     for m in SUBJECT_TAG.finditer(parsed.subject):
         tid = int(m.group(1))
         if lookup.ticket_exists(tid) and lookup.may_reply(sender_id, tid):

@@ -221,7 +221,8 @@ class Pipeline:
         mail = MailIn(sender=parsed.sender, subject=parsed.subject, text=parsed.text,
                       html=parsed.html, attachments=parsed.attachments,
                       message_id=parsed.message_id, journal_id=journal_id,
-                      channel=envelope.channel, automated=automated, cc=parsed.cc)
+                      channel=envelope.channel, automated=automated, cc=parsed.cc,
+                      answers=parsed.references + parsed.in_reply_to)
         if isinstance(m, ToTicket):
             reply = dataclasses.replace(mail, text=strip_quoted(parsed.text))
             if self.desk.is_staff(m.author_id):  # a customer's `#` lines are only text

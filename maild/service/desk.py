@@ -46,6 +46,7 @@ Note = dict[str, Any]  # an outbox row to write
 # Session.info key: users looked up, remembered for the session (one transaction, which
 # dies with it on rollback). Processing mail creates users but never changes one.
 MEMO = "maild.desk.memo"
+ANSWERS = 10  # the newest Message-IDs a new ticket's mail answers, remembered (see below)
 
 
 def _memo(s: Session, name: str) -> dict[Any, Any]:
@@ -231,6 +232,7 @@ class Desk:
                                     "field": "created", "old": None, "new": Status.NEW.value}])
         tickets.add_cc(s, row.id, list(opening.cc))
         self.workunit(s, row.id, author, mail, now, wu)
+        self.remember_answered(s, row.id, mail)
         return row
 
     def notify_created(self, s: Session, row: TicketRow, creator: UserRef, author: UserRef,
@@ -363,6 +365,18 @@ class Desk:
         if mail.message_id:
             tickets.insert_message_refs(s, [{"message_id": mail.message_id[:255],
                                              "ticket_id": ticket_id, "sent": False}])
+
+    @staticmethod
+    def remember_answered(s: Session, ticket_id: int, mail: MailIn) -> None:
+        """A mail that answers mails maild never saw opens a ticket; those Message-IDs now
+        lead to it. A reply can overtake the mail it answers (another route, a retry, a
+        greylisting MTA): when that mail comes, it belongs to this ticket (`match`), for a
+        sender who may write here. Only unknown IDs: a known one names its own ticket."""
+        unknown = [mid[:255] for mid in dict.fromkeys(reversed(mail.answers[-ANSWERS:]))
+                   if mid != mail.message_id
+                   and queries.ticket_for_message_ids(s, (mid[:255],)) is None]
+        tickets.insert_message_refs(s, [{"message_id": mid, "ticket_id": ticket_id,
+                                         "sent": False} for mid in unknown])
 
     # -- refusals and bounces ----------------------------------------------------------------
     def refuse(self, s: Session, mail: MailIn, *, template: str, reason: str,

@@ -77,6 +77,7 @@ class MailIn:
     channel: Channel = Channel.SMTP
     automated: bool = False  # never answer the sender automatically
     cc: tuple[Address, ...] = field(default_factory=tuple)
+    answers: tuple[str, ...] = ()  # Message-IDs of its References and In-Reply-To, newest last
 
 
 @dataclass(frozen=True, kw_only=True)

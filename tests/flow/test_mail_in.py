@@ -359,3 +359,31 @@ async def test_reply_to_a_locked_ticket_opens_a_child(database, make_settings, s
     assert d.ticket(child.id).parent_id == tid
     assert d.ticket(child.id).description == "Again!"
     assert any("closed and locked" in (e.outcome or "") for e in d.journal())
+
+
+async def test_reply_that_overtakes_its_mail_gets_it_on_its_ticket(database, make_settings,
+                                                                    start_daemon):
+    d = await start_daemon(make_settings(database))
+    first = "<first.7@customer.example>"
+    # Alice's second mail, answering her first, comes before it (a retrying relay)
+    await d.send(mail(subject="Re: Printer on fire", body="Also: it smells of toast.\n",
+                      headers={"In-Reply-To": first, "References": first}))
+    await d.settle()
+    [t] = d.tickets()
+    await d.send(mail(body="The printer in room 4 is on fire.\n", message_id=first))
+    await d.settle()
+    assert len(d.tickets()) == 1
+    assert [w.text.strip() for w in d.ticket(t.id).workunits] == [
+        "Also: it smells of toast.", "The printer in room 4 is on fire."]
+    # A Message-ID named by someone else's ticket is no key to it: Eve answers a mail of
+    # Alice's in advance; Alice's mail with that Message-ID opens a ticket of her own.
+    guessed = "<guessed.8@customer.example>"
+    await d.send(mail(sender="eve@other.example", subject="Re: hello", body="let me in\n",
+                      headers={"In-Reply-To": guessed}), mail_from="eve@other.example")
+    await d.settle()
+    await d.send(mail(subject="Monitor dark", body="My monitor is dark.\n", message_id=guessed))
+    await d.settle()
+    tickets = {v.title: v for v in (d.ticket(x.id) for x in d.tickets())}
+    assert set(tickets) == {"Printer on fire", "hello", "Monitor dark"}
+    assert tickets["Monitor dark"].creator == "alice@customer.example"
+    assert [w.text.strip() for w in tickets["hello"].workunits] == ["let me in"]
