@@ -7,7 +7,10 @@ TransientDeliveryError (retry) so nothing above knows aiosmtplib.
 from __future__ import annotations
 
 import asyncio
-import mailbox
+import itertools
+import os
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -38,15 +41,18 @@ class MemoryTransport:
 
 
 class MaildirSink:
-    """Writes each mail into a maildir: the embedded default when no relay is configured."""
+    """Writes each mail into a maildir: the embedded default when no relay is configured.
+
+    As the maildir convention asks (and `mailbox.Maildir.add` does not): the file is written
+    in tmp/, fsynced, renamed into new/, and new/ is fsynced, so a mail marked sent is on
+    disk, power cut or not."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        # Maildir(create=True) makes tmp/new/cur only when the folder itself is new; make them
-        # here so a data folder created earlier (or by hand) works too.
-        for sub in ("tmp", "new", "cur"):
+        for sub in ("tmp", "new", "cur"):  # also in a data folder made earlier or by hand
             (path / sub).mkdir(parents=True, exist_ok=True)
-        self._box = mailbox.Maildir(str(path), create=False)
+        self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+        self._count = itertools.count()
 
     async def send(self, mail: Composed) -> None:
         await asyncio.to_thread(self._write, mail)
@@ -54,9 +60,23 @@ class MaildirSink:
     def _write(self, mail: Composed) -> None:
         head = (f"Return-Path: <{mail.envelope_from}>\r\n"
                 f"Delivered-To: {', '.join(mail.recipients)}\r\n").encode()
+        now = time.time()
+        name = (f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(self._count)}"
+                f".{self._host}")
+        tmp, new = self.path / "tmp" / name, self.path / "new" / name
         try:
-            self._box.add(head + mail.message)
+            with open(tmp, "xb") as fh:
+                fh.write(head + mail.message)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.rename(tmp, new)
+            folder = os.open(new.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)
             raise TransientDeliveryError(f"maildir {self.path}: {exc}") from exc
 
     async def close(self) -> None:
