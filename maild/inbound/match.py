@@ -24,6 +24,7 @@ class Lookup(Protocol):
     def user_for_address(self, address: str) -> int | None: ...
     def ticket_exists(self, ticket_id: int) -> bool: ...
     def ticket_for_message_ids(self, message_ids: tuple[str, ...]) -> int | None: ...
+    def ticket_awaiting(self, message_ids: tuple[str, ...]) -> int | None: ...
     def may_reply(self, user_id: int, ticket_id: int) -> bool: ...
 
 
@@ -143,10 +144,10 @@ def _fallback(parsed: Parsed, sender_id: int | None, lookup: Lookup) -> ToTicket
     ticket_id = lookup.ticket_for_message_ids(parsed.references + parsed.in_reply_to)
     if ticket_id is not None and lookup.may_reply(sender_id, ticket_id):
         return ToTicket(ticket_id=ticket_id, author_id=sender_id, via="message-id")
-    # A mail overtaken by its reply: that reply opened a ticket and left this mail's
-    # Message-ID with it (`Desk.remember_answered`).
-    ticket_id = (lookup.ticket_for_message_ids((parsed.message_id,)) if parsed.message_id
-                 else None)
+    # A mail overtaken by its reply (or answering one that was): that reply opened a ticket
+    # which awaits this mail's Message-ID or one it answers (`Desk.remember_answered`).
+    own = (parsed.message_id,) if parsed.message_id else ()
+    ticket_id = lookup.ticket_awaiting(parsed.references + parsed.in_reply_to + own)
     if ticket_id is not None and lookup.may_reply(sender_id, ticket_id):
         return ToTicket(ticket_id=ticket_id, author_id=sender_id, via="message-id")
     for m in SUBJECT_TAG.finditer(parsed.subject):

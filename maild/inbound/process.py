@@ -82,6 +82,9 @@ class StoreLookup:
     def ticket_for_message_ids(self, message_ids: tuple[str, ...]) -> int | None:
         return queries.ticket_for_message_ids(self.s, message_ids)
 
+    def ticket_awaiting(self, message_ids: tuple[str, ...]) -> int | None:
+        return queries.ticket_for_message_ids(self.s, message_ids, awaited=True)
+
     def may_reply(self, user_id: int, ticket_id: int) -> bool:
         return queries.may_reply(self.s, user_id, ticket_id)
 

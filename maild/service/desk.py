@@ -368,15 +368,18 @@ class Desk:
 
     @staticmethod
     def remember_answered(s: Session, ticket_id: int, mail: MailIn) -> None:
-        """A mail that answers mails maild never saw opens a ticket; those Message-IDs now
-        lead to it. A reply can overtake the mail it answers (another route, a retry, a
-        greylisting MTA): when that mail comes, it belongs to this ticket (`match`), for a
-        sender who may write here. Only unknown IDs: a known one names its own ticket."""
-        unknown = [mid[:255] for mid in dict.fromkeys(reversed(mail.answers[-ANSWERS:]))
+        """A mail answering mail maild never saw opens a ticket, which then awaits those
+        Message-IDs: a reply can overtake the mail it answers (another route, a retry, a
+        greylisting relay), and that mail, when it comes, belongs here (`match`). Only for
+        senders who may write on the ticket: anybody can name any Message-ID in a header,
+        so an awaited one never makes its sender a third party here. Known IDs are left
+        alone: they name their own ticket."""
+        unknown = [mid for mid in dict.fromkeys(m[:255] for m in mail.answers[-ANSWERS:])
                    if mid != mail.message_id
-                   and queries.ticket_for_message_ids(s, (mid[:255],)) is None]
-        tickets.insert_message_refs(s, [{"message_id": mid, "ticket_id": ticket_id,
-                                         "sent": False} for mid in unknown])
+                   and queries.ticket_for_message_ids(s, (mid,)) is None
+                   and queries.ticket_for_message_ids(s, (mid,), awaited=True) is None]
+        tickets.insert_awaited_refs(s, [{"message_id": mid, "ticket_id": ticket_id}
+                                        for mid in unknown])
 
     # -- refusals and bounces ----------------------------------------------------------------
     def refuse(self, s: Session, mail: MailIn, *, template: str, reason: str,

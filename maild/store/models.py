@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -239,6 +240,9 @@ class MessageRef(Base):
     message_id: Mapped[str] = mapped_column(String(255), index=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
     sent: Mapped[bool] = mapped_column(Boolean)  # True: maild sent it
+    # True: not a mail of the ticket, one its first mail answered and maild has not seen
+    # (migration 0005); it threads only mail from people who may write on the ticket.
+    awaited: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class Journal(Base):

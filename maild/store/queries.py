@@ -174,7 +174,8 @@ def group_by_name(s: Session, name: str) -> GroupRef | None:
 
 _EXISTS = Prepared(select(Ticket.id).where(Ticket.id == bindparam("tid")))
 _BY_MESSAGE_ID = Prepared(select(MessageRef.ticket_id).where(
-    MessageRef.message_id == bindparam("mid")).limit(1))
+    MessageRef.message_id == bindparam("mid"), MessageRef.awaited == bindparam("awaited"))
+    .limit(1))
 _PEOPLE = Prepared(select(Ticket.creator_id, Ticket.owner_id, Ticket.group_id).where(
     Ticket.id == bindparam("tid")))
 _AUTHORS = Prepared(select(Workunit.author_id).where(Workunit.ticket_id == bindparam("tid"),
@@ -234,12 +235,14 @@ def ticket_exists(s: Session, ticket_id: int) -> bool:
     return _EXISTS.first(s, {"tid": ticket_id}) is not None
 
 
-def ticket_for_message_ids(s: Session, ids: tuple[str, ...]) -> int | None:
-    """The ticket a Message-ID (sent or received) belongs to; the newest reference wins."""
+def ticket_for_message_ids(s: Session, ids: tuple[str, ...], *,
+                           awaited: bool = False) -> int | None:
+    """The ticket a Message-ID (sent or received) belongs to; the newest reference wins.
+    `awaited`: instead, the ticket awaiting one of them (see `MessageRef.awaited`)."""
     if not ids:
         return None
     for mid in dict.fromkeys(reversed(ids)):  # one indexed lookup each, newest first
-        tid = _BY_MESSAGE_ID.scalar(s, {"mid": mid})
+        tid = _BY_MESSAGE_ID.scalar(s, {"mid": mid, "awaited": awaited})
         if tid is not None:
             return int(tid)
     return None

@@ -94,6 +94,11 @@ def insert_message_refs(s: Session, rows: list[dict[str, Any]]) -> None:
     _INSERT_REF.run_many(s, rows)
 
 
+def insert_awaited_refs(s: Session, rows: list[dict[str, Any]]) -> None:
+    """Message-IDs a ticket awaits (`MessageRef.awaited`): rows of message_id, ticket_id."""
+    _INSERT_REF.run_many(s, [{**r, "sent": False, "awaited": True} for r in rows])
+
+
 def touch(s: Session, ticket_id: int, now: datetime, *, waiting: bool | None = None) -> None:
     """A ticket was updated; `waiting` True: the customer side wrote, False: staff answered
     them, None: neither (an internal note)."""

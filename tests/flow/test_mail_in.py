@@ -375,15 +375,23 @@ async def test_reply_that_overtakes_its_mail_gets_it_on_its_ticket(database, mak
     assert len(d.tickets()) == 1
     assert [w.text.strip() for w in d.ticket(t.id).workunits] == [
         "Also: it smells of toast.", "The printer in room 4 is on fire."]
-    # A Message-ID named by someone else's ticket is no key to it: Eve answers a mail of
-    # Alice's in advance; Alice's mail with that Message-ID opens a ticket of her own.
-    guessed = "<guessed.8@customer.example>"
+    # A Message-ID named by someone else's ticket is no key to it: Eve answers mails of
+    # Alice's and Bob's in advance; Alice's mail with that Message-ID opens a ticket of her own
+    guessed, other = "<guessed.8@customer.example>", "<other.9@customer.example>"
     await d.send(mail(sender="eve@other.example", subject="Re: hello", body="let me in\n",
-                      headers={"In-Reply-To": guessed}), mail_from="eve@other.example")
+                      headers={"In-Reply-To": guessed, "References": f"{other} {guessed}"}),
+                 mail_from="eve@other.example")
     await d.settle()
     await d.send(mail(subject="Monitor dark", body="My monitor is dark.\n", message_id=guessed))
+    # …nor does it make Bob, answering his own earlier mail, a third party of Eve's ticket
+    # (whose word is ignored by default): his mail opens a ticket
+    await d.send(mail(sender="bob@customer.example", subject="Re: Keyboard",
+                      body="Still broken.\n", headers={"In-Reply-To": other}),
+                 mail_from="bob@customer.example")
     await d.settle()
-    tickets = {v.title: v for v in (d.ticket(x.id) for x in d.tickets())}
-    assert set(tickets) == {"Printer on fire", "hello", "Monitor dark"}
-    assert tickets["Monitor dark"].creator == "alice@customer.example"
-    assert [w.text.strip() for w in tickets["hello"].workunits] == ["let me in"]
+    by_creator = {v.creator: v for v in (d.ticket(x.id) for x in d.tickets())
+                  if v.id != t.id}
+    assert {c: [w.text.strip() for w in v.workunits] for c, v in by_creator.items()} == {
+        "eve@other.example": ["let me in"],
+        "alice@customer.example": ["My monitor is dark."],
+        "bob@customer.example": ["Still broken."]}
