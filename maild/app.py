@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock, SystemClock
 from maild.domain import Channel, UserKind
+from maild.doorbell import Bell, answer
 from maild.errors import ConfigError
 from maild.inbound.imap import ImapJournal, MailboxReader
 from maild.inbound.intake import Intake
@@ -207,7 +208,8 @@ def make_transport(settings: Settings) -> Transport:
 
 
 def make_worker(parts: Parts, transport: Transport, *, tick_seconds: float = 5.0,
-                hold_bursts: bool = False) -> DeliveryWorker:
+                hold_bursts: bool = False, busy_poll_seconds: float | None = None
+                ) -> DeliveryWorker:
     s = parts.settings
     return DeliveryWorker(
         factory=parts.factory, reader=parts.reader, clock=parts.clock, renderer=parts.renderer,
@@ -218,7 +220,8 @@ def make_worker(parts: Parts, transport: Transport, *, tick_seconds: float = 5.0
         deadline=timedelta(hours=s.outbound.retry_deadline_hours),
         concurrency=s.outbound.concurrency, tick_seconds=tick_seconds,
         workorders=WorkOrders(group_dirs=group_templates(s, parts.desk.directory.groups)),
-        hold=BurstHold(s.outbound.burst_hold_seconds) if hold_bursts else None)
+        hold=BurstHold(s.outbound.burst_hold_seconds) if hold_bursts else None,
+        busy_poll_seconds=busy_poll_seconds)
 
 
 @dataclass
@@ -238,14 +241,20 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
                 port: int | None = None, started: asyncio.Future[Running] | None = None,
                 shutdown_seconds: float = 10.0, listen: bool = True, process: bool = True,
                 deliver: bool = True, poll_seconds: float = 5.0,
-                web_port: int | None = None, hold_bursts: bool = False) -> None:
+                web_port: int | None = None, hold_bursts: bool = False,
+                rings: Mapping[str, Callable[[], None]] | None = None,
+                doorbell: int | None = None, busy_poll_seconds: float | None = None) -> None:
     """Run any of the three roles: the listener, the journal processor, the delivery worker.
 
-    A role whose partner runs in another process cannot be woken by it, so it polls every
-    `poll_seconds`. On stop: the listener closes first, then the processor finishes what was
-    accepted, then the outbox is flushed.
+    A role wakes its partner when it has work for it: in this process directly, in another
+    by ringing its doorbell (`rings`: role → ring, for the roles running elsewhere; see
+    `maild.doorbell`); `doorbell` is the pipe that wakes the roles run here. Every role also
+    polls every `poll_seconds`, for work nobody rings about, and every `busy_poll_seconds`
+    while work flows (`doorbell.pause`). On stop: the listener closes
+    first, then the processor finishes what was accepted, then the outbox is flushed.
     """
     s = parts.settings
+    rings = rings or {}
     worker, processor, jobs, tasks = None, None, None, []
     readers: list[MailboxReader] = []
     web: Web | None = None
@@ -253,22 +262,32 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     if deliver:
         transport = transport or make_transport(s)
         worker = make_worker(parts, transport, tick_seconds=poll_seconds,
-                             hold_bursts=hold_bursts)
+                             hold_bursts=hold_bursts, busy_poll_seconds=busy_poll_seconds)
         tasks.append(asyncio.create_task(worker.run(), name="delivery"))
     if process:
-        processor = Processor(parts.pipeline, on_batch=worker.wake if worker else _nothing,
-                              tick_seconds=poll_seconds)
+        processor = Processor(parts.pipeline, on_batch=worker.wake if worker
+                              else rings.get("deliver", _nothing), tick_seconds=poll_seconds,
+                              busy_poll_seconds=busy_poll_seconds)
         tasks.append(asyncio.create_task(processor.run(), name="processor"))
         jobs = make_jobs(parts)  # the SLA sweep runs beside the processor: one place only
         jobs.start()
+    wake_processor = processor.wake if processor else rings.get("process", _nothing)
+    unhear = _nothing
+    if doorbell is not None:
+        here = [part for part in (processor, worker) if part is not None]
+
+        def rung() -> None:
+            for part in here:
+                part.wake()
+
+        unhear = answer(doorbell, rung)
     server, intake, bound = None, None, None
     if listen:
-        intake = Intake(parts.factory, parts.clock,
-                        on_committed=processor.wake if processor else _nothing)
+        intake = Intake(parts.factory, parts.clock, on_committed=wake_processor)
         server = await _listen(parts, intake, port)
         bound = server.sockets[0].getsockname()[1]
         # IMAP mailboxes feed the journal too: they run where the listener runs.
-        readers = make_readers(parts, on_committed=processor.wake if processor else _nothing)
+        readers = make_readers(parts, on_committed=wake_processor)
         tasks += [asyncio.create_task(r.run(stop), name=f"imap {r.box.key}") for r in readers]
         if s.web.enabled:  # the rating page, /healthz and /metrics
             web = make_web(parts)
@@ -301,6 +320,7 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
                 await asyncio.wait_for(server.wait_closed(), shutdown_seconds / 2)
         if jobs is not None:
             jobs.stop()
+        unhear()
         for part in (processor, worker):
             if part is not None:
                 part.stop()
@@ -363,6 +383,8 @@ def _on_signals(stop: asyncio.Event) -> None:
 
 
 ROLES = ("process", "deliver")
+RUNG_POLL_SECONDS = 5.0  # a worker with a doorbell polls only for what nobody rings about
+BUSY_POLL_SECONDS = 0.05  # … and this often while work flows (or always, without one)
 
 
 def run(settings: Settings) -> int:
@@ -383,9 +405,17 @@ def run(settings: Settings) -> int:
             await serve(parts, stop)
             return
         stops = {role: asyncio.Event() for role in ROLES}
-        children = {role: asyncio.create_task(_supervise(settings, role, stop, stops[role]))
+        # Doorbells (maild.doorbell), open here for the daemon's life: the listener rings
+        # the processor, the processor the deliverer.
+        pipes = {role: os.pipe() for role in ROLES}
+        bells = {role: Bell(w) for role, (_r, w) in pipes.items()}
+        fds = {"process": {"doorbell": pipes["process"][0], "ring": pipes["deliver"][1]},
+               "deliver": {"doorbell": pipes["deliver"][0]}}
+        children = {role: asyncio.create_task(_supervise(settings, role, stop, stops[role],
+                                                         fds=fds[role]))
                     for role in ROLES}
-        await serve(parts, stop, process=False, deliver=False)  # returns once closed
+        await serve(parts, stop, process=False, deliver=False,  # returns once closed
+                    rings={"process": bells["process"].ring})
         for role in ROLES:  # in order: what the processor queues, the deliverer then sends
             stops[role].set()
             await children[role]
@@ -394,8 +424,11 @@ def run(settings: Settings) -> int:
     return 0
 
 
-def work(settings: Settings, roles: tuple[str, ...] = ROLES) -> int:
-    """`maild work`: the journal processor and/or the delivery worker of a split daemon."""
+def work(settings: Settings, roles: tuple[str, ...] = ROLES, *, doorbell: int | None = None,
+         ring: int | None = None) -> int:
+    """`maild work`: the journal processor and/or the delivery worker of a split daemon.
+    `doorbell`: the pipe `maild run` rings to wake this worker; `ring`: the one it rings to
+    wake the delivery worker (maild.doorbell). A worker without a doorbell polls often."""
     if roles == ("deliver",) and settings.outbound.nice:
         # In a burst, taking mail in (a sender is waiting on every 250) comes before sending
         # notifications, which wait in the outbox a few seconds longer.
@@ -408,24 +441,31 @@ def work(settings: Settings, roles: tuple[str, ...] = ROLES) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         _on_signals(stop)
+        rings = {"deliver": Bell(ring).ring} if ring is not None else {}
         await serve(parts, stop, listen=False, process="process" in roles,
-                    deliver="deliver" in roles, poll_seconds=0.05,
-                    hold_bursts=roles == ("deliver",))
+                    deliver="deliver" in roles,
+                    poll_seconds=BUSY_POLL_SECONDS if doorbell is None else RUNG_POLL_SECONDS,
+                    busy_poll_seconds=None if doorbell is None else BUSY_POLL_SECONDS,
+                    hold_bursts=roles == ("deliver",), rings=rings, doorbell=doorbell)
 
     asyncio.run(main())
     return 0
 
 
 async def _supervise(settings: Settings, role: str, stop: asyncio.Event,
-                     child_stop: asyncio.Event, shutdown_seconds: float = 15.0) -> None:
-    """Keep one `maild work --role ROLE` child running; on stop, let it finish its work."""
+                     child_stop: asyncio.Event, shutdown_seconds: float = 15.0, *,
+                     fds: Mapping[str, int]) -> None:
+    """Keep one `maild work --role ROLE` child running; on stop, let it finish its work.
+    `fds`: its doorbells (`doorbell`, `ring`), passed on to every child started."""
     argv = [sys.executable, "-m", "maild"]
     if settings.source is not None:
         argv += ["--config", str(settings.source)]
     argv += ["work", "--role", role]
+    for name, fd in fds.items():
+        argv += [f"--{name}-fd", str(fd)]
     backoff = 1.0
     while True:
-        proc = await asyncio.create_subprocess_exec(*argv)
+        proc = await asyncio.create_subprocess_exec(*argv, pass_fds=tuple(fds.values()))
         log.info("%s process %d started", role, proc.pid)
         exited = asyncio.create_task(proc.wait())
         stopping = asyncio.create_task(child_stop.wait())

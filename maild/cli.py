@@ -56,7 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_work(args: argparse.Namespace) -> int:
-    return app.work(_settings(args), tuple(args.role or app.ROLES))
+    return app.work(_settings(args), tuple(args.role or app.ROLES), doorbell=args.doorbell_fd,
+                    ring=args.ring_fd)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -243,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("work", cmd_work, help="a worker process of the daemon (started by `maild run`)")
     sp.add_argument("--role", action="append", choices=app.ROLES,
                     help="process the journal, deliver notifications (default: both)")
+    sp.add_argument("--doorbell-fd", type=int, help=argparse.SUPPRESS)  # from `maild run`
+    sp.add_argument("--ring-fd", type=int, help=argparse.SUPPRESS)
     sp = add("init", cmd_init, help="write a starting config with a fresh secret")
     sp.add_argument("output", nargs="?", default="config.toml")
     sp.add_argument("--force", action="store_true")

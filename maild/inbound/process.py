@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
 from maild.domain import Envelope, JournalState, Parsed
+from maild.doorbell import pause
 from maild.errors import ParseError
 from maild.inbound.authres import unauthenticated
 from maild.inbound.classify import AutoReply, Bounce, Loop, Mail, classify
@@ -290,10 +291,11 @@ class Processor:
     """Runs the pipeline off the event loop, woken by intake commits, with a periodic tick."""
 
     def __init__(self, pipeline: Pipeline, *, on_batch: Callable[[], None] = lambda: None,
-                 tick_seconds: float = 5.0) -> None:
+                 tick_seconds: float = 5.0, busy_poll_seconds: float | None = None) -> None:
         self.pipeline = pipeline
         self.on_batch = on_batch  # wakes the delivery worker: new outbox rows may be due
         self.tick = tick_seconds
+        self.busy_poll = busy_poll_seconds  # see `doorbell.pause`
         self._wake = asyncio.Event()
         self._stop = False
 
@@ -301,21 +303,20 @@ class Processor:
         self._wake.set()
 
     async def run(self) -> None:
-        checkpointed = time.monotonic()
+        checkpointed = worked = time.monotonic()
         while not self._stop:
             self._wake.clear()
             batch = await asyncio.to_thread(self.pipeline.next_batch)
             if batch:
                 await asyncio.to_thread(self._run_batch, batch)
                 self.on_batch()
-                if time.monotonic() - checkpointed > CHECKPOINT_SECONDS:
+                worked = time.monotonic()
+                if worked - checkpointed > CHECKPOINT_SECONDS:
                     await asyncio.to_thread(self.pipeline.checkpoint)
                     checkpointed = time.monotonic()
                 continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.tick)
-            except TimeoutError:
-                pass
+            await pause(self._wake, tick=self.tick, busy_poll=self.busy_poll,
+                        since_work=time.monotonic() - worked)
 
     def _run_batch(self, batch: list[tuple[int, bytes, Envelope]], *,
                    stoppable: bool = True) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
+from maild.doorbell import pause
 from maild.errors import DeliveryError, TemplateError, TransientDeliveryError
 from maild.outbound.burst import BurstHold
 from maild.outbound.compose import Identity, compose
@@ -33,6 +34,7 @@ log = logging.getLogger("maild.outbound")
 LEASE = timedelta(minutes=5)
 BASE_BACKOFF = 30.0  # seconds; doubles per attempt
 MAX_BACKOFF = 3600.0
+HOLD_RECHECK_SECONDS = 0.25  # while notifications wait for a burst to end
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,8 +62,10 @@ class DeliveryWorker:
                  clock: Clock, renderer: Renderer,
                  transport: Transport, signer: Signer, me: Identity, site: Site,
                  deadline: timedelta, concurrency: int = 8, tick_seconds: float = 5.0,
-                 workorders: WorkOrders | None = None, hold: BurstHold | None = None) -> None:
+                 workorders: WorkOrders | None = None, hold: BurstHold | None = None,
+                 busy_poll_seconds: float | None = None) -> None:
         self.factory, self.reader, self.clock, self.renderer = factory, reader, clock, renderer
+        self.busy_poll = busy_poll_seconds  # see `doorbell.pause`
         self.workorders = workorders or WorkOrders()
         self.transport, self.signer, self.me, self.site = transport, signer, me, site
         self.deadline, self.concurrency, self.tick = deadline, concurrency, tick_seconds
@@ -80,14 +84,17 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self) -> None:
+        worked = time.monotonic()
         while not self._stop:
             self._wake.clear()
             if await self.run_once():
+                worked = time.monotonic()
                 continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.tick)
-            except TimeoutError:
-                pass
+            if self._holding:  # rings (one per processed batch) are no news: look again soon
+                await asyncio.sleep(HOLD_RECHECK_SECONDS)
+                continue
+            await pause(self._wake, tick=self.tick, busy_poll=self.busy_poll,
+                        since_work=time.monotonic() - worked)
 
     async def flush(self, budget_seconds: float = 10.0) -> None:
         """Send what is due now, within a time budget (used at shutdown)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from maild.app import RUNG_POLL_SECONDS
 from tests.conftest import mail
 
 
@@ -119,13 +120,21 @@ def test_run_splits_listener_and_worker_and_stops_on_sigterm(daemon) -> None:
     replacement = children(proc.pid)
     assert replacement["process"] != workers["process"]
     assert replacement["deliver"] == workers["deliver"]
+    wait_for(lambda: len(os.listdir(maildir)) == 4)
 
+    # the workers poll slowly; the listener rings the (new) processor's doorbell and the
+    # processor the deliverer's, so a mail is answered at once, not at the next poll
+    started = time.monotonic()
     send(port, "Third")
+    wait_for(lambda: len(os.listdir(maildir)) == 6)
+    assert time.monotonic() - started < RUNG_POLL_SECONDS / 2
+
+    send(port, "Fourth")
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out.decode()
     # what was accepted before SIGTERM was processed and its notifications sent
-    assert count(db, "SELECT count(*) FROM tickets") == 3
+    assert count(db, "SELECT count(*) FROM tickets") == 4
     assert count(db, "SELECT count(*) FROM journal WHERE state != 'done'") == 0
-    assert len(os.listdir(maildir)) == 6
+    assert len(os.listdir(maildir)) == 8
     assert b"stopped" in out
