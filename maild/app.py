@@ -250,8 +250,8 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     by ringing its doorbell (`rings`: role → ring, for the roles running elsewhere; see
     `maild.doorbell`); `doorbell` is the pipe that wakes the roles run here. Every role also
     polls every `poll_seconds`, for work nobody rings about, and every `busy_poll_seconds`
-    while work flows (`doorbell.pause`). On stop: the listener closes
-    first, then the processor finishes what was accepted, then the outbox is flushed.
+    while work flows (`doorbell.pause`). On stop: the listener closes first, then the
+    processor finishes what was accepted, then the outbox is flushed.
     """
     s = parts.settings
     rings = rings or {}
