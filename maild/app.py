@@ -280,7 +280,11 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
             for part in here:
                 part.wake()
 
-        unhear = answer(doorbell, rung)
+        def orphaned() -> None:
+            log.error("maild run is gone (killed?): finishing work in flight, then exiting")
+            stop.set()
+
+        unhear = answer(doorbell, rung, orphaned)
     server, intake, bound = None, None, None
     if listen:
         intake = Intake(parts.factory, parts.clock, on_committed=wake_processor)

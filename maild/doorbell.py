@@ -28,20 +28,30 @@ class Bell:
             os.write(self.fd, b"\0")
 
 
-def answer(fd: int, on_ring: Callable[[], None]) -> Callable[[], None]:
-    """Call `on_ring` on the running loop whenever the doorbell `fd` rings; returns the
-    function that stops listening."""
+def answer(fd: int, on_ring: Callable[[], None],
+           on_hangup: Callable[[], None]) -> Callable[[], None]:
+    """Call `on_ring` on the running loop whenever the doorbell `fd` rings, and `on_hangup`
+    once when nobody can ring it any more (every write end closed: `maild run` is gone,
+    killed without a chance to stop its workers). Returns the function that stops listening."""
     loop = asyncio.get_running_loop()
     os.set_blocking(fd, False)
-
-    def readable() -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(fd, 4096):  # every ring since the last: one wake is enough
-                pass
-        on_ring()
+    listening = True
 
     def stop() -> None:
-        loop.remove_reader(fd)
+        nonlocal listening
+        if listening:
+            listening = False
+            loop.remove_reader(fd)
+
+    def readable() -> None:
+        try:
+            while os.read(fd, 4096):  # every ring since the last: one wake is enough
+                pass
+        except BlockingIOError:  # drained; the bell can still ring
+            on_ring()
+            return
+        stop()  # end of file: a pipe without writers is readable for ever
+        on_hangup()
 
     loop.add_reader(fd, readable)
     return stop

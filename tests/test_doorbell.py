@@ -22,7 +22,7 @@ async def test_rings_wake_the_other_end_and_never_block() -> None:
             calls += 1
             woken.set()
 
-        stop = answer(r, rung)
+        stop = answer(r, rung, lambda: None)
         await asyncio.wait_for(woken.wait(), 5)
         await asyncio.sleep(0.05)
         assert calls == 1  # every ring waiting is one wake
@@ -34,3 +34,21 @@ async def test_rings_wake_the_other_end_and_never_block() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+async def test_a_doorbell_nobody_can_ring_hangs_up_once() -> None:
+    r, w = os.pipe()
+    try:
+        rings, hangups = 0, asyncio.Event()
+
+        def rung() -> None:
+            nonlocal rings
+            rings += 1
+
+        answer(r, rung, hangups.set)
+        os.close(w)  # the parent is gone
+        await asyncio.wait_for(hangups.wait(), 5)
+        await asyncio.sleep(0.05)  # a pipe at its end is readable for ever: not listened to
+        assert rings == 0
+    finally:
+        os.close(r)

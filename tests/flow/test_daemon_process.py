@@ -138,3 +138,28 @@ def test_run_splits_listener_and_worker_and_stops_on_sigterm(daemon) -> None:
     assert count(db, "SELECT count(*) FROM journal WHERE state != 'done'") == 0
     assert len(os.listdir(maildir)) == 8
     assert b"stopped" in out
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's reaping is left
+
+
+def test_workers_finish_and_exit_when_maild_run_is_killed(daemon) -> None:
+    proc, port, db, maildir = daemon
+    send(port, "First")
+    wait_for(lambda: maildir.exists() and len(os.listdir(maildir)) == 2)
+    workers = children(proc.pid)
+    assert set(workers) == {"process", "deliver"}
+    send(port, "Second")  # its 250 came: it is in the journal
+    proc.kill()  # no SIGTERM, no chance to stop the workers
+    # the workers hear their doorbells hang up: they finish what is in flight and exit,
+    # rather than run on for ever without a listener
+    out, _ = proc.communicate(timeout=30)  # the workers write to the same pipe till they exit
+    wait_for(lambda: not any(running(pid) for pid in workers.values()))
+    assert b"maild run is gone" in out
+    assert count(db, "SELECT count(*) FROM journal WHERE state != 'done'") == 0
+    assert len(os.listdir(maildir)) == 4
