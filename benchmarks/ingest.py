@@ -2,7 +2,8 @@
 
 What is measured
   The shared corpus (``/work/shared/bench/make_corpus.py``, subject tags ``[#{n}]``) is sent
-  to ``maild --config CFG run``, started as a separate process on a fresh SQLite database, by
+  to ``maild --config CFG run``, started as a separate process on a fresh database (SQLite, or
+  with ``--database postgresql`` a database of its own on the PostgreSQL server), by
   ``--senders`` threads (8), each on its own persistent ``smtplib.SMTP`` connection, the
   messages dealt round-robin over the connections and each thread sending its share in
   corpus order (envelope sender = the From address, recipient support@helpdesk.example).
@@ -10,9 +11,10 @@ What is measured
   * acceptance: per message the time of the SMTP transaction (MAIL, RCPT, DATA → 250, what
     ``sendmail`` does) and of DATA → 250 alone; wall time from the first MAIL to the last
     250, and messages/s accepted;
-  * end to end: wall time from the first MAIL until no journal row is pending (the SQLite
-    file is polled read-only every 25 ms), i.e. until every message is committed as a
-    ticket or workunit with its outbox rows; messages/s processed;
+  * end to end: wall time from the first MAIL until no journal row is pending (the database
+    is polled every 25 ms: the SQLite file read-only, PostgreSQL over an autocommit
+    connection, so every poll sees the newest commits), i.e. until every message is
+    committed as a ticket or workunit with its outbox rows; messages/s processed;
   * correctness: tickets, workunits, outbox rows by state, journal states with the distinct
     reasons of any row not done, and how many corpus replies threaded onto the ticket their
     subject tag / thread names (ordinal → ticket id via the journal rows of the new-ticket
@@ -21,6 +23,21 @@ What is measured
     listener), ``process`` (the journal processor) and ``deliver`` (the delivery worker),
     the relay sink with ``--relay``, and the senders (this process); then the shutdown time
     after SIGTERM (the daemon then flushes due notifications).
+
+  With ``--database postgresql`` (``--pg-dsn``, default ``host=127.0.0.1 port=5432
+  user=postgres``) each run gets ``CREATE DATABASE maild_bench_<random>`` on that server, the
+  daemon ``[storage] database = "postgresql+psycopg://USER@HOST:PORT/maild_bench_<random>"``
+  (maild makes the schema when it starts on an empty database), and the database is dropped
+  (``WITH (FORCE)``) after the run, also a failed one, unless ``--keep``. The database's work
+  then happens in the server's processes, so the CPU by process adds ``postgres backends``
+  (the daemon's connections to its database), the backend of the benchmark's own polls, and
+  ``postgres server`` (walwriter, checkpointer, background writer, autovacuum: shared with
+  whoever else uses the server), from /proc over the window; what the daemon's backends are
+  doing is sampled every 0.1 s from pg_stat_activity (on CPU, waiting on a lock or for the
+  WAL flush, or idle in a transaction while the daemon computes); after the run,
+  pg_stat_database says how many transactions the daemon committed and rolled back over the
+  database's life (start, migrations and shutdown included; the benchmark's own reads left
+  out), and pg_stat_user_tables which tables were read by sequential scans.
 
   The window starts once the daemon's child processes have said they are up (their log
   lines), not when the listener first accepts: they import for a second or two after it.
@@ -36,6 +53,8 @@ is made in ~10 s)::
     .venv/bin/python benchmarks/ingest.py                     # 2,000 messages, one run
     .venv/bin/python benchmarks/ingest.py --runs 3 --relay
     .venv/bin/python benchmarks/ingest.py --corpus /tmp/corpus  # make it once, reuse it
+    .venv/bin/python benchmarks/ingest.py --runs 3 --relay --database postgresql
+    .venv/bin/python benchmarks/ingest.py --database postgresql --pg-dsn 'host=db.lan user=me'
     .venv/bin/python benchmarks/ingest.py --py-spy /tmp/ingest.spy  # profile the daemon
                                                     # (py-spy --subprocesses: all three roles)
 
@@ -63,13 +82,17 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from measure import cpu_seconds, machine, steal_seconds, tree_cpu
+
+if TYPE_CHECKING:
+    import psycopg
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -80,6 +103,8 @@ AGENTS = (("anna", "Support Team", "agent.anna@helpdesk.example"),
           ("lucja", "Łucja (Helpdesk)", "agent.lucja@helpdesk.example"))
 QUEUED = re.compile(r"queued as J(\d+)")
 POLL_SECONDS = 0.025
+PG_SAMPLE_SECONDS = 0.1  # pg_stat_activity, with --database postgresql
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres"
 READY_LINES = ("processing the journal", "delivering notifications to")
 
 
@@ -138,7 +163,9 @@ def free_port() -> int:
         return port
 
 
-def write_config(folder: Path, port: int, relay: str | None) -> Path:
+def write_config(folder: Path, port: int, relay: str | None, database: str | None = None) -> Path:
+    """The daemon's config.toml in `folder`; `database`: its SQLAlchemy URL (default: the
+    SQLite file maild.db there)."""
     users = "\n".join(f"""
 [[users]]
 login = "{login}"
@@ -152,7 +179,7 @@ name = "Helpdesk Bench"
 url = "http://127.0.0.1:8080"
 
 [storage]
-database = "sqlite:///{folder / 'maild.db'}"
+database = "{database or f'sqlite:///{folder / "maild.db"}'}"
 data_dir = "{folder / 'data'}"
 
 [security]
@@ -312,25 +339,193 @@ def sender(port: int, mails: Sequence[Mail], ready: threading.Barrier,
 
 # -- the database, read-only ----------------------------------------------------------------
 
-def open_ro(db: Path) -> sqlite3.Connection:
+class ReadConn(Protocol):
+    """What the read-only queries need: a sqlite3 connection, or a psycopg one in autocommit
+    (PgReader). Their SQL is portable and takes no parameters (qmark vs. %s placeholders)."""
+
+    def execute(self, sql: str, /) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class PgDatabase:
+    """A database of its own for one run on the PostgreSQL server of `dsn` (libpq conninfo;
+    its dbname, default postgres, is where CREATE/DROP DATABASE are issued)."""
+
+    def __init__(self, dsn: str, name: str) -> None:
+        self.dsn, self.name = dsn, name
+        self.reads = 0  # queries by this benchmark's PgReaders: each a transaction
+
+    @classmethod
+    def create(cls, dsn: str) -> PgDatabase:
+        from psycopg import sql
+
+        db = cls(dsn, f"maild_bench_{uuid.uuid4().hex[:12]}")
+        with db.admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db.name)))
+        return db
+
+    def drop(self) -> None:
+        from psycopg import sql
+
+        with self.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(self.name)))
+
+    def admin(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """Autocommit, to the DSN's database (postgres by default), not to this one."""
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        dbname = conninfo_to_dict(self.dsn).get("dbname") or "postgres"
+        return psycopg.connect(make_conninfo(self.dsn, dbname=dbname), autocommit=True,
+                               connect_timeout=10)
+
+    def connect(self) -> PgReader:
+        import psycopg
+        from psycopg.conninfo import make_conninfo
+
+        return PgReader(psycopg.connect(make_conninfo(self.dsn, dbname=self.name),
+                                        autocommit=True, connect_timeout=10), self)
+
+    @property
+    def url(self) -> str:
+        """maild's [storage] database: postgresql+psycopg://USER@HOST:PORT/NAME."""
+        from psycopg.conninfo import conninfo_to_dict
+        from sqlalchemy.engine import URL
+
+        params = {k: str(v) for k, v in conninfo_to_dict(self.dsn).items() if v is not None}
+        params.pop("dbname", None)
+        host = params.pop("host", None)
+        if host is not None and (host.startswith("/") or "," in host):
+            params["host"], host = host, None  # a socket folder, several hosts: the query
+        port = params.pop("port", None)
+        return URL.create("postgresql+psycopg", username=params.pop("user", None),
+                          password=params.pop("password", None), host=host,
+                          port=int(port) if port and host else None, database=self.name,
+                          query=params).render_as_string(hide_password=False)
+
+    def stats(self) -> dict[str, int]:
+        """pg_stat_database over the database's life (exact once its backends have exited)."""
+        cols = ("xact_commit", "xact_rollback", "deadlocks", "conflicts", "tup_inserted",
+                "tup_updated", "tup_deleted", "blks_read", "blks_hit", "temp_files")
+        with self.admin() as conn:
+            row = conn.execute(f"SELECT {', '.join(cols)} FROM pg_stat_database "
+                               "WHERE datname = %s", (self.name,)).fetchone()
+        return dict(zip(cols, (int(v or 0) for v in row or [0] * len(cols)), strict=True))
+
+    def table_scans(self, top: int = 6) -> list[tuple[str, int, int, int]]:
+        """(table, sequential scans, rows they read, index scans) of the tables whose
+        sequential scans read the most rows (pg_stat_user_tables: a fresh database has no
+        planner statistics until autovacuum analyzes it)."""
+        import psycopg
+        from psycopg.conninfo import make_conninfo
+
+        with psycopg.connect(make_conninfo(self.dsn, dbname=self.name), autocommit=True,
+                             connect_timeout=10) as conn:
+            rows = conn.execute(
+                "SELECT relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0) "
+                "FROM pg_stat_user_tables ORDER BY seq_tup_read DESC, relname LIMIT %s",
+                (top,)).fetchall()
+        return [(str(t), int(s), int(r), int(i)) for t, s, r, i in rows]
+
+
+class PgReader:
+    """An autocommit psycopg connection, so that every poll sees the newest commits; counts
+    its queries (each one is a transaction in pg_stat_database) on its PgDatabase."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]], db: PgDatabase) -> None:
+        self.conn, self.db = conn, db
+
+    def execute(self, sql: str, /) -> psycopg.Cursor[tuple[Any, ...]]:
+        self.db.reads += 1
+        return self.conn.execute(sql)  # no parameters: a % in the SQL stays a %
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_ro(db: Path | PgDatabase) -> ReadConn:
+    if isinstance(db, PgDatabase):
+        return db.connect()
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30, isolation_level=None)
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
 
 
-def scalar(conn: sqlite3.Connection, sql: str, *args: Any) -> Any:
-    return conn.execute(sql, args).fetchone()[0]
+def scalar(conn: ReadConn, sql: str) -> Any:
+    return conn.execute(sql).fetchone()[0]
 
 
-def journal_progress(conn: sqlite3.Connection) -> tuple[int, int]:
-    """(rows committed, rows pending)."""
-    total = scalar(conn, "SELECT count(*) FROM journal")
-    pending = scalar(conn, "SELECT count(*) FROM journal WHERE state='pending'")
+def journal_progress(conn: ReadConn) -> tuple[int, int]:
+    """(rows committed, rows pending), from one snapshot."""
+    total, pending = conn.execute(
+        "SELECT count(*), count(CASE WHEN state='pending' THEN 1 END) FROM journal").fetchone()
     return int(total), int(pending)
 
 
-def outbox_states(conn: sqlite3.Connection) -> dict[str, int]:
+def outbox_states(conn: ReadConn) -> dict[str, int]:
     return dict(conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
+
+
+class PgMonitor:
+    """The server's side of a run, over an admin connection of its own (not counted in the
+    database's statistics): every `sample()` (PG_SAMPLE_SECONDS) what the daemon's backends
+    are doing (pg_stat_activity), and the CPU of its backends, of the backend of the
+    benchmark's own polls (`own`), and of the server's own processes (walwriter,
+    checkpointer, ...: datname NULL) from /proc."""
+
+    def __init__(self, db: PgDatabase, own: int) -> None:
+        self.db, self.own = db, own
+        self.conn = db.admin()
+        self.samples = 0
+        self.states = Counter[str]()  # "active (Lock:transactionid)", "idle in transaction"...
+        self.max_backends = 0
+        self.kind: dict[int, str] = {}
+        self.cpu0: dict[int, float] = {}
+        self.cpu: dict[int, float] = {}
+        self.last = 0.0
+
+    def sample(self, *, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last < PG_SAMPLE_SECONDS:
+            return
+        self.last = now
+        rows = self.conn.execute(
+            "SELECT pid, backend_type, datname, state, wait_event_type, wait_event "
+            "FROM pg_stat_activity WHERE datname = %s OR datname IS NULL",
+            (self.db.name,)).fetchall()
+        first = self.samples == 0
+        self.samples += 1
+        backends = 0
+        for pid, btype, datname, state, wtype, wevent in rows:
+            if pid == self.own:
+                kind = "postgres (the benchmark's polls)"
+            elif datname and btype == "client backend":
+                kind = "postgres backends"
+            else:
+                kind = "postgres server"
+            self.kind[pid] = kind
+            cpu = cpu_seconds(pid)
+            if cpu == cpu:  # not NaN: still there
+                self.cpu[pid] = cpu
+                self.cpu0.setdefault(pid, cpu if first else 0.0)
+            if kind == "postgres backends":
+                backends += 1
+                what = state or "?"
+                if state == "active":
+                    what += f" ({wtype}:{wevent})" if wtype else " (on CPU)"
+                self.states[what] += 1
+        self.max_backends = max(self.max_backends, backends)
+
+    def cpu_by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, cpu in self.cpu.items():
+            out[self.kind[pid]] = out.get(self.kind[pid], 0.0) + cpu - self.cpu0[pid]
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -360,6 +555,10 @@ class Run:
     log_lines: dict[str, int] = field(default_factory=dict)
     outbox_after_stop: dict[str, int] = field(default_factory=dict)
     relay_received: int | None = None
+    pg_states: dict[str, float] = field(default_factory=dict)  # mean backends in each
+    pg_max_backends: int = 0
+    pg_stats: dict[str, int] = field(default_factory=dict)  # the daemon's share of them
+    pg_scans: list[tuple[str, int, int, int]] = field(default_factory=list)
 
     @property
     def accepted_per_s(self) -> float:
@@ -380,22 +579,44 @@ def pct(values: Sequence[float], p: float) -> float:
 
 def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: str,
              relay: Any | None) -> Run:
-    run = Run(number=number, messages=len(mails))
+    """One run on a fresh database: a SQLite file in the run's folder, or a PostgreSQL
+    database made for it and dropped after it (also when it fails) unless --keep."""
     folder = Path(tempfile.mkdtemp(prefix=f"maild-ingest-{number}-", dir=args.tmp))
+    if args.database == "sqlite":
+        return _run(number, mails, args, maild, relay, folder, folder / "maild.db")
+    pg = PgDatabase.create(args.pg_dsn)
+    try:
+        return _run(number, mails, args, maild, relay, folder, pg)
+    finally:
+        if args.keep:
+            print(f"  run {number}: kept the database {pg.name}")
+        else:
+            pg.drop()
+
+
+def _run(number: int, mails: list[Mail], args: argparse.Namespace, maild: str,
+         relay: Any | None, folder: Path, db: Path | PgDatabase) -> Run:
+    run = Run(number=number, messages=len(mails))
     port = free_port()
-    config = write_config(folder, port, relay.url if relay else None)
+    url = db.url if isinstance(db, PgDatabase) else f"sqlite:///{db}"
+    config = write_config(folder, port, relay.url if relay else None, url)
     log = folder / "maild.log"
     cmd = maild_command(maild, config)
     if number == 1:
         print(f"daemon:  (cd {folder} && {shlex.join(cmd)}) > {log} 2>&1")
+    if isinstance(db, PgDatabase):
+        print(f"  run {number}: database {url}")
     if relay is not None:
         relay.reset()
     proc, run.startup_s = start_daemon(cmd, folder, port, log)
     spy: subprocess.Popen[bytes] | None = None
     spy_out: Path | None = None
+    monitor: PgMonitor | None = None
     try:
-        db = folder / "maild.db"
         ro = open_ro(db)
+        if isinstance(ro, PgReader):
+            own = int(scalar(ro, "SELECT pg_backend_pid()"))
+            monitor = PgMonitor(ro.db, own)
         shares = [mails[k::args.senders] for k in range(args.senders)]
         results: list[list[Sent]] = [[] for _ in shares]
         ready = threading.Barrier(len(shares) + 1)
@@ -412,6 +633,8 @@ def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: st
         tree0 = tree_cpu(proc.pid)
         steal0 = steal_seconds()
         relay0 = cpu_seconds(relay.proc.pid) if relay is not None else float("nan")
+        if monitor is not None:
+            monitor.sample(force=True)  # the CPU the server's processes start the window with
         ready.wait()
         t_go = time.perf_counter()
         sending_done: float | None = None
@@ -421,6 +644,8 @@ def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: st
             time.sleep(POLL_SECONDS)
             now = time.perf_counter()
             total, pending = journal_progress(ro)
+            if monitor is not None:
+                monitor.sample()
             if (total, pending) != last_seen:
                 last_change, last_seen = now, (total, pending)
             elif pending and not dumped and now - last_change > args.stall_seconds:
@@ -448,6 +673,11 @@ def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: st
         run.steal_s = steal_seconds() - steal0
         if relay is not None:
             run.roles_cpu_s["relay sink"] = cpu_seconds(relay.proc.pid) - relay0
+        if monitor is not None:
+            monitor.sample(force=True)
+            run.roles_cpu_s.update(monitor.cpu_by_kind())
+            run.pg_states = {k: v / monitor.samples for k, v in monitor.states.most_common()}
+            run.pg_max_backends = monitor.max_backends
         run.bench_cpu_s = time.process_time() - bench0
         if spy is not None:
             from profiling import stop_py_spy
@@ -475,10 +705,17 @@ def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: st
             time.sleep(POLL_SECONDS)
         ro.close()
     finally:
+        if monitor is not None:
+            monitor.close()
         run.shutdown_s = stop_daemon(proc)
         run.exit_code = proc.returncode
-    with contextlib.closing(open_ro(folder / "maild.db")) as ro:
+    with contextlib.closing(open_ro(db)) as ro:
         run.outbox_after_stop = outbox_states(ro)
+    if isinstance(db, PgDatabase):  # after the last of the benchmark's reads
+        run.pg_stats = db.stats()
+        run.pg_stats["bench_reads"] = db.reads
+        run.pg_stats["xact_commit"] -= db.reads
+        run.pg_scans = db.table_scans()
     if relay is not None:
         run.relay_received = relay.stats()["messages"]
     text = log.read_text(errors="replace")
@@ -494,7 +731,7 @@ def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: st
     return run
 
 
-def counts(ro: sqlite3.Connection) -> dict[str, Any]:
+def counts(ro: ReadConn) -> dict[str, Any]:
     c: dict[str, Any] = {
         "tickets": scalar(ro, "SELECT count(*) FROM tickets"),
         "workunits": scalar(ro, "SELECT count(*) FROM workunits"),
@@ -521,7 +758,7 @@ def _norm_id(mid: str | None) -> str:
     return (mid or "").strip().strip("<>").lower()
 
 
-def threading_report(ro: sqlite3.Connection, mails: list[Mail],
+def threading_report(ro: ReadConn, mails: list[Mail],
                      sent: list[Sent]) -> dict[str, Any]:
     rows = {jid: (mid, tid, state, outcome) for jid, mid, tid, state, outcome in ro.execute(
         "SELECT id, message_id, ticket_id, state, outcome FROM journal")}
@@ -549,7 +786,7 @@ def threading_report(ro: sqlite3.Connection, mails: list[Mail],
     renumbered = 0
     for m in mails:
         jid = jid_of[m.index]
-        if m.kind == "new" and jid in rows and rows[jid][1] is not None:
+        if m.kind == "new" and jid is not None and jid in rows and rows[jid][1] is not None:
             ticket_of[m.ticket] = rows[jid][1]
             new_jid[m.ticket] = jid
             renumbered += rows[jid][1] != m.ticket
@@ -637,6 +874,21 @@ def report_run(r: Run) -> None:
           f"{r.outbox_after_stop}"
           + (f"; relay received {r.relay_received}" if r.relay_received is not None else ""))
     print(f"  daemon log: {r.log_lines}")
+    if r.pg_stats:
+        st, per = r.pg_stats, 1 / max(r.accepted, 1)
+        print(f"  PostgreSQL, the daemon's backends (at most {r.pg_max_backends} at once), mean "
+              "number in each state: " + ", ".join(f"{k} {v:.2f}" for k, v in r.pg_states.items()
+                                                   if k != "idle"))
+        print(f"  PostgreSQL over the database's life: {st['xact_commit']} commits by the daemon "
+              f"({st['xact_commit'] * per:.1f} per message; the benchmark's "
+              f"{st['bench_reads']} reads left out), {st['xact_rollback']} rollbacks, "
+              f"{st['deadlocks']} deadlocks, {st['conflicts']} conflicts, {st['temp_files']} "
+              f"temp files; tuples inserted {st['tup_inserted']}, updated {st['tup_updated']}, "
+              f"deleted {st['tup_deleted']}; blocks hit {st['blks_hit']}, read {st['blks_read']} "
+              "(these two with the benchmark's reads)")
+        print("  PostgreSQL sequential scans (table: scans, rows read; index scans; the "
+              "benchmark's polls scan journal and outbox): " + ", ".join(
+            f"{t}: {n}, {rows}; {idx}" for t, n, rows, idx in r.pg_scans))
 
 
 def report_median(runs: list[Run]) -> None:
@@ -658,6 +910,26 @@ def report_median(runs: list[Run]) -> None:
           f"{med(r.shutdown_s if r.shutdown_s is not None else 60.0 for r in runs):.2f} s; "
           f"threaded {med(r.threading_['threaded'] for r in runs):.0f}/"
           f"{runs[0].threading_['replies']}")
+    if runs[0].pg_stats:
+        commits = med(r.pg_stats["xact_commit"] / max(r.accepted, 1) for r in runs)
+        print(f"  PostgreSQL: {commits:.1f} commits per message, "
+              f"{med(r.pg_stats['xact_rollback'] for r in runs):.0f} rollbacks, "
+              f"{med(r.pg_stats['deadlocks'] for r in runs):.0f} deadlocks")
+
+
+def describe_database(args: argparse.Namespace) -> str:
+    """The header line on the database; for PostgreSQL, also checks that the server answers."""
+    if args.database == "sqlite":
+        return (f"SQLite {sqlite3.sqlite_version}, a fresh file per run (maild.db in the run "
+                "folder)")
+    with PgDatabase(args.pg_dsn, "").admin() as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+        names = ("synchronous_commit", "fsync", "shared_buffers", "max_connections")
+        settings = {n: conn.execute(f"SHOW {n}").fetchone() for n in names}
+    conf = ", ".join(f"{n} {v[0] if v else '?'}" for n, v in settings.items())
+    return (f"PostgreSQL {version[0] if version else '?'} at {args.pg_dsn!r}, a fresh database "
+            f"per run (maild_bench_<random>, dropped after it"
+            f"{': --keep keeps it' if args.keep else ''}); {conf}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -679,8 +951,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stall-seconds", type=float, default=30.0,
                     help="print the daemon's stacks (py-spy dump) when nothing moves for this "
                          "long (30)")
+    ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                    help="sqlite: a fresh SQLite file per run (the default); postgresql: a "
+                         "fresh database per run on the server of --pg-dsn, dropped after it")
+    ap.add_argument("--pg-dsn", default=PG_DSN,
+                    help=f"libpq conninfo of the PostgreSQL server, without dbname ({PG_DSN})")
     ap.add_argument("--tmp", default=None, help="where to make the run folders (system temp)")
-    ap.add_argument("--keep", action="store_true", help="keep the run folders (DB, log, mail)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the run folders (DB, log, mail) and the PostgreSQL databases")
     ap.add_argument("--py-spy", metavar="FILE", default=None,
                     help="record the daemon with py-spy (collapsed stacks to FILE[.run]) "
                          "and print the top functions")
@@ -696,6 +974,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
     for line in machine():
         print(f"machine: {line}")
+    print(f"database: {describe_database(args)}")
 
     mails = corpus_from_args(args.corpus, args.n, args.tmp)
     kinds = Counter(m.kind for m in mails)
