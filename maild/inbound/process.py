@@ -133,6 +133,7 @@ class Pipeline:
                 parsed.append(parse_mail(raw, limits=self.config.limits, signer=self.signer))
             except ParseError as exc:
                 parsed.append(self._quarantine(jid, f"cannot parse: {exc}"))
+        self._store_files([p for p in parsed if not isinstance(p, Outcome)])
         out: list[Outcome | None] = [p if isinstance(p, Outcome) else None for p in parsed]
         todo = [i for i, p in enumerate(parsed) if not isinstance(p, Outcome)]
         while todo:
@@ -160,6 +161,19 @@ class Pipeline:
                         log.info("journal %d: %s", rows[i][0], outcome.outcome)
             todo = todo[len(done):]
         return out
+
+    def _store_files(self, mails: list[Parsed]) -> None:
+        """Attachments into the blob store before the write transaction: writing and syncing
+        them there held the writer lock (and kept the SMTP intake waiting) for ~10 % of the
+        processor's time. Content-addressed, so the transaction's own `put` then finds them;
+        if this fails, that one tries again and its error quarantines the mail as before.
+        The files of a mail that ends up refused or held are kept too, like its raw bytes."""
+        for mail in mails:
+            for a in mail.attachments:
+                try:
+                    self.desk.blobs.put(a.data)
+                except OSError as exc:
+                    log.warning("attachment not stored ahead of processing: %s", exc)
 
     def _apply(self, s: Session, journal_id: int, parsed: Parsed,
                envelope: Envelope) -> Outcome:

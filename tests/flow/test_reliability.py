@@ -157,11 +157,8 @@ async def test_own_mail_coming_back_is_a_loop(database, make_settings, start_dae
     assert any("loop" in (e.outcome or "") for e in d.journal())
 
 
-async def test_attachment_stored_content_addressed(database, make_settings, start_daemon):
-    settings = make_settings(database)
-    d = await start_daemon(settings)
-    payload = bytes(range(256)) * 40
-    raw = (
+def with_attachment(payload: bytes) -> bytes:
+    return (
         "From: Alice <alice@customer.example>\r\nTo: support@example.com\r\n"
         "Subject: Screenshot\r\nMessage-ID: <att1@customer.example>\r\nMIME-Version: 1.0\r\n"
         "Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\n"
@@ -169,7 +166,13 @@ async def test_attachment_stored_content_addressed(database, make_settings, star
         "Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
         "Content-Disposition: attachment; filename=\"../../etc/shot.png\"\r\n\r\n"
         + base64.encodebytes(payload).decode().replace("\n", "\r\n") + "--XX--\r\n").encode()
-    await d.send(raw)
+
+
+async def test_attachment_stored_content_addressed(database, make_settings, start_daemon):
+    settings = make_settings(database)
+    d = await start_daemon(settings)
+    payload = bytes(range(256)) * 40
+    await d.send(with_attachment(payload))
     await d.settle()
     [t] = d.tickets()
     [att] = d.ticket(t.id).workunits[0].attachments
@@ -178,6 +181,30 @@ async def test_attachment_stored_content_addressed(database, make_settings, star
     assert "/" not in att.filename and att.filename.endswith("shot.png")
     stored = settings.storage.data_dir / "attachments" / digest[:2] / digest[2:4] / digest
     assert stored.read_bytes() == payload
+
+
+async def test_attachment_that_cannot_be_stored_quarantines_then_replays(
+        database, make_settings, start_daemon, capsys):
+    settings = make_settings(database)
+    blocker = settings.storage.data_dir / "attachments"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")  # say, a botched restore of the data folder
+    d = await start_daemon(settings)
+    await d.send(with_attachment(b"\x89PNG" * 100))
+    await d.settle()
+    assert d.tickets() == []
+    [entry] = d.journal()
+    assert entry.state is JournalState.QUARANTINED
+    assert "attachments" in (entry.reason or "")
+
+    await stop_daemon(d)
+    blocker.unlink()  # the operator mends the data folder and replays the mail
+    assert cli.main(["--config", str(settings.source), "journal", "replay",
+                     str(entry.id)]) == 0
+    assert "now done" in capsys.readouterr().out
+    [t] = d.tickets()
+    [att] = d.ticket(t.id).workunits[0].attachments
+    assert att.size == 400
 
 
 async def test_html_only_mail_is_sanitised_and_readable(database, make_settings,
