@@ -82,7 +82,7 @@ class Prepared:
         dialect = conn.dialect
         c = self._for(dialect, rows[0])
         values = [_bind(c, r) for r in rows]
-        cursor = conn.connection.cursor()
+        cursor = _cursor(conn.connection)
         try:
             if many:
                 cursor.executemany(c.sql, values)
@@ -122,6 +122,19 @@ class Prepared:
             row=namedtuple("Row", [str(col.key) for col in columns], rename=True)
             if columns else None,
             types=tuple(col.type.dialect_impl(dialect) for col in columns))
+
+
+def _cursor(fairy: Any) -> Any:
+    """The DBAPI connection's own cursor, made once and kept in the pool's info for that
+    connection (cleared when it is replaced). A cursor per statement cost psycopg ~6 µs and
+    SQLAlchemy's wrapper more; every caller here reads its result before the next statement."""
+    cursor = fairy.info.get(_CURSOR)
+    if cursor is None:
+        cursor = fairy.info[_CURSOR] = fairy.dbapi_connection.cursor()
+    return cursor
+
+
+_CURSOR = "maild.prepared.cursor"
 
 
 def _bind(c: _Compiled, params: Mapping[str, Any]) -> Any:

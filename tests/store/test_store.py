@@ -210,6 +210,11 @@ def test_prepared_statements_store_and_read_what_sqlalchemy_does(
         assert read.first(s, {"mid": "<none@x>"}) is None
     with pytest.raises(StoreError), db.transaction(factory) as s:
         insert_row.first(s, row)  # the same Message-ID again: unique constraint
+    # the connection's cursor, kept for the next statements, still serves after the error
+    with db.transaction(factory) as s:
+        assert read.first(s, {"mid": "<p2@x>"}) is not None
+        assert [r.created_at for r in read.rows(s, {"mid": "<p2@x>"})] == [
+            when + timedelta(days=1)]
     with pytest.raises(TypeError, match="expanding"), db.transaction(factory) as s:
         Prepared(select(Outbox.id).where(Outbox.id.in_(bindparam("ids", expanding=True)))
                  ).rows(s, {"ids": [1]})
