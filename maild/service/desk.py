@@ -203,7 +203,8 @@ class Desk:
         creator = self.user(s, row.creator_id) if row.creator_id else None
         ctx = self.context(s, row, creator, wu_text=noted.text,
                            wu_user=mail.sender.name or mail.sender.addr)
-        people = [self.user(s, uid) for uid in queries.associated_user_ids(s, ticket_id)]
+        people = [self.user(s, uid)
+                  for uid in queries.associated_user_ids(s, ticket_id, row=row)]
         staff = [u for u in people if u.kind is UserKind.STAFF]
         notes = [self.note(s, row, u, "workunit", ctx, self.refs(row, mail)) for u in staff]
         outbox.add_many(s, [n for n in notes if n], now)
@@ -285,7 +286,7 @@ class Desk:
         refs = self.refs(row, mail)
         notes: list[Note | None] = [
             self.note(s, row, self.user(s, uid), event, ctx, refs)
-            for uid in queries.associated_user_ids(s, ticket_id) if uid != author_id]
+            for uid in queries.associated_user_ids(s, ticket_id, row=row) if uid != author_id]
         notes += self.copies(s, row, queries.ticket_cc(s, ticket_id), event, ctx, refs)
         outbox.add_many(s, [n for n in notes if n], now)
         automation.run(self, s, row, "update", sender=mail.sender.addr, subject=mail.subject,
@@ -319,7 +320,7 @@ class Desk:
         ctx = self.context(s, row, creator, wu_text="", wu_user="maild", changes=changes,
                            closed=True, epilogue=epilogue)
         notes = [self.note(s, row, self.user(s, uid), "closed", ctx, (row.thread_id,))
-                 for uid in queries.associated_user_ids(s, ticket_id)]
+                 for uid in queries.associated_user_ids(s, ticket_id, row=row)]
         notes += self.copies(s, row, queries.ticket_cc(s, ticket_id), "closed", ctx,
                              (row.thread_id,))
         notes.append(survey.request(self, s, row, now))

@@ -248,9 +248,11 @@ def ticket_for_message_ids(s: Session, ids: tuple[str, ...], *,
     return None
 
 
-def associated_user_ids(s: Session, ticket_id: int) -> list[int]:
-    """Creator, owner and everyone who has written on the ticket, in that order."""
-    people = _PEOPLE.first(s, {"tid": ticket_id})
+def associated_user_ids(s: Session, ticket_id: int, *,
+                        row: TicketRow | None = None) -> list[int]:
+    """Creator, owner and everyone who has written on the ticket, in that order. `row`: the
+    ticket as the caller just read it (its creator and owner then need no query)."""
+    people = row if row is not None else _PEOPLE.first(s, {"tid": ticket_id})
     if people is None:
         raise NotFound(f"no ticket {ticket_id}")
     ids = [i for i in (people.creator_id, people.owner_id) if i is not None]
