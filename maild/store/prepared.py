@@ -81,7 +81,7 @@ class Prepared:
         dialect = conn.dialect
         c = self._for(dialect, rows[0])
         values = [_bind(c, r) for r in rows]
-        cursor = _cursor(conn.connection)
+        cursor = _cursor(s, conn.connection)
         try:
             if len(values) > 1:  # psycopg's executemany costs 1.6× an execute for one row
                 cursor.executemany(c.sql, values)
@@ -123,14 +123,16 @@ class Prepared:
             types=tuple(col.type.dialect_impl(dialect) for col in columns))
 
 
-def _cursor(fairy: Any) -> Any:
-    """The DBAPI connection's own cursor, made once and kept in the pool's info for that
-    connection (cleared when it is replaced). A cursor per statement cost psycopg ~6 µs and
-    SQLAlchemy's wrapper more; every caller here reads its result before the next statement."""
-    cursor = fairy.info.get(_CURSOR)
-    if cursor is None:
-        cursor = fairy.info[_CURSOR] = fairy.dbapi_connection.cursor()
-    return cursor
+def _cursor(s: Session, fairy: Any) -> Any:
+    """A DBAPI cursor for the session's connection, made once per session (a transaction,
+    here): a cursor per statement cost psycopg ~6 µs and SQLAlchemy's wrapper more. Every
+    caller reads its result before the next statement. Kept with the session, not the
+    pooled connection, so nothing outlives the session that could keep a connection open."""
+    dbapi = fairy.dbapi_connection
+    cached = s.info.get(_CURSOR)
+    if cached is None or cached[0] is not dbapi:
+        cached = s.info[_CURSOR] = (dbapi, dbapi.cursor())
+    return cached[1]
 
 
 _CURSOR = "maild.prepared.cursor"
