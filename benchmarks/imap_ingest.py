@@ -633,11 +633,11 @@ def versions() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import ingest
+
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path,
-                    help="corpus folder (eml/*.eml + manifest.json) to reuse; made there "
-                         "when it has no manifest.json (default: a fresh temporary one)")
+    ingest.add_corpus_option(ap)
     ap.add_argument("-n", "--n", type=int, default=2000, help="messages to ingest (2000)")
     ap.add_argument("--runs", type=int, default=1,
                     help="repeat with a fresh Dovecot and database (1)")
@@ -657,7 +657,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tmp", default=None, help="where to make the run folders (system temp)")
     ap.add_argument("--keep", action="store_true", help="keep the run folders (DB, log)")
     args = ap.parse_args(argv)
-    import ingest
 
     print("IMAP ingest benchmark: maild reading a Dovecot INBOX, in process")
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")

@@ -127,6 +127,13 @@ def make_corpus(out: Path, n: int) -> list[str]:
     return cmd
 
 
+def add_corpus_option(ap: argparse.ArgumentParser) -> None:
+    """`--corpus`, read by `corpus_from_args` (shared by the benchmarks on the corpus)."""
+    ap.add_argument("--corpus", type=Path,
+                    help="corpus folder (eml/*.eml + manifest.json) to reuse; made there "
+                         "when it has no manifest.json (default: a fresh temporary one)")
+
+
 def corpus_from_args(corpus: Path | None, n: int, tmp: str | None) -> list[Mail]:
     """The corpus of `--corpus` (made there if missing), or one made in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="maild-corpus-", dir=tmp) as scratch:
@@ -935,9 +942,7 @@ def describe_database(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path,
-                    help="corpus folder (eml/*.eml + manifest.json) to reuse; made there "
-                         "when it has no manifest.json (default: a fresh temporary one)")
+    add_corpus_option(ap)
     ap.add_argument("-n", type=int, default=2000, help="messages to generate/send (2000)")
     ap.add_argument("--senders", type=int, default=8, help="concurrent SMTP connections (8)")
     ap.add_argument("--runs", type=int, default=1, help="repeat on a fresh database (1)")

@@ -60,7 +60,7 @@ from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
-from ingest import Mail, corpus_from_args
+from ingest import Mail, add_corpus_option, corpus_from_args
 from measure import cpu_seconds, machine, steal_seconds
 from sqlalchemy import LargeBinary, String, Text, create_engine, event
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -373,9 +373,7 @@ def report(runs: list[dict[str, Part]], n: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path,
-                    help="corpus folder (eml/*.eml + manifest.json) to reuse; made there "
-                         "when it has no manifest.json (default: a fresh temporary one)")
+    add_corpus_option(ap)
     ap.add_argument("-n", type=int, default=2000, help="messages (2000)")
     ap.add_argument("--runs", type=int, default=3, help="runs; the median is reported (3)")
     ap.add_argument("--tmp", default=None, help="where the SQLite files go (system temp)")

@@ -412,14 +412,13 @@ def run(settings: Settings) -> int:
         # Doorbells (maild.doorbell), open here for the daemon's life: the listener rings
         # the processor, the processor the deliverer.
         pipes = {role: os.pipe() for role in ROLES}
-        bells = {role: Bell(w) for role, (_r, w) in pipes.items()}
         fds = {"process": {"doorbell": pipes["process"][0], "ring": pipes["deliver"][1]},
                "deliver": {"doorbell": pipes["deliver"][0]}}
         children = {role: asyncio.create_task(_supervise(settings, role, stop, stops[role],
                                                          fds=fds[role]))
                     for role in ROLES}
         await serve(parts, stop, process=False, deliver=False,  # returns once closed
-                    rings={"process": bells["process"].ring})
+                    rings={"process": Bell(pipes["process"][1]).ring})
         for role in ROLES:  # in order: what the processor queues, the deliverer then sends
             stops[role].set()
             await children[role]

@@ -376,9 +376,7 @@ class Desk:
         so an awaited one never makes its sender a third party here. Known IDs are left
         alone: they name their own ticket."""
         unknown = [mid for mid in dict.fromkeys(m[:255] for m in mail.answers[-ANSWERS:])
-                   if mid != mail.message_id
-                   and queries.ticket_for_message_ids(s, (mid,)) is None
-                   and queries.ticket_for_message_ids(s, (mid,), awaited=True) is None]
+                   if mid != mail.message_id and not queries.message_id_known(s, mid)]
         tickets.insert_awaited_refs(s, [{"message_id": mid, "ticket_id": ticket_id}
                                         for mid in unknown])
 

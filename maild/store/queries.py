@@ -248,6 +248,15 @@ def ticket_for_message_ids(s: Session, ids: tuple[str, ...], *,
     return None
 
 
+_KNOWN = Prepared(select(MessageRef.id).where(MessageRef.message_id == bindparam("mid"))
+                  .limit(1))
+
+
+def message_id_known(s: Session, message_id: str) -> bool:
+    """Whether any ticket has this Message-ID, as its own mail or as one it awaits."""
+    return _KNOWN.first(s, {"mid": message_id}) is not None
+
+
 def associated_user_ids(s: Session, ticket_id: int, *,
                         row: TicketRow | None = None) -> list[int]:
     """Creator, owner and everyone who has written on the ticket, in that order. `row`: the
