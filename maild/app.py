@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,6 +28,7 @@ from maild.clock import Clock, SystemClock
 from maild.domain import Channel, UserKind
 from maild.doorbell import Bell, answer
 from maild.errors import ConfigError
+from maild.health import Children, HealthCheck, Lags, publish, published_path
 from maild.inbound.imap import ImapJournal, MailboxReader
 from maild.inbound.intake import Intake
 from maild.inbound.match import ReplyAddressing
@@ -49,6 +51,7 @@ from maild.store.blobs import BlobStore
 from maild.store.directory import load_directory
 from maild.store.queries import GroupRef
 from maild.store.sync import GroupSpec, UserSpec, sync
+from maild.supervise import Backoff, Health, describe, sleep_or, watch
 from maild.tokens import Signer
 from maild.web import Web, WebParts
 
@@ -175,11 +178,11 @@ def group_slas(settings: Settings) -> dict[str, Sla]:
     return {g.name: by_name[g.sla] for g in settings.groups if g.sla}
 
 
-def make_jobs(parts: Parts) -> Scheduler:
+def make_jobs(parts: Parts, health: Health | None = None) -> Scheduler:
     s = parts.settings.scheduler
     return Scheduler(SlaJobs(keeper=parts.desk.sla, factory=parts.factory, clock=parts.clock,
                              sweep_seconds=s.sla_sweep_seconds,
-                             auto_close_hours=s.auto_close_hours))
+                             auto_close_hours=s.auto_close_hours, health=health))
 
 
 def make_readers(parts: Parts, *, on_committed: Callable[[], None]) -> list[MailboxReader]:
@@ -192,11 +195,22 @@ def make_readers(parts: Parts, *, on_committed: Callable[[], None]) -> list[Mail
             for box in s.inbound.imap]
 
 
-def make_web(parts: Parts) -> Web:
+def make_web(parts: Parts, health: Health | None = None,
+             children: Children | None = None) -> Web:
     s = parts.settings
+    check = HealthCheck(reader=parts.reader, clock=parts.clock, local=health or Health(),
+                        children=children, run_dir=run_dir(s),
+                        lags=Lags(journal_seconds=s.web.journal_lag_seconds,
+                                  outbox_seconds=s.web.outbox_lag_seconds))
     return Web(WebParts(factory=parts.factory, reader=parts.reader, signer=parts.signer,
                         clock=parts.clock, site={"name": s.site.name, "url": s.site.url},
-                        pages=Pages(), timezone=s.site.timezone, api_token=s.web.api_token))
+                        pages=Pages(), timezone=s.site.timezone, api_token=s.web.api_token,
+                        health=check))
+
+
+def run_dir(settings: Settings) -> Path:
+    """Where the worker processes publish their health for the listener's /healthz."""
+    return settings.storage.data_dir / "run"
 
 
 def make_transport(settings: Settings) -> Transport:
@@ -235,6 +249,7 @@ class Running:
     jobs: Scheduler | None = None
     mailboxes: list[MailboxReader] = field(default_factory=list)
     web_port: int | None = None
+    health: Health = field(default_factory=Health)
 
 
 async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | None = None,
@@ -243,7 +258,9 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
                 deliver: bool = True, poll_seconds: float = 5.0,
                 web_port: int | None = None, hold_bursts: bool = False,
                 rings: Mapping[str, Callable[[], None]] | None = None,
-                doorbell: int | None = None, busy_poll_seconds: float | None = None) -> None:
+                doorbell: int | None = None, busy_poll_seconds: float | None = None,
+                health: Health | None = None, children: Children | None = None,
+                supervisors: list[asyncio.Task[None]] | None = None) -> int:
     """Run any of the three roles: the listener, the journal processor, the delivery worker.
 
     A role wakes its partner when it has work for it: in this process directly, in another
@@ -252,9 +269,15 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     polls every `poll_seconds`, for work nobody rings about, and every `busy_poll_seconds`
     while work flows (`doorbell.pause`). On stop: the listener closes first, then the
     processor finishes what was accepted, then the outbox is flushed.
+
+    Every task is supervised (`maild.supervise`); one that ends anyway stops the process
+    with a non-zero exit (returned), so whatever started it starts it again. `health`
+    gathers what the parts say of themselves; `children`, the worker processes of `maild run`.
     """
     s = parts.settings
     rings = rings or {}
+    health = health if health is not None else Health()
+    died: list[str] = []
     worker, processor, jobs, tasks = None, None, None, []
     readers: list[MailboxReader] = []
     web: Web | None = None
@@ -267,9 +290,9 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     if process:
         processor = Processor(parts.pipeline, on_batch=worker.wake if worker
                               else rings.get("deliver", _nothing), tick_seconds=poll_seconds,
-                              busy_poll_seconds=busy_poll_seconds)
+                              busy_poll_seconds=busy_poll_seconds, health=health)
         tasks.append(asyncio.create_task(processor.run(), name="processor"))
-        jobs = make_jobs(parts)  # the SLA sweep runs beside the processor: one place only
+        jobs = make_jobs(parts, health)  # the SLA sweep runs beside the processor: one place only
         jobs.start()
     wake_processor = processor.wake if processor else rings.get("process", _nothing)
     unhear = _nothing
@@ -294,7 +317,7 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
         readers = make_readers(parts, on_committed=wake_processor)
         tasks += [asyncio.create_task(r.run(stop), name=f"imap {r.box.key}") for r in readers]
         if s.web.enabled:  # the rating page, /healthz and /metrics
-            web = make_web(parts)
+            web = make_web(parts, health, children)
             port_asked = s.web.port if web_port is None else web_port
             try:
                 bound_web = await web.start(s.web.host, port_asked)
@@ -307,10 +330,19 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
                           "page and /metrics are not ([web] listen)", s.web.host, port_asked,
                           exc.strerror or exc)
     _announce(parts, bound, listen=listen, process=process, deliver=deliver)
+
+    def task_died(name: str, exc: BaseException | None) -> None:
+        log.critical("task %s stopped working (%s): the process exits to be restarted",
+                     name, "returned" if exc is None else describe(exc),
+                     exc_info=exc if exc is not None else None)
+        died.append(name)
+        stop.set()
+
+    watch([*tasks, *(supervisors or [])], stop.is_set, task_died)
     if started is not None:
         started.set_result(Running(port=bound, worker=worker, processor=processor,
                                    intake=intake, jobs=jobs, mailboxes=readers,
-                                   web_port=bound_web))
+                                   web_port=bound_web, health=health))
     try:
         await stop.wait()
     finally:
@@ -339,6 +371,10 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
             task.cancel()
         parts.engine.dispose()
         log.info("stopped")
+    return EXIT_TASK_DIED if died else 0
+
+
+EXIT_TASK_DIED = 70  # EX_SOFTWARE: a supervised task ended; restart the process
 
 
 def _nothing() -> None:
@@ -387,6 +423,7 @@ def _on_signals(stop: asyncio.Event) -> None:
 
 
 ROLES = ("process", "deliver")
+RESTART_CALM_SECONDS = 60.0  # a worker that ran this long restarts at once when it dies
 RUNG_POLL_SECONDS = 5.0  # a worker with a doorbell polls only for what nobody rings about
 BUSY_POLL_SECONDS = 0.05  # … and this often while work flows (or always, without one)
 
@@ -402,29 +439,31 @@ def run(settings: Settings) -> int:
     parts = build(settings)
     split = settings.inbound.processing == "process"
 
-    async def main() -> None:
+    async def main() -> int:
         stop = asyncio.Event()
         _on_signals(stop)
         if not split:
-            await serve(parts, stop)
-            return
+            return await serve(parts, stop)
         stops = {role: asyncio.Event() for role in ROLES}
+        alive = Children()
         # Doorbells (maild.doorbell), open here for the daemon's life: the listener rings
         # the processor, the processor the deliverer.
         pipes = {role: os.pipe() for role in ROLES}
         fds = {"process": {"doorbell": pipes["process"][0], "ring": pipes["deliver"][1]},
                "deliver": {"doorbell": pipes["deliver"][0]}}
         children = {role: asyncio.create_task(_supervise(settings, role, stop, stops[role],
-                                                         fds=fds[role]))
+                                                         fds=fds[role], alive=alive),
+                                              name=f"{role} supervisor")
                     for role in ROLES}
-        await serve(parts, stop, process=False, deliver=False,  # returns once closed
-                    rings={"process": Bell(pipes["process"][1]).ring})
+        code = await serve(parts, stop, process=False, deliver=False,  # returns once closed
+                           rings={"process": Bell(pipes["process"][1]).ring},
+                           children=alive, supervisors=list(children.values()))
         for role in ROLES:  # in order: what the processor queues, the deliverer then sends
             stops[role].set()
             await children[role]
+        return code
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())
 
 
 def work(settings: Settings, roles: tuple[str, ...] = ROLES, *, doorbell: int | None = None,
@@ -441,34 +480,49 @@ def work(settings: Settings, roles: tuple[str, ...] = ROLES, *, doorbell: int | 
     # or the outbox. A fsync in every processing commit cost ~10 % of ingest throughput.
     parts = build(settings, sync_config=False, synced=False)
 
-    async def main() -> None:
+    # What this process's parts say of themselves, published for the listener's /healthz.
+    health = Health(on_change=publish(published_path(run_dir(settings), "+".join(roles))))
+
+    async def main() -> int:
         stop = asyncio.Event()
         _on_signals(stop)
         rings = {"deliver": Bell(ring).ring} if ring is not None else {}
-        await serve(parts, stop, listen=False, process="process" in roles,
-                    deliver="deliver" in roles,
-                    poll_seconds=BUSY_POLL_SECONDS if doorbell is None else RUNG_POLL_SECONDS,
-                    busy_poll_seconds=None if doorbell is None else BUSY_POLL_SECONDS,
-                    hold_bursts=roles == ("deliver",), rings=rings, doorbell=doorbell)
+        return await serve(
+            parts, stop, listen=False, process="process" in roles, deliver="deliver" in roles,
+            poll_seconds=BUSY_POLL_SECONDS if doorbell is None else RUNG_POLL_SECONDS,
+            busy_poll_seconds=None if doorbell is None else BUSY_POLL_SECONDS,
+            hold_bursts=roles == ("deliver",), rings=rings, doorbell=doorbell, health=health)
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())
 
 
 async def _supervise(settings: Settings, role: str, stop: asyncio.Event,
                      child_stop: asyncio.Event, shutdown_seconds: float = 15.0, *,
-                     fds: Mapping[str, int]) -> None:
+                     fds: Mapping[str, int], alive: Children | None = None) -> None:
     """Keep one `maild work --role ROLE` child running; on stop, let it finish its work.
-    `fds`: its doorbells (`doorbell`, `ring`), passed on to every child started."""
+    `fds`: its doorbells (`doorbell`, `ring`), passed on to every child started; `alive`
+    is told when it starts and exits (for /healthz)."""
     argv = [sys.executable, "-m", "maild"]
     if settings.source is not None:
         argv += ["--config", str(settings.source)]
     argv += ["work", "--role", role]
     for name, fd in fds.items():
         argv += [f"--{name}-fd", str(fd)]
-    backoff = 1.0
+    alive = alive if alive is not None else Children()
+    backoff = Backoff(first=1.0, cap=60.0)
     while True:
-        proc = await asyncio.create_subprocess_exec(*argv, pass_fds=tuple(fds.values()))
+        try:
+            proc = await asyncio.create_subprocess_exec(*argv, pass_fds=tuple(fds.values()))
+        except OSError as exc:  # out of processes or descriptors: try again, never give up
+            alive.exited(role, None)
+            delay = backoff.next()
+            log.error("cannot start the %s process (%s); trying again in %.0f s", role,
+                      describe(exc), delay)
+            if await sleep_or(child_stop, delay):
+                return
+            continue
+        started = time.monotonic()
+        alive.started(role, proc.pid)
         log.info("%s process %d started", role, proc.pid)
         exited = asyncio.create_task(proc.wait())
         stopping = asyncio.create_task(child_stop.wait())
@@ -483,12 +537,17 @@ async def _supervise(settings: Settings, role: str, stop: asyncio.Event,
                               proc.pid)
                     proc.kill()
                     await proc.wait()
+            alive.exited(role, proc.returncode)
             return
         stopping.cancel()
+        alive.exited(role, proc.returncode)
         if stop.is_set():  # it was told to stop with us (SIGINT reaches the whole group)
             await child_stop.wait()
             return
+        if time.monotonic() - started > RESTART_CALM_SECONDS:
+            backoff.reset()  # a crash after a long run is not a crash loop
+        delay = backoff.next()
         log.error("%s process exited with %s; restarting in %.0f s", role,
-                  proc.returncode, backoff)
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, 60.0)
+                  proc.returncode, delay)
+        if await sleep_or(child_stop, delay):
+            return

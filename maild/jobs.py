@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.clock import Clock
 from maild.service.sla import SlaKeeper, SweepReport
 from maild.store.db import transaction
+from maild.supervise import Episode, Health
 
 log = logging.getLogger("maild.jobs")
 
@@ -33,6 +34,11 @@ class SlaJobs:
     batch: int = 1000
     failures: int = 0
     runs: int = 0
+    health: Health | None = None
+    episode: Episode = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.episode = Episode(log, "the SLA sweep", health=self.health, part="sla sweep")
 
     def run_once(self) -> SweepReport:
         """One sweep: due tickets in batches until none is left, open-ticket limits, then
@@ -74,8 +80,16 @@ class SlaJobs:
             last = after
 
     async def run(self) -> None:
+        """One interval's sweep; a failure (the database away) is one logged episode, and the
+        next interval tries again: its work is claimed afresh from the database."""
         self.runs += 1
-        await asyncio.to_thread(self.run_once)
+        try:
+            await asyncio.to_thread(self.run_once)
+        except Exception as exc:
+            self.failures += 1
+            self.episode.failed(exc, retry_in=self.sweep_seconds)
+            return
+        self.episode.recovered()
 
 
 class Scheduler:

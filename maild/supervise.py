@@ -43,24 +43,37 @@ class PartState:
 
 
 class Health:
-    """What each part of this process last said of itself (name → state)."""
+    """What each part of this process last said of itself (name → state).
 
-    def __init__(self) -> None:
+    `on_change` is called with the new snapshot whenever a part changes state (a worker
+    process publishes it for the listener's /healthz, see `maild.health`)."""
+
+    def __init__(self, on_change: Callable[[dict[str, PartState]], None] | None = None
+                 ) -> None:
         self._parts: dict[str, PartState] = {}
+        self.on_change = on_change
 
     def ok(self, part: str) -> None:
-        self._parts[part] = PartState(ok=True)
+        self._set(part, PartState(ok=True))
 
     def failing(self, part: str, reason: str) -> None:
         was = self._parts.get(part)
         since = was.since if was is not None and not was.ok and was.since else time.time()
-        self._parts[part] = PartState(ok=False, reason=reason, since=since)
+        self._set(part, PartState(ok=False, reason=reason, since=since))
 
     def forget(self, part: str) -> None:
-        self._parts.pop(part, None)
+        if self._parts.pop(part, None) is not None and self.on_change is not None:
+            self.on_change(self.snapshot())
 
     def snapshot(self) -> dict[str, PartState]:
         return dict(self._parts)
+
+    def _set(self, part: str, state: PartState) -> None:
+        if self._parts.get(part) == state:
+            return
+        self._parts[part] = state
+        if self.on_change is not None:
+            self.on_change(self.snapshot())
 
 
 class Episode:

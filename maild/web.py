@@ -16,16 +16,17 @@ from datetime import date
 from typing import Any, TypeVar
 
 from aiohttp import web
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
 from maild.errors import NotFound
+from maild.health import HealthCheck
 from maild.outbound.render import Pages
 from maild.service import reports, survey
 from maild.store import ratings
 from maild.store import reports as store_reports
 from maild.store.db import transaction
+from maild.supervise import Health, describe
 from maild.tokens import Signer
 
 log = logging.getLogger("maild.web")
@@ -42,6 +43,7 @@ class WebParts:
     pages: Pages
     timezone: str = "UTC"
     api_token: str | None = None  # the SLA and ticket figures as JSON, for this bearer only
+    health: HealthCheck | None = None  # what /healthz reports; the database alone without it
 
 
 class Web:
@@ -93,16 +95,24 @@ class Web:
         return self._page("message", status, heading=heading, text=message)
 
     # -- health and metrics --------------------------------------------------------------------
+    def _check(self) -> HealthCheck:
+        return self.p.health or HealthCheck(reader=self.p.reader, clock=self.p.clock,
+                                            local=Health())
+
     async def healthz(self, request: web.Request) -> web.Response:
-        try:
-            await self._read(lambda s: s.execute(text("SELECT 1")).scalar())
-        except Exception as exc:
-            return web.Response(text=f"database unavailable: {type(exc).__name__}\n", status=503)
-        return web.Response(text="ok\n")
+        """200 when every part works, 503 naming the failing ones; the same JSON shape."""
+        report = await asyncio.to_thread(self._check().report)
+        return web.json_response(report, status=200 if report["status"] == "ok" else 503,
+                                 headers={"Cache-Control": "no-store"})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        m = await self._read(ratings.metrics)
-        return web.Response(text=prometheus(m), content_type="text/plain",
+        report = await asyncio.to_thread(self._check().report)
+        try:
+            m = await self._read(ratings.metrics)
+        except Exception as exc:  # the health gauges still say why
+            log.warning("metrics without the database's figures: %s", describe(exc))
+            m = None
+        return web.Response(text=prometheus(m, report), content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
 
     # -- the rating page -----------------------------------------------------------------------
@@ -213,11 +223,12 @@ class Web:
         return await self._json(request, read)
 
 
-def prometheus(m: dict[str, Any]) -> str:
-    """The metrics in the Prometheus text exposition format."""
+def prometheus(m: dict[str, Any] | None, health: dict[str, Any] | None = None) -> str:
+    """The metrics in the Prometheus text exposition format: the database's figures (`m`,
+    None while it does not answer) and the health report's gauges."""
     lines: list[str] = []
 
-    def family(name: str, kind: str, help_: str, values: dict[str, int] | int,
+    def family(name: str, kind: str, help_: str, values: dict[str, int] | float,
                label: str = "") -> None:
         lines.append(f"# HELP maild_{name} {help_}")
         lines.append(f"# TYPE maild_{name} {kind}")
@@ -227,6 +238,10 @@ def prometheus(m: dict[str, Any]) -> str:
         else:
             lines.append(f"maild_{name} {values}")
 
+    if health is not None:
+        _health_families(health, family)
+    if m is None:
+        return "\n".join(lines) + "\n"
     family("mail_received_total", "counter", "Mail committed to the journal, by channel.",
            m["mail_received"], "channel")
     family("journal_messages", "gauge", "Journal rows by state.", m["journal"], "state")
@@ -242,4 +257,25 @@ def prometheus(m: dict[str, Any]) -> str:
            m["sla_breaches"], "metric")
     family("sla_breaches_open", "gauge", "SLA breach episodes not over.",
            m["sla_breaches_open"])
+    family("mail_quarantined", "gauge", "Mail that could not be processed, kept to replay.",
+           m["journal"].get("quarantined", 0))
+    family("notifications_failed", "gauge", "Notifications given up on (dead).",
+           m["outbox"].get("dead", 0))
     return "\n".join(lines) + "\n"
+
+
+def _health_families(report: dict[str, Any], family: Callable[..., None]) -> None:
+    checks: dict[str, dict[str, Any]] = report["checks"]
+    family("up", "gauge", "1 when /healthz says ok.", int(report["status"] == "ok"))
+    family("part_ok", "gauge", "Each checked part: 1 working, 0 failing.",
+           {name: int(bool(c["ok"])) for name, c in checks.items()}, "part")
+    for what, key in (("journal", "journal_oldest_pending_seconds"),
+                      ("outbox", "outbox_oldest_due_seconds")):
+        if what in checks:
+            family(key, "gauge", f"Age of the oldest {what} row waiting.",
+                   checks[what]["oldest_seconds"])
+    restarts = {name.removesuffix(" process"): c["restarts"] for name, c in checks.items()
+                if name.endswith(" process") and "restarts" in c}
+    if restarts:
+        family("worker_restarts_total", "counter", "Worker processes restarted, by role.",
+               restarts, "role")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.clock import Clock
 from maild.domain import Envelope, JournalState, Parsed
 from maild.doorbell import pause
-from maild.errors import ParseError
+from maild.errors import ParseError, TransientStoreError
 from maild.inbound.authres import unauthenticated
 from maild.inbound.classify import AutoReply, Bounce, Loop, Mail, classify
 from maild.inbound.commands import split_commands
@@ -40,12 +40,14 @@ from maild.service import Desk, MailIn, Outcome
 from maild.settings import LimitSettings
 from maild.store import db, journal, queries
 from maild.store.db import transaction
+from maild.supervise import Backoff, Episode, Health, describe, sleep_or
 from maild.tokens import Signer
 
 log = logging.getLogger("maild.process")
 TX_SECONDS = 0.015  # a processing transaction takes no more mails after this long
 BATCH = 16  # mails parsed, then processed, together (see `Pipeline.run_many`)
 CHECKPOINT_SECONDS = 0.5  # while mail flows, the processor checkpoints the WAL this often
+TRANSIENT_TRIES = 3  # a mail that fails 'transiently' this often, the database up, is shunted
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +105,7 @@ class Pipeline:
         self.signer = signer
         self.clock = clock
         self.config = config
+        self._transient: dict[int, int] = {}  # journal id → transient failures in a row
 
     def run_one(self, journal_id: int) -> Outcome | None:
         """Process one pending journal row; None when another worker has it."""
@@ -133,6 +136,10 @@ class Pipeline:
                 parsed.append(parse_mail(raw, limits=self.config.limits, signer=self.signer))
             except ParseError as exc:
                 parsed.append(self._quarantine(jid, f"cannot parse: {exc}"))
+            except Exception as exc:  # a parser bug met by this one mail: it alone waits
+                log.exception("journal %d: the parser failed", jid)
+                parsed.append(self._quarantine(jid, f"cannot parse: {type(exc).__name__}: "
+                                                    f"{exc}"))
         self._store_files([p for p in parsed if not isinstance(p, Outcome)])
         out: list[Outcome | None] = [p if isinstance(p, Outcome) else None for p in parsed]
         todo = [i for i, p in enumerate(parsed) if not isinstance(p, Outcome)]
@@ -193,6 +200,18 @@ class Pipeline:
                 outcome = self._apply(s, journal_id, parsed, envelope)
         except _Conflict:
             return None
+        except TransientStoreError as exc:
+            # Mostly the database is away: the loop waits and tries again, and the mail is
+            # not to blame. But if the database answers, this mail trips it every time.
+            if db.ping(self.factory) is not None:
+                raise
+            tries = self._transient[journal_id] = self._transient.get(journal_id, 0) + 1
+            if tries < TRANSIENT_TRIES:
+                raise
+            del self._transient[journal_id]
+            log.exception("journal %d quarantined", journal_id)
+            return self._quarantine(journal_id, f"{type(exc).__name__} {tries} times while "
+                                                f"the database answered: {exc}")
         except Exception as exc:  # the shunt: anything unexpected keeps the mail, with why
             log.exception("journal %d quarantined", journal_id)
             return self._quarantine(journal_id, f"{type(exc).__name__}: {exc}")
@@ -302,15 +321,24 @@ class Pipeline:
 
 
 class Processor:
-    """Runs the pipeline off the event loop, woken by intake commits, with a periodic tick."""
+    """Runs the pipeline off the event loop, woken by intake commits, with a periodic tick.
+
+    Supervised: a mail that fails is quarantined by the pipeline; a failure of the loop
+    itself (the database away) is one logged episode, retried with capped backoff until the
+    database is back, with the part "processor" failing in `health` meanwhile."""
 
     def __init__(self, pipeline: Pipeline, *, on_batch: Callable[[], None] = lambda: None,
-                 tick_seconds: float = 5.0, busy_poll_seconds: float | None = None) -> None:
+                 tick_seconds: float = 5.0, busy_poll_seconds: float | None = None,
+                 health: Health | None = None, backoff: Backoff | None = None) -> None:
         self.pipeline = pipeline
         self.on_batch = on_batch  # wakes the delivery worker: new outbox rows may be due
         self.tick = tick_seconds
         self.busy_poll = busy_poll_seconds  # see `doorbell.pause`
+        self.health = health or Health()
+        self.backoff = backoff or Backoff()
+        self.episode = Episode(log, "journal processing", health=self.health, part="processor")
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._stop = False
 
     def wake(self) -> None:
@@ -318,19 +346,36 @@ class Processor:
 
     async def run(self) -> None:
         checkpointed = worked = time.monotonic()
+        self.health.ok("processor")
         while not self._stop:
             self._wake.clear()
-            batch = await asyncio.to_thread(self.pipeline.next_batch)
+            try:
+                batch = await asyncio.to_thread(self.pipeline.next_batch)
+                if batch:
+                    await asyncio.to_thread(self._run_batch, batch)
+            except Exception as exc:  # the loop's own trouble: wait, then try again
+                delay = self.backoff.next()
+                self.episode.failed(exc, retry_in=delay)
+                await sleep_or(self._stopping, delay)
+                continue
+            if self.episode.failing:
+                self.episode.recovered()
+                self.backoff.reset()
             if batch:
-                await asyncio.to_thread(self._run_batch, batch)
                 self.on_batch()
                 worked = time.monotonic()
                 if worked - checkpointed > CHECKPOINT_SECONDS:
-                    await asyncio.to_thread(self.pipeline.checkpoint)
+                    await asyncio.to_thread(self._checkpoint)
                     checkpointed = time.monotonic()
                 continue
             await pause(self._wake, tick=self.tick, busy_poll=self.busy_poll,
                         since_work=time.monotonic() - worked)
+
+    def _checkpoint(self) -> None:
+        try:
+            self.pipeline.checkpoint()
+        except Exception as exc:  # only housekeeping: the next one will do
+            log.warning("WAL checkpoint failed: %s", describe(exc))
 
     def _run_batch(self, batch: list[tuple[int, bytes, Envelope]], *,
                    stoppable: bool = True) -> None:
@@ -341,6 +386,7 @@ class Processor:
 
     def stop(self) -> None:
         self._stop = True
+        self._stopping.set()
         self._wake.set()
 
     async def finish(self, budget_seconds: float) -> None:
@@ -348,7 +394,11 @@ class Processor:
         loop = asyncio.get_running_loop()
         end = loop.time() + budget_seconds
         while loop.time() < end:
-            batch = await asyncio.to_thread(self.pipeline.next_batch)
-            if not batch:
+            try:
+                batch = await asyncio.to_thread(self.pipeline.next_batch)
+                if not batch:
+                    return
+                await asyncio.to_thread(self._run_batch, batch, stoppable=False)
+            except Exception as exc:  # what is left waits in the journal for the next start
+                log.error("stopping with mail unprocessed: %s", describe(exc))
                 return
-            await asyncio.to_thread(self._run_batch, batch, stoppable=False)

@@ -32,13 +32,19 @@ from maild.settings.section import _check_address, _choice, _count, _host_port, 
 
 
 def _web(raw: Any) -> WebSettings:
-    s = _Section(raw, "web", {"listen", "enabled", "api_token"})
+    s = _Section(raw, "web", {"listen", "enabled", "api_token", "journal_lag_seconds",
+                              "outbox_lag_seconds"})
     host, port = _host_port(s.get("listen", str, "127.0.0.1:8080"), "web.listen")
     token = s.get("api_token", str, None)
     if token is not None and len(token) < 16:
         raise ConfigError("web.api_token", "must be at least 16 characters")
+    lags: dict[str, float] = {}
+    for key in ("journal_lag_seconds", "outbox_lag_seconds"):
+        lags[key] = s.get(key, float, getattr(WebSettings, key))
+        if lags[key] <= 0:
+            raise ConfigError(f"web.{key}", "must be a positive number of seconds")
     return WebSettings(host=host, port=port, enabled=s.get("enabled", bool, True),
-                       api_token=token)
+                       api_token=token, **lags)
 
 
 def _satisfaction(raw: Any) -> SatisfactionSettings:

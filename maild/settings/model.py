@@ -185,6 +185,10 @@ class WebSettings:
     port: int = 8080
     enabled: bool = True
     api_token: str | None = None  # /api/… (SLA and ticket figures as JSON) for this bearer
+    # /healthz answers 503 when the oldest mail waiting to be processed, or the oldest
+    # notification due to be sent, has waited longer than this.
+    journal_lag_seconds: float = 300.0
+    outbox_lag_seconds: float = 300.0
 
 
 @dataclass(frozen=True, kw_only=True)

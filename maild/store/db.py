@@ -20,8 +20,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.errors import StoreError, TransientStoreError
@@ -85,7 +86,13 @@ def make_engine(url: str, *, echo: bool = False, synced: bool = True) -> Engine:
     Only for writers whose work can be redone from what synced commits keep."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, echo, synced)
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # A server that vanishes (a cut network, a failover) must fail the statement, not hang
+    # it: bounded connects, TCP keepalives, and a pool wait bounded too.
+    connect_args = ({"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
+                     "keepalives_interval": 5, "keepalives_count": 3}
+                    if url.startswith("postgresql") else {})
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                         pool_timeout=10, connect_args=connect_args)
 
 
 def _sqlite_engine(url: str, echo: bool, synced: bool) -> Engine:
@@ -154,12 +161,26 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     try:
         with lock, session.begin():
             yield session
-    except OperationalError as exc:
+    except (OperationalError, InterfaceError) as exc:  # unreachable, dropped, locked
         raise TransientStoreError(str(exc.orig)) from exc
     except DBAPIError as exc:
+        if exc.connection_invalidated:  # the connection died under the statement
+            raise TransientStoreError(str(exc.orig)) from exc
         raise StoreError(str(exc.orig)) from exc
+    except PoolTimeout as exc:  # every pooled connection busy (or hung on a dead server)
+        raise TransientStoreError(str(exc)) from exc
     finally:
         session.close()
+
+
+def ping(factory: sessionmaker[Session]) -> str | None:
+    """Whether the database answers: None, or why not (for health and supervisors)."""
+    try:
+        with transaction(factory) as s:
+            s.execute(text("SELECT 1"))
+    except StoreError as exc:
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+    return None
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -106,14 +106,22 @@ async def test_healthz_and_metrics(make_settings, start_daemon):
     base = f"http://127.0.0.1:{d.running.web_port}"
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/healthz") as r:
-            assert r.status == 200 and await r.text() == "ok\n"
+            assert r.status == 200
+            health = await r.json()
         async with http.get(f"{base}/metrics") as r:
             text = await r.text()
+    assert health["status"] == "ok" and health["failing"] == []
+    assert health["checks"]["database"]["ok"] is True
+    assert health["checks"]["journal"]["oldest_seconds"] == 0
+    assert health["checks"]["processor"]["ok"]
     assert "# TYPE maild_mail_received_total counter" in text
     assert 'maild_mail_received_total{channel="smtp"} 1' in text
     assert "maild_tickets_opened_total 1" in text
     assert "maild_outbox_depth 0" in text
     assert 'maild_outbox_messages{state="sent"} 2' in text
+    assert "maild_up 1" in text and 'maild_part_ok{part="database"} 1' in text
+    assert "maild_journal_oldest_pending_seconds 0" in text
+    assert "maild_mail_quarantined 0" in text and "maild_notifications_failed 0" in text
 
 
 async def test_the_rating_page_in_headless_chromium(make_settings, start_daemon, tmp_path):

@@ -1,0 +1,29 @@
+"""How far behind the daemon is, for /healthz and /metrics.
+
+Each figure is one indexed query: the oldest pending journal row and the oldest outbox row
+due and not leased.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from maild.domain import JournalState, OutboxState
+from maild.store.models import Journal, Outbox
+
+
+def oldest_pending_journal(s: Session) -> datetime | None:
+    """When the oldest mail still waiting to be processed was received."""
+    return s.scalar(select(func.min(Journal.received_at))
+                    .where(Journal.state == JournalState.PENDING.value))
+
+
+def oldest_due_outbox(s: Session, now: datetime) -> datetime | None:
+    """Since when the oldest notification that could be sent now has been due."""
+    return s.scalar(select(func.min(Outbox.next_attempt_at)).where(
+        Outbox.state == OutboxState.PENDING.value, Outbox.next_attempt_at <= now,
+        or_(Outbox.lease_until.is_(None), Outbox.lease_until < now)))
+
