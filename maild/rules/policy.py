@@ -1,9 +1,10 @@
 """Who may do what on a ticket (pure; the spec's access bits and owner rule).
 
-One table, `RULES`, says for each mail command whether the ticket's owner may always run it
-and what access on the ticket's group anyone else needs; `may()` reads it. A super
-administrator may do everything; a customer runs no commands at all (their `#` lines are
-text).
+One table, `RULES`, says for each mail command whether the ticket's owner may run it and what
+access on the ticket's group anyone else needs; `may()` reads it. Ownership adds powers to
+edit access, it never replaces it: an owner who lost edit on the ticket's group (the
+operator changed the config) is judged like anyone else. A super administrator may do
+everything; a customer runs no commands at all (their `#` lines are text).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class Actor:
 
 @dataclass(frozen=True, kw_only=True)
 class Rule:
-    owner: bool  # the owner may, whatever their access
+    owner: bool  # the owner may, as long as they keep edit on the ticket's group
     others: Access | None  # what anyone else needs; None: nobody else
     why: str  # the refusal, completed with the owner's name
 
@@ -68,7 +69,8 @@ def may(actor: Actor, action: str, *, owner_id: int | None,
     rule = RULES.get(action)
     if rule is None:
         return Denied(reason=f"#{action} is not a command")
-    if rule.owner and owner_id is not None and actor.user_id == owner_id:
+    if (rule.owner and owner_id is not None and actor.user_id == owner_id
+            and actor.access is not None and actor.access >= Access.EDIT):
         return Allowed()
     if rule.others is not None and actor.access is not None and actor.access >= rule.others:
         return Allowed()

@@ -66,3 +66,12 @@ def test_customers_never_run_commands(action: str) -> None:
 def test_unowned_ticket_status_needs_an_admin() -> None:
     denied = may(MANAGER, "status", owner_id=None)
     assert isinstance(denied, Denied) and "only the owner (nobody)" in denied.reason
+
+
+@pytest.mark.parametrize("action", ["status", "close", "owner", "workunit", "priority", "lock"])
+def test_an_owner_without_edit_is_judged_like_anyone(action: str) -> None:
+    """Ownership adds powers to edit access; it does not outlive it (issue 13)."""
+    for access in (Access.VIEW, None):
+        former = Actor(user_id=1, staff=True, access=access)
+        assert isinstance(verdict(former, action), Denied)
+    assert verdict(Actor(user_id=1, staff=True, access=Access.VIEW), "help") == Allowed()
