@@ -365,7 +365,10 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
         if processor is not None:
             await processor.finish(budget_seconds=shutdown_seconds / 4)
         if worker is not None and transport is not None:
-            await worker.flush(budget_seconds=shutdown_seconds / 4)
+            try:
+                await worker.flush(budget_seconds=shutdown_seconds / 4)
+            except Exception as exc:  # what is not sent waits in the outbox for the next start
+                log.error("stopping with notifications unsent: %s", describe(exc))
             await transport.close()
         for task in tasks:
             task.cancel()

@@ -103,7 +103,7 @@ class HealthCheck:
         checks: dict[str, dict[str, Any]] = {}
         self._database(checks)
         for name, child in sorted((self.children.roles if self.children else {}).items()):
-            checks[f"{name} process"] = {
+            checks[f"{name} worker"] = {
                 "ok": child.up, "pid": child.pid, "restarts": child.restarts,
                 "last_exit": child.last_exit,
                 "reason": None if child.up else f"exited with {child.last_exit}; restarting"}

@@ -274,8 +274,8 @@ def _health_families(report: dict[str, Any], family: Callable[..., None]) -> Non
         if what in checks:
             family(key, "gauge", f"Age of the oldest {what} row waiting.",
                    checks[what]["oldest_seconds"])
-    restarts = {name.removesuffix(" process"): c["restarts"] for name, c in checks.items()
-                if name.endswith(" process") and "restarts" in c}
+    restarts = {name.removesuffix(" worker"): c["restarts"] for name, c in checks.items()
+                if name.endswith(" worker") and "restarts" in c}
     if restarts:
         family("worker_restarts_total", "counter", "Worker processes restarted, by role.",
                restarts, "role")
