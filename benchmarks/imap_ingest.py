@@ -1,7 +1,7 @@
 """IMAP ingest: maild reading N messages from a real Dovecot mailbox, timed in this process.
 
 What is measured
-  The shared corpus (``/work/shared/bench/make_corpus.py``, subject tags ``[#{n}]``, CRLF line
+  The peers' corpus (``benchmarks/make_corpus.py``, subject tags ``[#{n}]``, CRLF line
   endings) is put into the INBOX of a throwaway Dovecot (``tests/dovecot.py``: Debian's
   dovecot-imapd, maildir, plain IMAP on loopback) in corpus order, with MULTIAPPEND over one
   connection (LITERAL+, ``--append-chunk`` messages per command), and the INBOX is checked to
@@ -46,7 +46,7 @@ to load Dovecot, ~17 s measured, the checks; the corpus is made in ~10 s)::
     .venv/bin/python benchmarks/imap_ingest.py --intake-only --profile
 
 The issue asks for 2,000 messages from Dovecot and the messages/s; for comparison, the SMTP
-target (../shared/bench/PEERS.md) is 300 messages/s end to end.
+target (benchmarks/PEERS.md) is 300 messages/s end to end.
 """
 
 from __future__ import annotations

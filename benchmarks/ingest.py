@@ -1,7 +1,7 @@
 """End-to-end ingest through maild's SMTP listener, with the daemon run as an operator runs it.
 
 What is measured
-  The shared corpus (``/work/shared/bench/make_corpus.py``, subject tags ``[#{n}]``) is sent
+  The peers' corpus (``benchmarks/make_corpus.py``, subject tags ``[#{n}]``) is sent
   to ``maild --config CFG run``, started as a separate process on a fresh database (SQLite, or
   with ``--database postgresql`` a database of its own on the PostgreSQL server), by
   ``--senders`` threads (8), each on its own persistent ``smtplib.SMTP`` connection, the
@@ -58,8 +58,8 @@ is made in ~10 s)::
     .venv/bin/python benchmarks/ingest.py --py-spy /tmp/ingest.spy  # profile the daemon
                                                     # (py-spy --subprocesses: all three roles)
 
-The target (../shared/bench/PEERS.md): at least 300 messages/s end to end, 8 senders, on
-PEERS.md's machine. Machines of this kind differ by 3× from day to day: run
+The target (benchmarks/PEERS.md: what peer helpdesks reach): at least 300 messages/s end to
+end, 8 senders, on PEERS.md's machine. Machines of this kind differ by 3× from day to day: run
 ``benchmarks/reference.py`` in the same session (alternating with this) and compare ratios;
 it prints what 300 msg/s on PEERS.md's machine is on this one.
 """
@@ -96,7 +96,7 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-MAKE_CORPUS = REPO.parent / "shared" / "bench" / "make_corpus.py"
+MAKE_CORPUS = Path(__file__).resolve().parent / "make_corpus.py"  # the peers' corpus
 SUPPORT = "support@helpdesk.example"
 AGENTS = (("anna", "Support Team", "agent.anna@helpdesk.example"),
           ("kevin", "Kévin Support", "agent.kevin@helpdesk.example"),

@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 THREAD_FRAME = ("thread ", "process ")
+REPO = Path(__file__).resolve().parent.parent
 
 
 def start_py_spy(pid: int, out: Path, rate: int = 100) -> subprocess.Popen[bytes]:
@@ -94,7 +95,7 @@ def short(frame: str) -> str:
     if not m:
         return frame
     func, path = m.groups()
-    for marker in ("site-packages/", "/lib/python3.11/", "/work/main/"):
+    for marker in ("site-packages/", "/lib/python3.11/", f"{REPO}/"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break

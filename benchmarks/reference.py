@@ -2,7 +2,7 @@
 
 Why
   The machines the project runs on vary a lot in speed from day to day, so maild's figures
-  are compared with ../shared/bench/PEERS.md as ratios against this reference, measured in
+  are compared with the peers' figures as ratios against this reference, measured in
   the same session on the same corpus (``make_corpus.py -n 2000 --tag-format '[#{n}]'``).
 
 What is measured (each part over the whole corpus, wall time per message)
