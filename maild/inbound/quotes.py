@@ -23,28 +23,60 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class _Attribution:
-    """How one language writes "On <date>, <name> wrote:" (all case-folded)."""
+    """One client's and language's "On <date>, <name> wrote:" (all case-folded): the line,
+    without its final colon, starts with one of `starts`, holds `has` and ends with one of
+    `ends`."""
 
-    prefix: str  # how the line starts
-    verb: str  # the verb, with its surrounding spaces
-    verb_last: bool  # True: the line ends with the verb; False: the name follows it
+    starts: tuple[str, ...]  # empty: any start
+    has: str = ""
+    ends: tuple[str, ...] = ("",)
+    year: bool = False  # it must name a year ("2026"): the Russian shapes start anyhow
+    address: bool = False  # it must hold an address ("<javi@x>")
+
+    def matches(self, core: str) -> bool:
+        return ((not self.starts or core.startswith(self.starts)) and self.has in core
+                and core.endswith(self.ends) and (not self.year or _YEAR.search(core) is not None)
+                and (not self.address or "@" in core))
 
 
+_DIGITS = tuple("0123456789")
+# Gmail's Russian weekdays ("вт, 3 дек. 2026 г. в 10:15, Javi <javi@x>:"), and mail.ru's
+# full ones ("Вторник, 3 декабря 2026, 10:15 +03:00 от Javi <javi@x>:").
+_RU_DAYS = ("пн, ", "вт, ", "ср, ", "чт, ", "пт, ", "сб, ", "вс, ")
+_RU_WEEKDAYS = ("понедельник, ", "вторник, ", "среда, ", "четверг, ", "пятница, ",
+                "суббота, ", "воскресенье, ")
 _ATTRIBUTIONS: tuple[_Attribution, ...] = (
-    _Attribution(prefix="on ", verb=" wrote", verb_last=True),  # Gmail, Apple, Thunderbird
-    _Attribution(prefix="el ", verb=" escribió", verb_last=True),
-    _Attribution(prefix="le ", verb=" a écrit", verb_last=True),  # "a écrit :" too
-    _Attribution(prefix="am ", verb=" schrieb ", verb_last=False),
-    _Attribution(prefix="op ", verb=" schreef ", verb_last=False),
-    _Attribution(prefix="il giorno ", verb=" ha scritto", verb_last=True),
-    _Attribution(prefix="w dniu ", verb=" pisze", verb_last=True),
-    _Attribution(prefix="em ", verb=" escreveu", verb_last=True),
+    _Attribution(("on ",), ends=(" wrote",)),  # Gmail, Apple Mail, Thunderbird
+    _Attribution(("el ",), ends=(" escribió",)),
+    _Attribution(("le ",), ends=(" a écrit",)),  # "a écrit :" too
+    _Attribution(("am ",), has=" schrieb "),  # "Am … um 10:15 schrieb Javi <javi@x>:"
+    # Gmail on Android: "Javi <javi@x> schrieb am Do., 3. Dez. 2026, 10:15:"
+    _Attribution((), has=" schrieb am ", address=True),
+    _Attribution(("op ",), has=" schreef "),
+    _Attribution(("op ",), ends=(" het volgende geschreven",)),  # Apple Mail
+    _Attribution(("il ",), ends=(" ha scritto",)),  # "Il giorno …" (Gmail), "Il …" (others)
+    _Attribution(("w dniu ",), ends=(" pisze",)),
+    _Attribution(("em ",), ends=(" escreveu",)),
+    # Russian: Yandex and Gmail's older "3 декабря 2026 г., в 10:15, пользователь Javi
+    # <javi@x> написал:", Apple Mail's "… Javi <javi@x> написал(а):", Thunderbird's
+    # "03.12.2026 10:15, Javi пишет:"; Gmail names no verb at all (see _RU_DAYS).
+    _Attribution(_DIGITS + _RU_WEEKDAYS, ends=(" написал", " написала", " написал(а)", " пишет"),
+                 year=True),
+    _Attribution(_RU_DAYS, ends=(">",), year=True),
+    _Attribution(_DIGITS, ends=(">",), year=True),  # Yandex: "03.12.2026, 10:15, "Javi" <…>:"
+    _Attribution(_RU_WEEKDAYS, has=" от ", ends=(">",), year=True),
 )
-_ATTRIBUTION_PREFIXES = tuple(a.prefix for a in _ATTRIBUTIONS)
-# An attribution carries a time ("10:00") or an address; a sentence like
-# "On Monday I wrote:" carries neither, so it is left alone.
+# An attribution carries a time ("10:00"), an address with a date, or a Russian year
+# ("2026 г."); a sentence like "On Monday I wrote:" carries none, so it is left alone.
 _TIME = re.compile(r"\d:\d\d")
+_RU_YEAR = re.compile(r"\d\d\d\d г\.")
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
 _MAX_ATTRIBUTION = 300  # characters; longer lines are prose, and the cap bounds the work
+# Only a line that could start an attribution is joined with the next one (Gmail wraps long
+# attributions over two lines): one starting like some entry, or holding an address when some
+# entry may start anyhow ("Javi <javi@x> schrieb am …").
+_ATTRIBUTION_PREFIXES = tuple(p for a in _ATTRIBUTIONS for p in a.starts)
+_ANY_START = any(not a.starts for a in _ATTRIBUTIONS)
 
 # "-----Original Message-----" and friends: the reply history starts here.
 _SEPARATORS = frozenset(
@@ -58,6 +90,12 @@ _SEPARATORS = frozenset(
         "mensagem original",
         "oryginalna wiadomość",
         "wiadomość oryginalna",
+        "исходное сообщение",
+        # Thunderbird's "-------- Original-Nachricht --------" and the like
+        "original-nachricht",
+        "originalnachricht",
+        "message original",
+        "origineel bericht",
     }
 )
 # "---------- Forwarded message ---------": what follows is the content of a forward.
@@ -72,6 +110,9 @@ _DASHED_FORWARDS = frozenset(
         "mensagem encaminhada",
         "wiadomość przekazana",
         "przekazana wiadomość",
+        "пересылаемое сообщение",
+        "пересланное сообщение",
+        "переадресованное сообщение",
     }
 )
 # Apple Mail writes the forward marker without dashes.
@@ -85,21 +126,25 @@ _PLAIN_FORWARDS = frozenset(
         "begin doorgestuurd bericht",
         "início da mensagem reencaminhada",
         "początek przekazywanej wiadomości",
+        "начало переадресованного сообщения",
+        "начало пересылаемого сообщения",
     }
 )
 
 # Outlook's header block ("From: … / Sent: … / To: … / Subject: …"), by field role.
-_FROM_LABELS = frozenset({"from", "de", "von", "van", "da", "od"})
+_FROM_LABELS = frozenset({"from", "de", "von", "van", "da", "od", "от"})
 _DATE_LABELS = frozenset(
     {
         "sent", "date", "envoyé", "gesendet", "datum", "enviado", "enviado el", "fecha",
-        "verzonden", "inviato", "data", "wysłane", "wysłano",
+        "enviada em", "enviado em", "verzonden", "inviato", "data", "wysłane", "wysłano",
+        "отправлено", "дата",
     }
 )  # fmt: skip
 _TO_OR_SUBJECT_LABELS = frozenset(
     {
-        "to", "à", "a", "an", "para", "aan", "do", "cc",
+        "to", "à", "a", "an", "para", "aan", "do", "cc", "кому", "копия",
         "subject", "objet", "betreff", "asunto", "onderwerp", "oggetto", "assunto", "temat",
+        "тема",
     }
 )  # fmt: skip
 _MAX_LABEL = 24  # a field label sits within this many characters of the line start
@@ -265,6 +310,7 @@ def _may_be_special(line: str) -> bool:
         return False
     return (
         ":" in stripped
+        or "@" in stripped  # the first line of a wrapped "Javi <javi@x> schrieb am …"
         or stripped[0] in _SPECIAL_FIRST
         or stripped[:_SPECIAL_START_LEN].casefold().startswith(_SPECIAL_STARTS)
     )
@@ -309,15 +355,23 @@ def _label(line: str) -> str | None:
     colon = stripped.find(":", 0, _MAX_LABEL)
     if colon <= 0:
         return None
-    return stripped[:colon].strip(" *\t").casefold()
+    return stripped[:colon].strip(" *\t\u00a0").casefold()
 
 
 def _is_header_block(lines: list[str], i: int) -> bool:
-    """Outlook's quoted header: a From field, then a date field and a To or Subject field."""
+    """Outlook's quoted header: a From field, then a date field (with a digit: every client
+    writes the day or the year) and a To or Subject field. A person's own "From: …" line in
+    their text has no such fields below it and stays."""
     if _label(lines[i]) not in _FROM_LABELS:
         return False
-    labels = {_label(line) for line in lines[i + 1 : i + 1 + _HEADER_WINDOW]}
-    return bool(labels & _DATE_LABELS) and bool(labels & _TO_OR_SUBJECT_LABELS)
+    dated = addressed = False
+    for line in lines[i + 1 : i + 1 + _HEADER_WINDOW]:
+        label = _label(line)
+        if label in _DATE_LABELS and any(c.isdigit() for c in line.partition(":")[2]):
+            dated = True
+        elif label in _TO_OR_SUBJECT_LABELS:
+            addressed = True
+    return dated and addressed
 
 
 def _follows_rule(lines: list[str], i: int) -> bool:
@@ -336,12 +390,10 @@ def _is_attribution(line: str) -> bool:
     if not text.endswith(":"):
         return False
     core = text[:-1].rstrip()
-    if not (_TIME.search(core) or ("@" in core and any(c.isdigit() for c in core))):
+    if not (_TIME.search(core) or _RU_YEAR.search(core)
+            or ("@" in core and any(c.isdigit() for c in core))):
         return False
-    return any(
-        core.startswith(a.prefix) and (core.endswith(a.verb) if a.verb_last else a.verb in core)
-        for a in _ATTRIBUTIONS
-    )
+    return any(a.matches(core) for a in _ATTRIBUTIONS)
 
 
 def _attribution_span(lines: list[str], i: int) -> int:
@@ -351,12 +403,19 @@ def _attribution_span(lines: list[str], i: int) -> int:
         return 0
     if _is_attribution(line):
         return 1
-    if i + 1 == len(lines) or not line.lstrip().casefold().startswith(_ATTRIBUTION_PREFIXES):
+    if i + 1 == len(lines) or not _may_start_attribution(line):
         return 0
     following = lines[i + 1]
-    if len(following) > _MAX_ATTRIBUTION or not following.strip() or _is_quoted(following):
+    if (len(following) > _MAX_ATTRIBUTION or not following.strip() or _is_quoted(following)
+            or _is_attribution(following)):  # then line i is the text above it
         return 0
     return 2 if _is_attribution(f"{line} {following}") else 0
+
+
+def _may_start_attribution(line: str) -> bool:
+    if line.lstrip().casefold().startswith(_ATTRIBUTION_PREFIXES):
+        return True
+    return _ANY_START and "@" in line
 
 
 def _quote_follows(lines: list[str], i: int) -> bool:

@@ -415,6 +415,8 @@ SECONDS_PER_MEGABYTE = 10.0
         "________________________________",
         "-- Forwarded message --" + "-" * 50,
         "",
+        "2026-12-03 10:15:00 login javi@example.com: ok",
+        "Javi <javi@example.com> schrieb am 3. Dez. 2026 um",
     ],
     ids=[
         "prose",
@@ -427,6 +429,8 @@ SECONDS_PER_MEGABYTE = 10.0
         "rule",
         "dashes",
         "blank",
+        "dated-log",
+        "address-wrapped-start",
     ],
 )
 def test_a_megabyte_of_lines_is_fast(line: str) -> None:
@@ -479,3 +483,161 @@ def test_never_invents_text_and_never_empties_a_mail(lines: list[str]) -> None:
     assert all(not line.strip() or line in originals for line in note.split("\n")[:-1])
     last = note.split("\n")[-1]
     assert not last or any(original.startswith(last) for original in originals)
+
+
+# -- other languages, as the clients write them ---------------------------------------------
+
+NAME = "Javi García <javi@example.com>"
+LONG = "Javier García-Fernández"
+LONG_ADDR = "<javier.garcia-fernandez@example.com>"
+QUOTED = "> Bitte starten Sie den Drucker neu.\n> \n> Grüße, Support\n"
+
+# (id, attribution line(s) as the client writes them): the note must be only "Neuer Text."
+ATTRIBUTIONS: list[tuple[str, str]] = [
+    ("gmail-de", f"Am Do., 3. Dez. 2026 um 10:15 Uhr schrieb {NAME}:"),
+    ("gmail-fr", f"Le jeu. 3 déc. 2026 à 10:15, {NAME} a écrit :"),
+    ("gmail-fr-nbsp", f"Le jeu. 3 déc. 2026 à 10:15, {NAME} a écrit\u00a0:"),
+    ("gmail-es", "El jue, 3 dic 2026 a las 10:15, Javi García (<javi@example.com>) escribió:"),
+    ("gmail-it", f"Il giorno gio 3 dic 2026 alle ore 10:15 {NAME} ha scritto:"),
+    ("gmail-pt", f"Em qui., 3 de dez. de 2026 às 10:15, {NAME} escreveu:"),
+    ("gmail-nl", f"Op do 3 dec 2026 om 10:15 schreef {NAME}:"),
+    ("gmail-ru", f"чт, 3 дек. 2026 г. в 10:15, {NAME}:"),
+    ("gmail-ru-old", "суббота, 14 марта 2015 г. пользователь Javi García написал:"),
+    ("gmail-android-de", f"{NAME} schrieb am Do., 3. Dez. 2026, 10:15:"),
+    ("gmail-de-wrapped", f"Am Do., 3. Dez. 2026 um 10:15 Uhr schrieb {LONG}\n{LONG_ADDR}:"),
+    ("gmail-es-wrapped", f"El jue, 3 dic 2026 a las 10:15, {LONG}\n({LONG_ADDR}) escribió:"),
+    ("gmail-it-wrapped",
+     f"Il giorno gio 3 dic 2026 alle ore 10:15 {LONG}\n{LONG_ADDR} ha scritto:"),
+    ("gmail-pt-wrapped", f"Em qui., 3 de dez. de 2026 às 10:15, {LONG}\n{LONG_ADDR} escreveu:"),
+    ("gmail-nl-wrapped", f"Op do 3 dec 2026 om 10:15 schreef {LONG}\n{LONG_ADDR}:"),
+    ("gmail-ru-wrapped", f"чт, 3 дек. 2026 г. в 10:15, {LONG}\n{LONG_ADDR}:"),
+    ("gmail-android-de-wrapped", f"{LONG} {LONG_ADDR} schrieb am\nDo., 3. Dez. 2026, 10:15:"),
+    ("apple-de", f"Am 03.12.2026 um 10:15 schrieb {NAME}:"),
+    ("apple-fr", f"Le 3 déc. 2026 à 10:15, {NAME} a écrit :"),
+    ("apple-es", f"El 3 dic 2026, a las 10:15, {NAME} escribió:"),
+    ("apple-it", f"Il giorno 3 dic 2026, alle ore 10:15, {NAME} ha scritto:"),
+    ("apple-pt", f"Em 3 de dez. de 2026, à(s) 10:15, {NAME} escreveu:"),
+    ("apple-nl", f"Op 3 dec. 2026 om 10:15 heeft {NAME} het volgende geschreven:"),
+    ("apple-ru", f"3 дек. 2026 г., в 10:15, {NAME} написал(а):"),
+    ("thunderbird-de", "Am 03.12.26 um 10:15 schrieb Javi García:"),
+    ("thunderbird-fr", "Le 03/12/2026 à 10:15, Javi García a écrit :"),
+    ("thunderbird-es", "El 3/12/26 a las 10:15, Javi García escribió:"),
+    ("thunderbird-it", "Il 03/12/26 10:15, Javi García ha scritto:"),
+    ("thunderbird-pt", "Em 03/12/2026 10:15, Javi García escreveu:"),
+    ("thunderbird-nl", "Op 03-12-2026 om 10:15 schreef Javi García:"),
+    ("thunderbird-ru", "03.12.2026 10:15, Javi García пишет:"),
+    ("yandex-ru", f"3 декабря 2026 г., в 10:15, пользователь {NAME} написал:"),
+    ("yandex-ru-short", '03.12.2026, 10:15, "Javi García" <javi@example.com>:'),
+    ("mail-ru", f"Четверг, 3 декабря 2026, 10:15 +03:00 от {NAME}:"),
+]
+
+
+@pytest.mark.parametrize(
+    "attribution", [pytest.param(a, id=name) for name, a in ATTRIBUTIONS]
+)
+def test_attributions_in_other_languages(attribution: str) -> None:
+    assert strip_quoted(f"Neuer Text.\n\n{attribution}\n{QUOTED}") == "Neuer Text."
+    # and when the client quoted the attribution too (Apple Mail does)
+    quoted = "".join(f"> {line}\n" for line in attribution.split("\n"))
+    assert strip_quoted(f"Neuer Text.\n\n{quoted}>\n{QUOTED}") == "Neuer Text."
+
+
+@pytest.mark.parametrize(
+    "attribution", [pytest.param(a, id=name) for name, a in ATTRIBUTIONS]
+)
+def test_attributions_in_other_languages_above_unquoted_history(attribution: str) -> None:
+    # text made from HTML: the history follows without ">" marks
+    body = f"Neuer Text.\n\n{attribution}\n\nBitte starten Sie den Drucker neu.\n"
+    assert strip_quoted(body) == "Neuer Text."
+
+
+HEADER_BLOCKS: list[tuple[str, str]] = [
+    ("de", f"Von: {NAME}\nGesendet: Donnerstag, 3. Dezember 2026 10:15\n"
+           "An: Support <support@example.com>\nBetreff: AW: [#12] Drucker"),
+    ("fr", f"De : {NAME}\nEnvoyé : jeudi 3 décembre 2026 10:15\n"
+           "À : Support <support@example.com>\nObjet : RE: [#12] Imprimante"),
+    ("fr-nbsp", f"De\u00a0: {NAME}\nEnvoyé\u00a0: jeudi 3 décembre 2026 10:15\n"
+                "À\u00a0: Support <support@example.com>\nObjet\u00a0: RE: [#12] Imprimante"),
+    ("es", f"De: {NAME}\nEnviado el: jueves, 3 de diciembre de 2026 10:15\n"
+           "Para: Support <support@example.com>\nAsunto: RE: [#12] Impresora"),
+    ("es-owa", f"De: {NAME}\nEnviado: jueves, 3 de diciembre de 2026 10:15\n"
+               "Para: Support <support@example.com>\nAsunto: RE: [#12] Impresora"),
+    ("it", f"Da: {NAME}\nInviato: giovedì 3 dicembre 2026 10:15\n"
+           "A: Support <support@example.com>\nOggetto: R: [#12] Stampante"),
+    ("pt-br", f"De: {NAME}\nEnviada em: quinta-feira, 3 de dezembro de 2026 10:15\n"
+              "Para: Support <support@example.com>\nAssunto: RES: [#12] Impressora"),
+    ("pt-pt", f"De: {NAME}\nEnviado: 3 de dezembro de 2026 10:15\n"
+              "Para: Support <support@example.com>\nAssunto: RE: [#12] Impressora"),
+    ("nl", f"Van: {NAME}\nVerzonden: donderdag 3 december 2026 10:15\n"
+           "Aan: Support <support@example.com>\nOnderwerp: RE: [#12] Printer"),
+    ("ru", f"От: {NAME}\nОтправлено: 3 декабря 2026 г. 10:15\n"
+           "Кому: Support <support@example.com>\nТема: RE: [#12] Принтер"),
+    ("ru-new-outlook", f"От: {NAME}\nДата: четверг, 3 декабря 2026 г. 10:15\n"
+                       "Кому: Support <support@example.com>\nТема: RE: [#12] Принтер"),
+]
+SEPARATORS = [
+    ("de", "-----Ursprüngliche Nachricht-----"),
+    ("fr", "-----Message d'origine-----"),
+    ("es", "-----Mensaje original-----"),
+    ("it", "-----Messaggio originale-----"),
+    ("pt", "-----Mensagem original-----"),
+    ("nl", "-----Oorspronkelijk bericht-----"),
+    ("ru", "-----Исходное сообщение-----"),
+    ("thunderbird-de", "-------- Original-Nachricht --------"),
+    ("thunderbird-ru", "-------- Исходное сообщение --------"),
+]
+OLD = "\n\nBitte starten Sie den Drucker neu.\n\nGrüße\nSupport\n"
+
+
+@pytest.mark.parametrize("block", [pytest.param(b, id=name) for name, b in HEADER_BLOCKS])
+def test_outlook_header_blocks_in_other_languages(block: str) -> None:
+    assert strip_quoted(f"Neuer Text.\n\nJavi\n\n{block}{OLD}") == "Neuer Text.\n\nJavi"
+    rule = "_" * 32
+    assert strip_quoted(f"Neuer Text.\n\n{rule}\n{block}{OLD}") == "Neuer Text."
+    bold = "\n".join(f"*{line.replace(':', ':*', 1)}" for line in block.split("\n"))
+    assert strip_quoted(f"Neuer Text.\n\n{bold}{OLD}") == "Neuer Text."
+
+
+@pytest.mark.parametrize("separator", [pytest.param(s, id=name) for name, s in SEPARATORS])
+def test_outlook_separators_in_other_languages(separator: str) -> None:
+    block = dict(HEADER_BLOCKS)["ru" if "Исход" in separator else "de"]
+    body = f"Neuer Text.\n\n{separator}\n{block}{OLD}"
+    assert strip_quoted(body) == "Neuer Text."
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "---------- Пересылаемое сообщение ---------",
+        "-------- Пересланное сообщение --------",
+        "Начало переадресованного сообщения:",
+        "---------- Weitergeleitete Nachricht ---------",
+    ],
+)
+def test_forwards_in_other_languages_are_kept(marker: str) -> None:
+    body = (
+        f"Посмотрите, пожалуйста.\n\n{marker}\nОт: Bob <bob@example.org>\n"
+        "Date: чт, 3 дек. 2026 г. в 10:15\nSubject: Счёт 42\nTo: Javi <javi@example.com>\n\n"
+        "Оплатите счёт 42.\n"
+    )
+    assert strip_quoted(body) == body.rstrip()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a person's own lines that look like fields, without a dated header block below
+        "Please ship the toner.\nFrom: Warehouse B\nTo: Office 3\nThanks",
+        "Please ship the toner.\nFrom: Warehouse B\nDate: as soon as possible\nTo: Office 3",
+        "Bitte liefern.\nVon: Lager B\nAn: Büro 3\nDanke",
+        "Привет.\nОт: склад Б\nКому: офис 3\nТема: тонер",
+        # Russian prose that reads like an attribution
+        "Вчера в 10:15 менеджер написал:\nперезагрузите принтер.",
+        "2 дня назад в 10:15 менеджер написал:\nперезагрузите принтер.",
+        "Ваш коллега сказал в 10:15, что всё работает <ok>:\nно нет.",
+        "Max schrieb am Montag:\nder Drucker geht nicht.",
+        "Op maandag schreef ik:\nde printer doet het niet.",
+    ],
+)
+def test_text_in_other_languages_is_not_mistaken_for_history(body: str) -> None:
+    assert strip_quoted(body) == body
