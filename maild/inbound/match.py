@@ -3,7 +3,8 @@
 The store is reached only through the small `Lookup` protocol, so the decision can be tested
 with a dict-backed twin and read in one place. Fallbacks (a Message-ID of the ticket's thread,
 `[#N]`) thread a mail only when its sender may reply there (associated with the ticket, or
-staff with edit on its group): a header or a subject is not a credential.
+staff with edit on its group): a header or a subject is not a credential, so what a mail in
+a staff member's name threaded that way says is kept for staff only (`distrust`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,39 @@ def bounce_outbox_id(envelope: Envelope, signer: Signer, addressing: ReplyAddres
             outbox_id = signer.verify_bounce(token)
             if outbox_id is not None:
                 return outbox_id
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Distrust:
+    """Why a reply in a staff member's name does not prove it is theirs."""
+
+    reason: str  # told to that staff member
+    how: str  # how it came, for the internal note that keeps its words
+
+
+VIA = {"subject": "subject tag", "message-id": "In-Reply-To/References"}
+
+
+def distrust(m: ToTicket, *, author: str, issued_to: str | None,
+             unauthenticated: str | None) -> Distrust | None:
+    """None when the reply proves its sender: it came to their own reply address (the
+    From alone proves nothing) and, when the desk requires it, the relay vouched for the
+    From domain (`unauthenticated`: why it did not). `issued_to`: whose the token is, when
+    it is not the author's."""
+    if m.via != "token":
+        return Distrust(reason="commands act only in a reply to your own reply address; this "
+                               f"mail was matched to the ticket by its {m.via}",
+                        how=f"in {author}'s name, but it came by its {VIA.get(m.via, m.via)}, "
+                            f"not through {author}'s own reply address")
+    if m.token_user_id != m.author_id:
+        other = issued_to or "someone else"
+        return Distrust(reason=f"this reply address was issued to {other}, not to you",
+                        how=f"in {author}'s name, but sent to a reply address issued to {other}")
+    if unauthenticated is not None:
+        return Distrust(reason=unauthenticated,
+                        how=f"in {author}'s name, but the relay did not vouch for its sender "
+                            "([security] command_authentication)")
     return None
 
 

@@ -18,13 +18,15 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
-from maild.domain import Envelope, JournalState, Parsed
+from maild.domain import Envelope, JournalState, Parsed, UserKind
 from maild.doorbell import pause
-from maild.errors import ParseError, TransientStoreError
+from maild.errors import MaildError, ParseError, TransientStoreError
 from maild.inbound.authres import unauthenticated
 from maild.inbound.classify import AutoReply, Bounce, Loop, Mail, classify
 from maild.inbound.commands import split_commands
+from maild.inbound.dedup import content_digest
 from maild.inbound.match import (
+    Distrust,
     Hold,
     NewTicket,
     Refuse,
@@ -32,6 +34,7 @@ from maild.inbound.match import (
     ThirdParty,
     ToTicket,
     bounce_outbox_id,
+    distrust,
     match,
 )
 from maild.inbound.parse import parse_mail
@@ -227,11 +230,19 @@ class Pipeline:
 
     def _dispatch(self, s: Session, journal_id: int, parsed: Parsed,
                   envelope: Envelope) -> Outcome:
+        reused: int | None = None  # the earlier mail whose Message-ID this other mail reuses
         if parsed.message_id:
             earlier = journal.seen_message_id(s, parsed.message_id[:255], journal_id)
-            if earlier is not None:
-                return Outcome(state=JournalState.DONE,
-                               outcome=f"ignored: duplicate of journal {earlier}")
+            if earlier:
+                same = self._same_mail(s, earlier, parsed)
+                if same is not None:
+                    return Outcome(state=JournalState.DONE,
+                                   outcome=f"ignored: duplicate of journal {same}")
+                # Someone else's mail (or another mail) under a Message-ID already used: it
+                # is processed as its own, without that Message-ID, which keeps threading
+                # to the earlier mail's ticket only.
+                reused = earlier[0]
+                parsed = dataclasses.replace(parsed, message_id=None)
         verdict = classify(parsed, envelope, own_addresses=self.config.own_addresses)
         outbox_id = bounce_outbox_id(envelope, self.signer, self.config.addressing)
         if outbox_id is not None and not isinstance(verdict, Bounce) and parsed.report is None:
@@ -246,7 +257,25 @@ class Pipeline:
             return Outcome(state=JournalState.DONE,
                            outcome=f"ignored: auto-reply ({verdict.reason})")
         assert isinstance(verdict, Mail)
-        return self._route(s, journal_id, parsed, envelope, automated=verdict.automated)
+        outcome = self._route(s, journal_id, parsed, envelope, automated=verdict.automated)
+        if reused is None:
+            return outcome
+        return dataclasses.replace(outcome, outcome=f"{outcome.outcome} (its Message-ID was "
+                                                    f"already journal {reused}'s, another mail)")
+
+    def _same_mail(self, s: Session, earlier: list[int], parsed: Parsed) -> int | None:
+        """Which of the earlier journal rows holds this very mail (a redelivery), if any.
+        Runs only when a Message-ID comes again, which is rare: parsing them costs little."""
+        digest = content_digest(parsed)
+        raws = journal.raws(s, earlier)
+        for jid in earlier:
+            try:
+                before = parse_mail(raws[jid], limits=self.config.limits, signer=self.signer)
+            except (KeyError, MaildError):
+                continue
+            if content_digest(before) == digest:
+                return jid
+        return None
 
     def _route(self, s: Session, journal_id: int, parsed: Parsed, envelope: Envelope, *,
                automated: bool) -> Outcome:
@@ -263,11 +292,12 @@ class Pipeline:
         if isinstance(m, ToTicket):
             reply = dataclasses.replace(mail, text=strip_quoted(parsed.text))
             if self.desk.is_staff(m.author_id):  # a customer's `#` lines are only text
-                block = split_commands(reply.text)
-                if block.items or not self.desk.may_write(s, m.ticket_id, m.author_id):
-                    return self.desk.reply_with_commands(
-                        s, m.ticket_id, m.author_id, dataclasses.replace(reply, text=block.body),
-                        block.items, refuse_all=self._distrust(s, m, parsed))
+                return self._staff_reply(s, m, parsed, reply)
+            if self.desk.user(s, m.author_id).kind is UserKind.STAFF:
+                return Outcome(state=JournalState.HELD, outcome="held: sender is no longer staff",
+                               ticket_id=m.ticket_id,
+                               reason=f"{parsed.sender.addr} is no longer staff in the config; "
+                                      f"nothing was written on ticket {m.ticket_id}")
             return self.desk.add_workunit(s, m.ticket_id, m.author_id, reply)
         if isinstance(m, ThirdParty):  # never commands, never the creator
             return self.desk.third_party_reply(
@@ -276,15 +306,17 @@ class Pipeline:
             if m.note:
                 log.warning("journal %d: %s; opening a new ticket", journal_id, m.note)
             staff = self.desk.user_for_address(s, parsed.sender.addr)
+            refuse = None
             if staff is not None and self.desk.is_staff(staff.id):
+                # A new mail has no reply token: only the relay can vouch for its sender.
+                refuse = unauthenticated(parsed, require=self.config.command_auth,
+                                         authserv_id=self.config.authserv_id)
                 block = split_commands(parsed.text)
                 if block.items:
-                    refuse = unauthenticated(parsed, require=self.config.command_auth,
-                                             authserv_id=self.config.authserv_id)
                     return self.desk.open_with_commands(
                         s, m.group_id, staff.id, dataclasses.replace(mail, text=block.body),
                         block.items, refuse_all=refuse)
-            return self.desk.open_ticket(s, m.group_id, mail)
+            return self.desk.open_ticket(s, m.group_id, mail, copies=refuse is None)
         if isinstance(m, Hold):
             log.warning("journal %d held: %s", journal_id, m.reason)
             return Outcome(state=JournalState.HELD, outcome="held: borrowed reply token",
@@ -292,19 +324,29 @@ class Pipeline:
         assert isinstance(m, Refuse)
         return self.desk.refuse(s, mail, template=m.template, reason=m.reason)
 
-    def _distrust(self, s: Session, m: ToTicket, parsed: Parsed) -> str | None:
-        """Why the commands of this reply may not act, or None: the From address proves
-        nothing alone; the reply token must be the sender's own (and, when configured, the
-        relay must have seen a DKIM or SPF pass for the From domain)."""
-        if m.via != "token":
-            return ("commands act only in a reply to your own reply address; this mail was "
-                    f"matched to the ticket by its {m.via}")
-        if m.token_user_id != m.author_id:
-            issued = self.desk.user(s, m.token_user_id) if m.token_user_id else None
-            return ("this reply address was issued to "
-                    f"{issued.label if issued else 'someone else'}, not to you")
-        return unauthenticated(parsed, require=self.config.command_auth,
-                               authserv_id=self.config.authserv_id)
+    def _staff_reply(self, s: Session, m: ToTicket, parsed: Parsed, reply: MailIn) -> Outcome:
+        """A mail in a staff member's name on a ticket. Access is read now, owners included:
+        without edit nothing is written and they are told why. A mail that does not prove
+        it is theirs is kept for staff only and its commands refused; else it acts."""
+        block = split_commands(reply.text)
+        body = dataclasses.replace(reply, text=block.body)
+        if not self.desk.may_write(s, m.ticket_id, m.author_id):
+            return self.desk.reply_with_commands(s, m.ticket_id, m.author_id, body, block.items)
+        unproven = self._distrust(s, m, parsed)
+        if unproven is not None:
+            return self.desk.unverified_reply(s, m.ticket_id, m.author_id, body, block.items,
+                                              reason=unproven.reason, how=unproven.how)
+        if block.items:
+            return self.desk.reply_with_commands(s, m.ticket_id, m.author_id, body, block.items)
+        return self.desk.add_workunit(s, m.ticket_id, m.author_id, reply)
+
+    def _distrust(self, s: Session, m: ToTicket, parsed: Parsed) -> Distrust | None:
+        """Why this reply does not prove it is its sender's (see `match.distrust`), or None."""
+        tid = m.token_user_id
+        issued = self.desk.user(s, tid).label if tid and tid != m.author_id else None
+        return distrust(m, author=self.desk.user(s, m.author_id).label, issued_to=issued,
+                        unauthenticated=unauthenticated(parsed, require=self.config.command_auth,
+                                                        authserv_id=self.config.authserv_id))
 
     def checkpoint(self) -> None:
         """The WAL into the database file, here rather than in an SMTP session's commit."""

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("maild.service")
 
 Items = tuple[Command | LineError, ...]
+UNVERIFIED = "[unverified sender]"  # the first words of a note kept from such a mail
 
 
 def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, mail: MailIn,
@@ -102,6 +103,42 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
         automation.run(desk, s, row, "update", sender=mail.sender.addr, subject=mail.subject,
                        body=mail.text, now=now)
     return Outcome(state=JournalState.DONE, outcome=_summary(p, ticket_id), ticket_id=ticket_id)
+
+
+def unverified_reply(desk: Desk, s: Session, ticket_id: int, author_id: int, mail: MailIn,
+                     items: Items, *, reason: str, how: str) -> Outcome:
+    """A mail in a staff member's name that does not prove it is theirs (no reply token of
+    their own, or no relay pass where the desk requires one): its words are kept for staff
+    only, as an internal note whose first line says so and `how` it came, sent to nobody;
+    its commands are
+    refused; and the staff member is told at their registered address, in a mail carrying
+    their own reply address, so that if it was them they can answer it."""
+    now = desk.clock.now()
+    row = queries.ticket_row(s, ticket_id)
+    author = desk.user(s, author_id)
+    text = mail.text.strip()
+    note = f"{UNVERIFIED} {how[:1].upper()}{how[1:]}: kept for staff only, sent to nobody."
+    kept = dataclasses.replace(mail, text=f"{note}\n\n{text}".strip(), html=None)
+    wu_id = desk.workunit(s, ticket_id, author, kept, now,
+                          WorkunitOptions(time_used=0.0, internal=True))
+    tickets.touch(s, ticket_id, now)  # updated, but nobody answered the customer
+    if items:
+        p = plan(items, actor=desk.actor(author_id, row.group_id),
+                 ticket=_state(row, queries.ticket_cc(s, ticket_id)),
+                 facts=_facts(desk, s, items, now), refuse_all=reason)
+        told = _outcome(desk, s, p, author, mail, row=row, wu_id=wu_id, unverified=True)
+    else:
+        creator = desk.user(s, row.creator_id) if row.creator_id else None
+        ctx = desk.context(s, row, creator, wu_text=text, wu_user=author.name or author.label,
+                           reason=reason, mail_subject=mail.subject)
+        told = desk.direct(s, author, "ticket/staff/unverified", ctx, ticket_id=ticket_id,
+                           group_id=row.group_id, refs=desk.refs(row, mail))
+    outbox.add_many(s, [n for n in [told] if n], now)
+    log.warning("ticket %d: mail in %s's name kept as internal note %d: %s", ticket_id,
+                author.label, wu_id, reason)
+    return Outcome(state=JournalState.DONE, ticket_id=ticket_id,
+                   outcome=f"internal note {wu_id} on ticket {ticket_id}: unverified sender "
+                           f"{author.label} ({reason})")
 
 
 def open_with_commands(desk: Desk, s: Session, group_id: int, author_id: int, mail: MailIn,
@@ -269,11 +306,12 @@ def _event(p: Plan) -> str:
 
 
 def _outcome(desk: Desk, s: Session, p: Plan, author: UserRef, mail: MailIn, *,
-             row: TicketRow | None, wu_id: int | None, reason: str | None = None) -> Note | None:
+             row: TicketRow | None, wu_id: int | None, reason: str | None = None,
+             unverified: bool = False) -> Note | None:
     lines = [{"line": r.line, "applied": r.applied, "message": r.message} for r in p.results]
     result = {"ok": p.ok and reason is None, "reason": reason, "lines": lines, "workunit_id": wu_id,
               "kept_internal": not p.ok and wu_id is not None, "mail_subject": mail.subject,
-              "opening": row is None or p.before.id is None}
+              "opening": row is None or p.before.id is None, "unverified": unverified}
     ctx: dict[str, Any] = {"result": result, "help": _help(desk, p, author) if p.help else None}
     refs = tuple(r for r in (mail.message_id,) if r)
     if row is not None:

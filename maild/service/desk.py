@@ -114,9 +114,19 @@ class Desk:
         return commanding.open_with_commands(self, s, group_id, author_id, mail, items,
                                              refuse_all=refuse_all)
 
+    def unverified_reply(self, s: Session, ticket_id: int, author_id: int, mail: MailIn,
+                         items: tuple[Command | LineError, ...], *, reason: str,
+                         how: str) -> Outcome:
+        """A mail in a staff member's name that does not prove it is theirs: an internal
+        note marked "unverified sender", commands refused, the staff member told."""
+        return commanding.unverified_reply(self, s, ticket_id, author_id, mail, items,
+                                           reason=reason, how=how)
+
     # -- opening -------------------------------------------------------------------------------
     def open_ticket(self, s: Session, group_id: int, mail: MailIn, *,
-                    parent_id: int | None = None) -> Outcome:
+                    parent_id: int | None = None, copies: bool = True) -> Outcome:
+        """`copies=False`: the first mail's Cc are not put on copy (a mail in a staff
+        member's name that the relay did not vouch for sends nothing outside)."""
         now = self.clock.now()
         group = self.directory.groups[group_id]
         user = self.user_for_address(s, mail.sender.addr)
@@ -141,7 +151,7 @@ class Desk:
                                      "reason": verdict.warning}, group_id=group.id)
             return Outcome(state=JournalState.HELD, outcome="held: ticket creation limit",
                            reason=f"{mail.sender.addr}: {verdict.warning}")
-        cc = self._cc_from_mail(group, mail, user) if parent_id is None else ()
+        cc = self._cc_from_mail(group, mail, user) if parent_id is None and copies else ()
         opening = Opening(title=clean_title(mail.subject), priority=self.config.default_priority,
                           owner_id=group.default_owner_id, editor=mail.channel.value,
                           description=mail.text, parent_id=parent_id, cc=cc)

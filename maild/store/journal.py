@@ -162,15 +162,31 @@ _SEEN = Prepared(select(Journal.id, Journal.state).where(
     Journal.message_id == bindparam("mid")))
 
 
-def seen_message_id(s: Session, message_id: str, before_id: int) -> int | None:
-    """An earlier, processed journal row with this Message-ID (a redelivered duplicate)."""
+SEEN_COMPARED = 8  # earlier mails with one Message-ID compared at most (newest first)
+
+
+def seen_message_id(s: Session, message_id: str, before_id: int,
+                    limit: int = SEEN_COMPARED) -> list[int]:
+    """Earlier, processed journal rows with this Message-ID, newest first (at most `limit`):
+    the mails a redelivery would duplicate. Anybody can reuse a Message-ID, so it proves
+    nothing alone; the caller compares the mails themselves (`inbound.dedup`)."""
     # Filter on message_id alone in SQL so the message_id index is used, whatever the
     # planner thinks of the state index; the few rows per Message-ID are checked here.
-    for jid, state in _SEEN.rows(s, {"mid": message_id}):
-        if jid < before_id and state == JournalState.DONE.value:
-            return int(jid)
-    return None
+    ids = sorted((int(jid) for jid, state in _SEEN.rows(s, {"mid": message_id})
+                  if jid < before_id and state == JournalState.DONE.value), reverse=True)
+    return ids[:limit]
 
+
+_RAWS = (select(JournalRaw.id, JournalRaw.raw)
+         .where(JournalRaw.id.in_(bindparam("ids", expanding=True))).order_by(JournalRaw.id))
+
+
+def raws(s: Session, journal_ids: list[int]) -> dict[int, bytes]:
+    """The raw mail of these journal rows, in one query."""
+    if not journal_ids:
+        return {}
+    return {int(r.id): bytes(r.raw)
+            for r in s.connection().execute(_RAWS, {"ids": journal_ids})}
 
 
 def entries(s: Session, *, state: JournalState | None = None,

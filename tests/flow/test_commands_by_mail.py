@@ -240,8 +240,10 @@ async def test_from_alone_proves_nothing(make_settings, start_daemon):
     await write(d, RAMON, reply_address(ack), "#close\nClosing this.\n")
     view = d.ticket(tid)
     assert view.status is Status.NEW
-    wu = view.workunits[-1]  # kept, but for staff only, as Ramón is associated
-    assert wu.author == "ramon" and wu.internal and wu.text == "Closing this."
+    wu = view.workunits[-1]  # kept, but for staff only and marked: nothing proves it is his
+    assert wu.author == "ramon" and wu.internal
+    assert wu.text == ("[unverified sender] In ramon's name, but sent to a reply address issued "
+                       f"to {ALICE}: kept for staff only, sent to nobody.\n\nClosing this.")
     [outcome] = outcomes(d, "ramon@example.com")
     assert f"this reply address was issued to {ALICE}, not to you" in outcome.text
     # Ramón's own address with Javi's From: refused as well

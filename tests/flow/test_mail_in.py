@@ -157,13 +157,20 @@ async def test_fallback_threading_only_for_associated_senders(database, make_set
     await d.send(mail(sender="eve@other.example", subject=f"Re: [#{t.id}] Printer",
                       body="let me in\n"), mail_from="eve@other.example")
     await d.settle()
-    # staff with edit on the group may answer by tag from their own mailbox
+    # a tag threads the mail of staff with edit on the group too, but proves nothing of its
+    # sender: it is kept for staff only, marked, and Javi hears of it at his own address
     await d.send(mail(sender="Javi <javier@home.example>", subject=f"Re: [#{t.id}] Printer",
                       body="On my way.\n"), mail_from="javier@home.example")
     await d.settle()
     view = d.ticket(t.id)
-    assert [w.text for w in view.workunits][1:] == ["more info", "even more", "On my way."]
-    assert view.workunits[-1].author == "javi"
+    texts = [w.text for w in view.workunits][1:]
+    assert texts[:2] == ["more info", "even more"]
+    assert texts[2].startswith("[unverified sender] In javi's name, but it came by its subject")
+    assert texts[2].endswith("\n\nOn my way.")
+    assert view.workunits[-1].author == "javi" and view.workunits[-1].internal
+    assert "On my way." not in d.sink.to("alice@customer.example")[-1].text
+    assert any("Unverified mail in your name" in r["Subject"]
+               for r in d.sink.to("javi@example.com"))
     tickets = d.tickets()
     assert len(tickets) == 2
     assert tickets[0].creator == "eve@other.example"
