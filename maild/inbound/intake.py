@@ -1,5 +1,13 @@
 """Raw mail into the journal with group commit: one transaction for every mail that is
-waiting, so concurrent SMTP sessions share a commit and each gets its 250 only after it."""
+waiting, so concurrent SMTP sessions share a commit and each gets its 250 only after it.
+
+Sharing a transaction must not share a fate: when a batch fails for something one of its
+mails holds (a value the database refuses), its mails are committed again each alone, so only
+that one fails. A failure of the database itself (unreachable, locked, read-only: a
+`TransientStoreError`) fails the batch at once, since each alone would fail too, only later.
+The intake's health (part "intake") is failing while commits fail, and ok again after one
+succeeds; an outage is logged once (`Episode`).
+"""
 
 from __future__ import annotations
 
@@ -10,22 +18,28 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
+from maild.errors import StoreError, TransientStoreError
 from maild.store import journal
 from maild.store.db import transaction
 from maild.store.journal import Incoming
+from maild.supervise import Episode, Health, describe
 
 log = logging.getLogger("maild.intake")
 MAX_BATCH = 64
 
+Waiter = tuple[Incoming, asyncio.Future[int]]
+
 
 class Intake:
     def __init__(self, factory: sessionmaker[Session], clock: Clock,
-                 on_committed: Callable[[], None] = lambda: None) -> None:
+                 on_committed: Callable[[], None] = lambda: None, *,
+                 health: Health | None = None) -> None:
         self._factory = factory
         self._clock = clock
         self._on_committed = on_committed
-        self._queue: list[tuple[Incoming, asyncio.Future[int]]] = []
+        self._queue: list[Waiter] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._episode = Episode(log, "journal commit", health=health, part="intake")
 
     async def submit(self, item: Incoming) -> int:
         """Commit one mail to the journal; returns its id once the commit is done."""
@@ -41,15 +55,50 @@ class Intake:
             try:
                 ids = await asyncio.to_thread(self._commit, [item for item, _ in batch])
             except Exception as exc:  # every waiter must hear about the failure
-                log.error("journal commit failed for %d mail(s): %s", len(batch), exc)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                await self._each_alone(batch, exc)
                 continue
             for (_, fut), jid in zip(batch, ids, strict=True):
                 if not fut.done():
                     fut.set_result(jid)
+            self._episode.recovered()
             self._on_committed()
+
+    async def _each_alone(self, batch: list[Waiter], exc: Exception) -> None:
+        """After a failed batch: commit its mails one by one, so only a culprit fails."""
+        if len(batch) == 1 or isinstance(exc, TransientStoreError):
+            self._fail(batch, exc)
+            return
+        failed: list[tuple[Incoming, Exception]] = []
+        for i, (item, fut) in enumerate(batch):
+            try:
+                [jid] = await asyncio.to_thread(self._commit, [item])
+            except TransientStoreError as down:  # the database went away meanwhile
+                self._fail(batch[i:], down)
+                return
+            except Exception as bad:  # its sender hears 451 and may try again
+                failed.append((item, bad))
+                if not fut.done():
+                    fut.set_exception(bad)
+                continue
+            if not fut.done():
+                fut.set_result(jid)
+        if len(failed) == len(batch):  # not the mails: the store (an episode, said once)
+            self._episode.failed(exc)
+            return
+        log.warning("journal commit of %d mails failed (%s); each alone, %d failed",
+                    len(batch), describe(exc), len(failed))
+        for item, why in failed:  # with the traceback when it is a fault of ours
+            log.error("journal commit failed for the mail from %r (%s, %d bytes): %s",
+                      item.envelope.mail_from, item.source, len(item.raw), describe(why),
+                      exc_info=None if isinstance(why, StoreError) else why)
+        self._episode.recovered()
+        self._on_committed()
+
+    def _fail(self, batch: list[Waiter], exc: Exception) -> None:
+        self._episode.failed(exc)
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(exc)
 
     def _commit(self, items: list[Incoming]) -> list[int]:
         with transaction(self._factory) as s:
