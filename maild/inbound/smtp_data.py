@@ -48,6 +48,7 @@ async def read_data(reader: asyncio.StreamReader, *, size_limit: int | None,
     `size_limit` counts the data as sent (before unstuffing, the final "." line excluded), as
     aiosmtpd does. Over it, the rest is read and dropped, never held in memory, and the
     answer is 552 even if a line was also too long (aiosmtpd answers whichever it met first).
+    `line_limit` counts a line as sent, CRLF included.
     """
     buf = bytearray()
     tail = b"\r\n"  # the last two bytes read before this chunk: DATA starts at a line start

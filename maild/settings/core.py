@@ -124,7 +124,7 @@ def _secret(s: _Section, base: Path) -> str:
 def _inbound(raw: Any, base: Path) -> InboundSettings:
     s = _Section(raw, "inbound", {"smtp", "invalid_token", "processing", "imap"})
     smtp = _Section(s.raw.get("smtp"), "inbound.smtp",
-                    {"listen", "protocol", "max_message_size", "hostname"})
+                    {"listen", "protocol", "max_message_size", "hostname", *SMTP_LIMITS})
     host, port = _host_port(smtp.get("listen", str, "127.0.0.1:2525"), "inbound.smtp.listen")
     protocol = smtp.get("protocol", str, "smtp")
     if protocol not in ("smtp", "lmtp"):
@@ -140,9 +140,35 @@ def _inbound(raw: Any, base: Path) -> InboundSettings:
         raise ConfigError("inbound.processing", "must be \"process\" or \"inline\"")
     return InboundSettings(
         smtp=SmtpSettings(host=host, port=port, protocol=protocol, max_message_size=size,
-                          hostname=smtp.get("hostname", str, "maild")),
+                          hostname=smtp.get("hostname", str, "maild"), **_smtp_limits(smtp)),
         invalid_token=invalid, processing=processing,
         imap=_imap(s.raw.get("imap", []), base))
+
+
+SMTP_LIMITS = ("max_connections", "max_connections_per_ip", "command_timeout_seconds",
+               "data_timeout_seconds", "max_line_length")
+
+
+def _smtp_limits(smtp: _Section) -> dict[str, Any]:
+    """The listener's connection caps, idle timeouts and line length of `[inbound.smtp]`."""
+    most = smtp.get("max_connections", int, SmtpSettings.max_connections)
+    if most < 1:
+        raise ConfigError("inbound.smtp.max_connections", "must be 1 or more")
+    per_ip = smtp.get("max_connections_per_ip", int, SmtpSettings.max_connections_per_ip)
+    if per_ip < 0:
+        raise ConfigError("inbound.smtp.max_connections_per_ip", "must be 0 (no limit) or more")
+    out: dict[str, Any] = {"max_connections": most, "max_connections_per_ip": per_ip}
+    for key in ("command_timeout_seconds", "data_timeout_seconds"):
+        out[key] = smtp.get(key, float, getattr(SmtpSettings, key))
+        if out[key] <= 0:
+            raise ConfigError(f"inbound.smtp.{key}", "must be a positive number of seconds")
+    line = smtp.get("max_line_length", int, SmtpSettings.max_line_length)
+    if line < 998:  # RFC 5322 2.1.1: a line of 998 octets is always allowed
+        raise ConfigError("inbound.smtp.max_line_length", "must be 998 or more (RFC 5322)")
+    out["max_line_length"] = line
+    return out
+
+
 
 
 IMAP_KEYS = {f for f in ImapSettings.__dataclass_fields__}

@@ -35,6 +35,12 @@ class SmtpSettings:
     protocol: str = "smtp"  # smtp | lmtp
     max_message_size: int = 25 * 1024 * 1024
     hostname: str = "maild"
+    # Sessions open at once, in all and from one client address; past them 421 4.7.0.
+    max_connections: int = 1000
+    max_connections_per_ip: int = 50  # 0: no limit per address
+    command_timeout_seconds: float = 300.0  # silence awaiting a command (RFC 5321 4.5.3.2.7)
+    data_timeout_seconds: float = 300.0  # silence within DATA (the transfer may be longer)
+    max_line_length: int = 2048  # octets of a line of mail, CRLF not counted (as Postfix)
 
 
 @dataclass(frozen=True, kw_only=True)
