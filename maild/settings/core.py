@@ -169,8 +169,6 @@ def _smtp_limits(smtp: _Section) -> dict[str, Any]:
     return out
 
 
-
-
 IMAP_KEYS = {f for f in ImapSettings.__dataclass_fields__}
 
 
