@@ -53,6 +53,7 @@ class ConnectionStats:
     """The listener's sessions, for /metrics: open now, and totals since the start."""
 
     open: int = 0
+    limit: int = 0  # max_connections as applied (lowered if the open files limit is low)
     accepted: int = 0
     refused: int = 0  # over max_connections or max_connections_per_ip: 421
     timed_out: int = 0  # silent past the command or data timeout: 421, closed
@@ -108,6 +109,7 @@ class Gate:
     def __init__(self, limits: ListenerLimits, stats: ConnectionStats, hostname: str) -> None:
         self.limits, self.stats = limits, stats
         self.max_connections = usable_connections(limits.max_connections)
+        stats.limit = self.max_connections
         self.flood = FloodLog(stats)
         self._per_ip: Counter[str] = Counter()
         name = hostname.encode("ascii", "replace")

@@ -186,6 +186,7 @@ async def test_connections_are_capped_in_all_and_per_address(listen) -> None:
                               b"try again later\r\n")
         assert answers[6] == b"421 4.7.0 mx.example Too many connections, try again later\r\n"
         assert (lst.stats.open, lst.stats.accepted, lst.stats.refused) == (5, 5, 2)
+        assert lst.stats.limit == 5
         held[0].close()  # one session ends: a place for somebody else
         await asyncio.sleep(0.05)
         writer, line = await greet(lst.port, "127.0.0.3")
