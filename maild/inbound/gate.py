@@ -69,12 +69,12 @@ class FloodLog:
         self._peers: Counter[str] = Counter()
         self._timer: asyncio.TimerHandle | None = None
 
-    def note(self, what: str, peer: str, detail: str, *,
+    def note(self, what: str, peer: str, detail: str, *, level: int = logging.WARNING,
              exc_info: BaseException | None = None) -> None:
         """One event: `what` names its kind in the summary, `detail` says it in full."""
         if self._timer is None:  # a new episode: this one in full, the rest summed up
-            log.warning("%s (%s); more of these are summed up every %g s", detail, peer,
-                        self.interval, exc_info=exc_info)
+            log.log(level, "%s (%s); more of these are summed up every %g s", detail, peer,
+                    self.interval, exc_info=exc_info)
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # not from the listener's loop: nothing to sum up with

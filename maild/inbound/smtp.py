@@ -203,7 +203,8 @@ class FastData(SMTP):
         # of ours, and our internals in the reply.
         if self._gate is not None:
             self._gate.flood.note("internal errors", self._ip, "internal error in an SMTP "
-                                  f"session: {describe(error)}", exc_info=error)
+                                  f"session: {describe(error)}", level=logging.ERROR,
+                                  exc_info=error)
         else:
             log.error("internal error in an SMTP session: %s", describe(error), exc_info=error)
         return "451 4.3.0 Local error in processing, try again later"

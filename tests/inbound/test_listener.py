@@ -225,7 +225,7 @@ async def test_an_internal_error_answers_451_without_its_text(listen, caplog) ->
         await p.close()
     # said to the operator (with its traceback), not to the client
     [said] = [r for r in caplog.records if "secret internal detail" in r.getMessage()]
-    assert said.exc_info is not None
+    assert said.exc_info is not None and said.levelno == logging.ERROR
 
 
 # -- the log --------------------------------------------------------------------------------
