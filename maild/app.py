@@ -29,6 +29,7 @@ from maild.domain import Channel, UserKind
 from maild.doorbell import Bell, answer
 from maild.errors import ConfigError
 from maild.health import Children, HealthCheck, Lags, publish, published_path
+from maild.inbound.gate import ConnectionStats, ListenerLimits
 from maild.inbound.imap import ImapJournal, MailboxReader
 from maild.inbound.intake import Intake
 from maild.inbound.match import ReplyAddressing
@@ -195,8 +196,8 @@ def make_readers(parts: Parts, *, on_committed: Callable[[], None]) -> list[Mail
             for box in s.inbound.imap]
 
 
-def make_web(parts: Parts, health: Health | None = None,
-             children: Children | None = None) -> Web:
+def make_web(parts: Parts, health: Health | None = None, children: Children | None = None,
+             connections: ConnectionStats | None = None) -> Web:
     s = parts.settings
     check = HealthCheck(reader=parts.reader, clock=parts.clock, local=health or Health(),
                         children=children, run_dir=run_dir(s),
@@ -205,7 +206,7 @@ def make_web(parts: Parts, health: Health | None = None,
     return Web(WebParts(factory=parts.factory, reader=parts.reader, signer=parts.signer,
                         clock=parts.clock, site={"name": s.site.name, "url": s.site.url},
                         pages=Pages(), timezone=s.site.timezone, api_token=s.web.api_token,
-                        health=check))
+                        health=check, connections=connections))
 
 
 def run_dir(settings: Settings) -> Path:
@@ -309,15 +310,17 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
 
         unhear = answer(doorbell, rung, orphaned)
     server, intake, bound = None, None, None
+    connections = ConnectionStats()
     if listen:
-        intake = Intake(parts.factory, parts.clock, on_committed=wake_processor)
-        server = await _listen(parts, intake, port)
+        intake = Intake(parts.factory, parts.clock, on_committed=wake_processor,
+                        health=health)
+        server = await _listen(parts, intake, port, connections)
         bound = server.sockets[0].getsockname()[1]
         # IMAP mailboxes feed the journal too: they run where the listener runs.
         readers = make_readers(parts, on_committed=wake_processor)
         tasks += [asyncio.create_task(r.run(stop), name=f"imap {r.box.key}") for r in readers]
         if s.web.enabled:  # the rating page, /healthz and /metrics
-            web = make_web(parts, health, children)
+            web = make_web(parts, health, children, connections)
             port_asked = s.web.port if web_port is None else web_port
             try:
                 bound_web = await web.start(s.web.host, port_asked)
@@ -384,7 +387,8 @@ def _nothing() -> None:
     return None
 
 
-async def _listen(parts: Parts, intake: Intake, port: int | None) -> asyncio.Server:
+async def _listen(parts: Parts, intake: Intake, port: int | None,
+                  connections: ConnectionStats) -> asyncio.Server:
     s = parts.settings
     addresses = frozenset(parts.desk.directory.group_by_address)
     channel = Channel.LMTP if s.inbound.smtp.protocol == "lmtp" else Channel.SMTP
@@ -394,7 +398,8 @@ async def _listen(parts: Parts, intake: Intake, port: int | None) -> asyncio.Ser
                               port=s.inbound.smtp.port if port is None else port,
                               protocol=s.inbound.smtp.protocol,
                               max_message_size=s.inbound.smtp.max_message_size,
-                              hostname=s.inbound.smtp.hostname)
+                              hostname=s.inbound.smtp.hostname,
+                              limits=ListenerLimits.of(s.inbound.smtp), stats=connections)
 
 
 def _announce(parts: Parts, port: int | None, *, listen: bool, process: bool,

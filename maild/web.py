@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.clock import Clock
 from maild.errors import NotFound
 from maild.health import HealthCheck
+from maild.inbound.gate import ConnectionStats
 from maild.outbound.render import Pages
 from maild.service import reports, survey
 from maild.store import ratings
@@ -44,6 +45,7 @@ class WebParts:
     timezone: str = "UTC"
     api_token: str | None = None  # the SLA and ticket figures as JSON, for this bearer only
     health: HealthCheck | None = None  # what /healthz reports; the database alone without it
+    connections: ConnectionStats | None = None  # the SMTP listener's sessions, for /metrics
 
 
 class Web:
@@ -112,7 +114,8 @@ class Web:
         except Exception as exc:  # the health gauges still say why
             log.warning("metrics without the database's figures: %s", describe(exc))
             m = None
-        return web.Response(text=prometheus(m, report), content_type="text/plain",
+        text = prometheus(m, report, self.p.connections)
+        return web.Response(text=text, content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
 
     # -- the rating page -----------------------------------------------------------------------
@@ -223,7 +226,8 @@ class Web:
         return await self._json(request, read)
 
 
-def prometheus(m: dict[str, Any] | None, health: dict[str, Any] | None = None) -> str:
+def prometheus(m: dict[str, Any] | None, health: dict[str, Any] | None = None,
+               connections: ConnectionStats | None = None) -> str:
     """The metrics in the Prometheus text exposition format: the database's figures (`m`,
     None while it does not answer) and the health report's gauges."""
     lines: list[str] = []
@@ -240,6 +244,16 @@ def prometheus(m: dict[str, Any] | None, health: dict[str, Any] | None = None) -
 
     if health is not None:
         _health_families(health, family)
+    if connections is not None:
+        c = connections
+        family("smtp_connections_open", "gauge", "SMTP/LMTP sessions open.", c.open)
+        family("smtp_connections_limit", "gauge", "The cap on open sessions, as applied.",
+               c.limit)
+        family("smtp_connections_accepted_total", "counter", "Sessions accepted.", c.accepted)
+        family("smtp_connections_refused_total", "counter",
+               "Sessions refused with 421 (over the total or per-address cap).", c.refused)
+        family("smtp_connections_timed_out_total", "counter",
+               "Sessions closed for silence (command or DATA timeout).", c.timed_out)
     if m is None:
         return "\n".join(lines) + "\n"
     family("mail_received_total", "counter", "Mail committed to the journal, by channel.",

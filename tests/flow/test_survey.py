@@ -122,6 +122,8 @@ async def test_healthz_and_metrics(make_settings, start_daemon):
     assert "maild_up 1" in text and 'maild_part_ok{part="database"} 1' in text
     assert "maild_journal_oldest_pending_seconds 0" in text
     assert "maild_mail_quarantined 0" in text and "maild_notifications_failed 0" in text
+    assert "maild_smtp_connections_accepted_total 1" in text
+    assert "maild_smtp_connections_limit 1000" in text
 
 
 async def test_the_rating_page_in_headless_chromium(make_settings, start_daemon, tmp_path):
