@@ -4,6 +4,7 @@
     maild [--config FILE] ticket list [--status S] [--group G] [--json]
     maild [--config FILE] ticket show ID [--json]
     maild [--config FILE] journal list [--state S] [--json] | show ID [--raw] | replay ID
+    maild [--config FILE] outbox list [--state S] [--json] | show ID [--json] | retry ID…
     maild [--config FILE] inject FILE…   (put .eml files into the journal, as if mailed)
     maild [--config FILE] sla report (--ticket ID | --group G | --owner U) [--from --to]
     maild [--config FILE] sla timeline ID -o FILE.svg|FILE.png · sla recompute
@@ -23,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from maild import app, cli_import, cli_reports, cli_search, cli_workorder
+from maild import app, cli_import, cli_outbox, cli_reports, cli_search, cli_workorder
 from maild.domain import Channel, Envelope, JournalState
 from maild.errors import ConfigError, MaildError, NotFound
 from maild.service import survey
@@ -281,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_search.register(tp, add)
     cli_workorder.register(sub, add)
     cli_import.register(sub, add)
+    cli_outbox.register(sub, add)
 
     sp = add("inject", cmd_inject, help="put .eml files into the journal and process them")
     sp.add_argument("files", nargs="+")

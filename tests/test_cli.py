@@ -144,3 +144,29 @@ def test_holidays_of_a_country_and_region(tmp_path) -> None:
     days = load_settings(path).holidays.dates
     assert {date(2026, 8, 3), date(2026, 12, 25), date(2026, 5, 2)} <= days  # 2 May: Madrid
     assert date(2026, 5, 4) not in days
+
+
+def test_outbox_list_show_and_retry(tmp_path, capsys, make_settings):
+    settings = make_settings()
+    config = str(settings.source)
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(mail(subject="VPN down"))
+    assert run(capsys, "--config", config, "inject", str(eml))[0] == 0
+    code, out, _ = run(capsys, "--config", config, "outbox", "list", "--json")
+    rows = json.loads(out)
+    assert code == 0 and {r["to_addr"] for r in rows} == {"alice@customer.example",
+                                                           "ramon@example.com"}
+    assert {r["state"] for r in rows} == {"pending"} and all(r["attempts"] == 0 for r in rows)
+    code, out, _ = run(capsys, "--config", config, "outbox", "list", "--state", "dead")
+    assert code == 0 and out == ""
+    ack = next(r for r in rows if r["to_addr"] == "alice@customer.example")
+    code, out, _ = run(capsys, "--config", config, "outbox", "show", str(ack["id"]))
+    assert code == 0 and f"N{ack['id']} pending" in out and "to Alice Customer" in out
+    assert "template ticket/creator/created" in out and "next attempt" in out
+    code, out, _ = run(capsys, "--config", config, "outbox", "retry", str(ack["id"]))
+    assert code == 0 and "was pending, now due" in out
+    code, _, err = run(capsys, "--config", config, "outbox", "show", "999")
+    assert code == 1 and "no notification 999" in err
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["--config", config, "outbox", "list", "--state", "lost"])
+    assert usage.value.code == 2 and "invalid choice: 'lost'" in capsys.readouterr().err

@@ -297,6 +297,8 @@ class Outbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     lease_until: Mapped[datetime | None]
+    # Who holds the lease: "node:pid:token" of a delivery worker (see outbound.worker)
+    lease_holder: Mapped[str | None] = mapped_column(String(100))
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
     bounced_at: Mapped[datetime | None]

@@ -1,4 +1,10 @@
-"""The outbox: notifications as rows, claimed by delivery workers with leases."""
+"""The outbox: notifications as rows, claimed by delivery workers with leases.
+
+A lease is short and names its holder (a delivery worker, "node:pid:token"); the holder
+renews the leases of the rows it has in flight (`renew`), and a worker that starts takes back
+at once the rows held by dead workers of its node (`holders_on`, `release`). A row whose
+holder died otherwise waits only for its short lease to run out.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from maild.domain import OutboxState
+from maild.errors import MaildError, NotFound
 from maild.store.models import Bounce, MessageRef, Outbox
 from maild.store.prepared import Prepared
 
@@ -85,9 +92,11 @@ _DUE = Prepared(
     # `limit` rows; ORDER BY id sorted every due row on every poll (quadratic in a backlog).
     .order_by(Outbox.next_attempt_at, Outbox.id).limit(bindparam("limit")))
 _LEASE = Prepared(update(Outbox).where(Outbox.id == bindparam("oid"), *_DUE_NOW)
-                  .values(lease_until=bindparam("until"), attempts=Outbox.attempts + 1))
+                  .values(lease_until=bindparam("until"), lease_holder=bindparam("holder"),
+                          attempts=Outbox.attempts + 1))
 _SENT = Prepared(update(Outbox).where(Outbox.id == bindparam("oid")).values(
-    state=OutboxState.SENT.value, sent_at=bindparam("now"), lease_until=None, last_error=None))
+    state=OutboxState.SENT.value, sent_at=bindparam("now"), lease_until=None,
+    lease_holder=None, last_error=None))
 
 
 def due(s: Session, now: datetime, limit: int) -> list[OutgoingMail]:
@@ -100,12 +109,40 @@ def due(s: Session, now: datetime, limit: int) -> list[OutgoingMail]:
                          attempts=r.attempts + 1, created_at=r.created_at) for r in rows]
 
 
-def lease(s: Session, mails: list[OutgoingMail], now: datetime,
-          lease_for: timedelta) -> list[OutgoingMail]:
-    """Lease those of `mails` still due, in a write transaction that does nothing else: the
-    ones another worker leased (or sent) since they were read are left out."""
+def lease(s: Session, mails: list[OutgoingMail], now: datetime, lease_for: timedelta,
+          holder: str | None = None) -> list[OutgoingMail]:
+    """Lease those of `mails` still due to `holder`, in a write transaction that does nothing
+    else: the ones another worker leased (or sent) since they were read are left out."""
     until = now + lease_for
-    return [m for m in mails if _LEASE.run(s, {"oid": m.id, "now": now, "until": until})]
+    return [m for m in mails
+            if _LEASE.run(s, {"oid": m.id, "now": now, "until": until, "holder": holder})]
+
+
+def renew(s: Session, ids: list[int], holder: str, until: datetime) -> int:
+    """Extend the leases `holder` still has on these rows; how many it still had."""
+    if not ids:
+        return 0
+    result = s.execute(update(Outbox).where(
+        Outbox.id.in_(ids), Outbox.lease_holder == holder,
+        Outbox.state == OutboxState.PENDING.value).values(lease_until=until))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def holders_on(s: Session, node: str, now: datetime) -> list[str]:
+    """The holders named `node:…` of leases still running on pending rows."""
+    return list(s.scalars(select(Outbox.lease_holder).distinct().where(
+        Outbox.state == OutboxState.PENDING.value, Outbox.lease_until >= now,
+        Outbox.lease_holder.startswith(f"{node}:", autoescape=True))))
+
+
+def release(s: Session, holders: list[str]) -> int:
+    """End the leases these (dead) holders have on pending rows: they are due again now."""
+    if not holders:
+        return 0
+    result = s.execute(update(Outbox).where(
+        Outbox.state == OutboxState.PENDING.value, Outbox.lease_holder.in_(holders))
+        .values(lease_until=None, lease_holder=None))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def mark_sent(s: Session, ids: list[int], now: datetime) -> None:
@@ -113,20 +150,21 @@ def mark_sent(s: Session, ids: list[int], now: datetime) -> None:
 
 
 def mark_failed(s: Session, outbox_id: int, error: str, *, retry_at: datetime | None) -> None:
-    """Schedule a retry, or give up (retry_at None) and mark the row dead."""
-    values: dict[str, Any] = {"last_error": error[:2000], "lease_until": None}
+    """Schedule a retry, or give up (retry_at None) and mark the row dead. A row already
+    sent (by another worker, after this one's lease ran out) stays sent."""
+    values: dict[str, Any] = {"last_error": error[:2000], "lease_until": None,
+                              "lease_holder": None}
     if retry_at is None:
         values["state"] = OutboxState.DEAD.value
     else:
         values["next_attempt_at"] = retry_at
-    s.execute(update(Outbox).where(Outbox.id == outbox_id).values(**values))
+    s.execute(update(Outbox).where(Outbox.id == outbox_id,
+                                   Outbox.state == OutboxState.PENDING.value).values(**values))
 
 
 def next_due(s: Session) -> datetime | None:
     return s.scalar(select(func.min(Outbox.next_attempt_at))
                     .where(Outbox.state == OutboxState.PENDING.value))
-
-
 
 def counts(s: Session) -> dict[str, int]:
     return {state: n for state, n in s.execute(
@@ -135,6 +173,76 @@ def counts(s: Session) -> dict[str, int]:
 
 def by_id(s: Session, outbox_id: int) -> Outbox | None:
     return s.get(Outbox, outbox_id)
+
+
+# -- what the CLI shows and replays (`maild outbox list/show/retry`) -----------------------------
+
+FAILED = "failed"  # not a stored state: a pending row whose last attempt failed (it retries)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxEntry:
+    id: int
+    state: str  # an OutboxState value, or FAILED
+    to_addr: str
+    recipient_name: str | None
+    template: str
+    ticket_id: int | None
+    message_id: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_error: str | None
+    lease_holder: str | None
+    lease_until: datetime | None
+    sent_at: datetime | None
+    bounced_at: datetime | None
+
+
+def entries(s: Session, *, state: str | None = None, limit: int = 100) -> list[OutboxEntry]:
+    """Newest first; `state` is an OutboxState value or FAILED (pending, last try failed)."""
+    q = select(Outbox).order_by(Outbox.id.desc()).limit(limit)
+    if state == FAILED:
+        q = q.where(Outbox.state == OutboxState.PENDING.value, Outbox.last_error.is_not(None))
+    elif state is not None:
+        q = q.where(Outbox.state == state)
+    return [_entry(r) for r in s.scalars(q)]
+
+
+def entry(s: Session, outbox_id: int) -> OutboxEntry:
+    row = s.get(Outbox, outbox_id)
+    if row is None:
+        raise NotFound(f"no notification {outbox_id} in the outbox")
+    return _entry(row)
+
+
+def _entry(r: Outbox) -> OutboxEntry:
+    failing = r.state == OutboxState.PENDING.value and r.last_error is not None
+    recipient = r.context.get("recipient") if isinstance(r.context, dict) else None
+    name = recipient.get("name") if isinstance(recipient, dict) else None
+    return OutboxEntry(id=r.id, state=FAILED if failing else r.state, to_addr=r.to_addr,
+                       recipient_name=str(name) if name else None, template=r.template,
+                       ticket_id=r.ticket_id, message_id=r.message_id, attempts=r.attempts,
+                       created_at=r.created_at, next_attempt_at=r.next_attempt_at,
+                       last_error=r.last_error, lease_holder=r.lease_holder,
+                       lease_until=r.lease_until, sent_at=r.sent_at, bounced_at=r.bounced_at)
+
+
+RETRYABLE = (OutboxState.PENDING.value, OutboxState.DEAD.value)
+
+
+def retry(s: Session, outbox_id: int, now: datetime) -> str:
+    """Make a dead or pending row due now (the CLI's retry); its previous state (as
+    `entries` names it). Attempts are kept (they count real tries). A sent or held-back row
+    is refused: sending it again would double it, or pass the auto-reply cap."""
+    before = entry(s, outbox_id)
+    row = s.get(Outbox, outbox_id)
+    assert row is not None
+    if row.state not in RETRYABLE:
+        raise MaildError(f"notification {outbox_id} is {row.state}: not retried")
+    row.state = OutboxState.PENDING.value
+    row.next_attempt_at = now
+    return before.state
 
 
 def record_bounce(s: Session, *, now: datetime, address: str, outbox_id: int | None,
