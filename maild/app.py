@@ -223,8 +223,8 @@ def make_transport(settings: Settings) -> Transport:
 
 
 def make_worker(parts: Parts, transport: Transport, *, tick_seconds: float = 5.0,
-                hold_bursts: bool = False, busy_poll_seconds: float | None = None
-                ) -> DeliveryWorker:
+                hold_bursts: bool = False, busy_poll_seconds: float | None = None,
+                health: Health | None = None) -> DeliveryWorker:
     s = parts.settings
     return DeliveryWorker(
         factory=parts.factory, reader=parts.reader, clock=parts.clock, renderer=parts.renderer,
@@ -236,7 +236,7 @@ def make_worker(parts: Parts, transport: Transport, *, tick_seconds: float = 5.0
         concurrency=s.outbound.concurrency, tick_seconds=tick_seconds,
         workorders=WorkOrders(group_dirs=group_templates(s, parts.desk.directory.groups)),
         hold=BurstHold(s.outbound.burst_hold_seconds) if hold_bursts else None,
-        busy_poll_seconds=busy_poll_seconds)
+        busy_poll_seconds=busy_poll_seconds, health=health)
 
 
 @dataclass
@@ -286,7 +286,8 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     if deliver:
         transport = transport or make_transport(s)
         worker = make_worker(parts, transport, tick_seconds=poll_seconds,
-                             hold_bursts=hold_bursts, busy_poll_seconds=busy_poll_seconds)
+                             hold_bursts=hold_bursts, busy_poll_seconds=busy_poll_seconds,
+                             health=health)
         tasks.append(asyncio.create_task(worker.run(), name="delivery"))
     if process:
         processor = Processor(parts.pipeline, on_batch=worker.wake if worker
@@ -357,6 +358,8 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
             server.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), shutdown_seconds / 2)
+        if intake is not None:
+            intake.close()
         if jobs is not None:
             jobs.stop()
         unhear()
@@ -368,10 +371,7 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
         if processor is not None:
             await processor.finish(budget_seconds=shutdown_seconds / 4)
         if worker is not None and transport is not None:
-            try:
-                await worker.flush(budget_seconds=shutdown_seconds / 4)
-            except Exception as exc:  # what is not sent waits in the outbox for the next start
-                log.error("stopping with notifications unsent: %s", describe(exc))
+            await worker.flush(budget_seconds=shutdown_seconds / 4)  # logs what it leaves
             await transport.close()
         for task in tasks:
             task.cancel()

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from maild.clock import Clock
 from maild.errors import StoreError, TransientStoreError
 from maild.store import journal
-from maild.store.db import transaction
+from maild.store.db import ping, transaction
 from maild.store.journal import Incoming
-from maild.supervise import Episode, Health, describe
+from maild.supervise import Backoff, Episode, Health, describe
 
 log = logging.getLogger("maild.intake")
 MAX_BATCH = 64
@@ -40,6 +40,7 @@ class Intake:
         self._queue: list[Waiter] = []
         self._flushing: asyncio.Task[None] | None = None
         self._episode = Episode(log, "journal commit", health=health, part="intake")
+        self._probing: asyncio.Task[None] | None = None
 
     async def submit(self, item: Incoming) -> int:
         """Commit one mail to the journal; returns its id once the commit is done."""
@@ -84,6 +85,7 @@ class Intake:
                 fut.set_result(jid)
         if len(failed) == len(batch):  # not the mails: the store (an episode, said once)
             self._episode.failed(exc)
+            self._until_back()
             return
         log.warning("journal commit of %d mails failed (%s); each alone, %d failed",
                     len(batch), describe(exc), len(failed))
@@ -96,9 +98,27 @@ class Intake:
 
     def _fail(self, batch: list[Waiter], exc: Exception) -> None:
         self._episode.failed(exc)
+        self._until_back()
         for _, fut in batch:
             if not fut.done():
                 fut.set_exception(exc)
+
+    def _until_back(self) -> None:
+        """While commits fail, ask the database now and then: when no mail comes to try
+        again, health would otherwise say 'failing' long after the database is back."""
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.create_task(self._probe(), name="intake probe")
+
+    async def _probe(self) -> None:
+        backoff = Backoff(first=0.5, cap=10.0)
+        while self._episode.failing:
+            await asyncio.sleep(backoff.next())
+            if self._episode.failing and await asyncio.to_thread(ping, self._factory) is None:
+                self._episode.recovered()
+
+    def close(self) -> None:
+        if self._probing is not None:
+            self._probing.cancel()
 
     def _commit(self, items: list[Incoming]) -> list[int]:
         with transaction(self._factory) as s:

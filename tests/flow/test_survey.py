@@ -113,7 +113,7 @@ async def test_healthz_and_metrics(make_settings, start_daemon):
     assert health["status"] == "ok" and health["failing"] == []
     assert health["checks"]["database"]["ok"] is True
     assert health["checks"]["journal"]["oldest_seconds"] == 0
-    assert health["checks"]["processor"]["ok"]
+    assert health["checks"]["processor"]["ok"] and health["checks"]["delivery"]["ok"]
     assert "# TYPE maild_mail_received_total counter" in text
     assert 'maild_mail_received_total{channel="smtp"} 1' in text
     assert "maild_tickets_opened_total 1" in text
