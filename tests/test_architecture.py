@@ -1,86 +1,159 @@
-"""The dependency rule of ARCHITECTURE.md, kept by CI instead of by memory."""
+"""The dependency rule, kept by CI instead of by memory.
+
+The rule itself (an allow-list per part, each library's one home, the known debts) is data in
+tests/architecture_rules.py; tests/import_graph.py reads the imports. Here: the real tree must
+obey the rule, every debt listed must still exist, and the checker must catch violations
+planted in a scratch copy of the code (a checker that passes everything would pass too).
+"""
 
 from __future__ import annotations
 
-import ast
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from tests.architecture_rules import ALLOWED, KNOWN_DEBTS, LIBRARIES, check, part
+from tests.import_graph import PACKAGE, STORE, find_modules
+
 ROOT = Path(__file__).resolve().parent.parent
-PKG = ROOT / "maild"
-
-# module prefix → project modules it must never import
-FORBIDDEN = {
-    "maild.domain": ("maild.",),
-    "maild.errors": ("maild.",),
-    "maild.clock": ("maild.",),
-    "maild.tokens": ("maild.",),
-    "maild.rules": ("maild.store", "maild.service", "maild.inbound", "maild.outbound",
-                    "maild.app", "maild.cli", "maild.settings", "sqlalchemy", "jinja2"),
-    "maild.store": ("maild.rules", "maild.service", "maild.inbound", "maild.outbound",
-                    "maild.app", "maild.cli"),
-    "maild.service": ("maild.inbound", "maild.outbound", "maild.app", "maild.cli", "jinja2",
-                      "aiosmtpd", "aioimaplib", "maild.tokens"),
-    "maild.inbound": ("maild.outbound", "maild.app", "maild.cli"),
-    "maild.outbound": ("maild.inbound", "maild.service", "maild.app", "maild.cli"),
-}
-
-# third-party library → the one module allowed to import it
-CONFINED = {
-    "mailparser": "maild.inbound.parse",
-    "bleach": "maild.inbound.sanitize",
-    "aiosmtpd": "maild.inbound.smtp",
-    "aioimaplib": "maild.inbound.imap",
-    "jinja2": "maild.outbound.render",
-    "weasyprint": "maild.outbound.pdf",
-    "aiosmtplib": "maild.outbound.transport",
-    "holidays": "maild.settings.features",
-    "PIL": "maild.outbound.timeline",
-    "aiohttp": "maild.web",
-}
 
 
-def modules() -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for path in PKG.rglob("*.py"):
-        if "migrations" in path.parts:
-            continue
-        rel = path.relative_to(ROOT).with_suffix("")
-        name = ".".join(p for p in rel.parts if p != "__init__")
-        imports: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                imports.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                imports.add(node.module)
-        out[name] = imports
-    return out
-
-
-def banned(imp: str, prefixes: tuple[str, ...]) -> bool:
-    return any(imp == p.rstrip(".") or imp.startswith(p if p.endswith(".") else p + ".")
-               for p in prefixes)
+@pytest.fixture(scope="module")
+def today() -> set[tuple[str, str]]:
+    return {v.key for v in check(ROOT)}
 
 
 def test_dependency_rule() -> None:
-    problems = []
-    for mod, imports in modules().items():
-        for prefix, prefixes in FORBIDDEN.items():
-            if mod != prefix and not mod.startswith(prefix + "."):
-                continue
-            problems += [f"{mod} imports {imp}" for imp in imports if banned(imp, prefixes)]
-    assert problems == []
+    problems = [str(v) for v in check(ROOT) if v.key not in KNOWN_DEBTS]
+    assert problems == [], "\n".join(problems)
 
 
-def test_third_party_libraries_stay_in_their_module() -> None:
-    problems = []
-    for mod, imports in modules().items():
-        for imp in imports:
-            lib = imp.split(".")[0]
-            if lib in CONFINED and mod != CONFINED[lib]:
-                problems.append(f"{mod} imports {lib} (only {CONFINED[lib]} may)")
-    assert problems == []
+def test_every_known_debt_still_exists(today: set[tuple[str, str]]) -> None:
+    paid = sorted(debt for debt in KNOWN_DEBTS if debt not in today)
+    assert paid == [], f"no longer violations, remove them from KNOWN_DEBTS: {paid}"
+
+
+def test_the_table_names_real_parts_and_homes() -> None:
+    """A renamed module must not leave a rule that silently protects nothing."""
+    modules = find_modules(ROOT)
+    assert {part(name) for name in modules} == set(ALLOWED)
+    homeless = {lib: home for lib, home in LIBRARIES.items() if home not in modules}
+    assert homeless == {}
+
+
+# --- the checker is tested on violations planted in a scratch copy -------------------------
+
+
+@dataclass(frozen=True)
+class Plant:
+    label: str
+    module: str  # where the code goes (appended to the module, or a new module)
+    code: str
+    caught: tuple[str, str]  # the violation check() must report
+
+
+PLANTS = [
+    Plant("relative import of outbound from inbound", "maild.inbound.x",
+          "from ..outbound import compose\n", ("maild.inbound.x", "maild.outbound.compose")),
+    Plant("`from maild import outbound` in the service", "maild.service.planted",
+          "from maild import outbound\n", ("maild.service.planted", "maild.outbound")),
+    Plant("SQLAlchemy in rules/", "maild.rules.planted",
+          "import sqlalchemy\n", ("maild.rules.planted", "sqlalchemy")),
+    Plant("a lazy import inside a function", "maild.store.planted",
+          "def later() -> None:\n    from maild.service import desk\n",
+          ("maild.store.planted", "maild.service.desk")),
+    Plant("an import under TYPE_CHECKING", "maild.rules.typed",
+          "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+          "    from maild.store.models import Ticket\n",
+          ("maild.rules.typed", "maild.store.models")),
+    Plant("a new third-party library", "maild.outbound.planted",
+          "import requests\n", ("maild.outbound.planted", "requests")),
+    Plant("a cli_* module imported by the service", "maild.service.planted",
+          "from maild.cli_reports import main\n", ("maild.service.planted", "maild.cli_reports")),
+    Plant("`from . import app` in jobs", "maild.jobs",
+          "from . import app\n", ("maild.jobs", "maild.app")),
+    Plant("the store reaching up to rules with `..`", "maild.store.planted",
+          "from ..rules import sla\n", ("maild.store.planted", "maild.rules.sla")),
+    Plant("outbound importing the service by `import a.b.c`", "maild.outbound.planted",
+          "import maild.service.desk\n", ("maild.outbound.planted", "maild.service.desk")),
+    Plant("Jinja2 in the service", "maild.service.planted",
+          "import jinja2\n", ("maild.service.planted", "jinja2")),
+    Plant("aiosmtpd outside the SMTP module", "maild.inbound.planted",
+          "from aiosmtpd.smtp import SMTP\n", ("maild.inbound.planted", "aiosmtpd")),
+    Plant("Alembic in app", "maild.app",
+          "from alembic import command\n", ("maild.app", "alembic")),
+    Plant("domain importing clock", "maild.domain",
+          "from .clock import Clock\n", ("maild.domain", "maild.clock")),
+    Plant("settings importing the store", "maild.settings.planted",
+          "from maild.store import db\n", ("maild.settings.planted", "maild.store.db")),
+    Plant("web importing cli", "maild.web",
+          "from maild import cli\n", ("maild.web", "maild.cli")),
+    Plant("one cli_* module importing another", "maild.cli_search",
+          "from maild import cli_outbox\n", ("maild.cli_search", "maild.cli_outbox")),
+    Plant("a new part with no row in the table", "maild.newpart",
+          "import json\n", ("maild.newpart", "maild.newpart")),
+]
+
+
+def copy_tree(root: Path, *, store_on_top: bool) -> Path:
+    """The package (and a top-level store/ if any) copied to `root`, the store where asked."""
+    skip = shutil.ignore_patterns("__pycache__", "templates")
+    shutil.copytree(ROOT / PACKAGE, root / PACKAGE, ignore=skip)
+    if (ROOT / "store").is_dir():
+        shutil.copytree(ROOT / "store", root / "store", ignore=skip)
+    inner, top = root / PACKAGE / "store", root / "store"
+    if store_on_top and inner.is_dir():
+        inner.rename(top)
+    elif not store_on_top and top.is_dir():
+        top.rename(inner)
+    return root
+
+
+def module_file(root: Path, module: str) -> Path:
+    names = module.split(".")
+    base, rest = root / PACKAGE, names[1:]
+    if module.startswith(STORE) and (root / "store").is_dir():
+        base, rest = root / "store", names[2:]
+    folder = base.joinpath(*rest)
+    return folder / "__init__.py" if folder.is_dir() else folder.with_suffix(".py")
+
+
+def plant(root: Path, module: str, code: str) -> None:
+    path = module_file(root, module)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    path.write_text(before + "\n" + code, encoding="utf-8")
+
+
+@pytest.mark.parametrize("planted", PLANTS, ids=[p.label for p in PLANTS])
+def test_a_planted_violation_is_caught(planted: Plant, tmp_path: Path,
+                                       today: set[tuple[str, str]]) -> None:
+    assert planted.caught not in today
+    root = copy_tree(tmp_path, store_on_top=False)
+    plant(root, planted.module, planted.code)
+    assert planted.caught in {v.key for v in check(root)}
+
+
+def test_a_store_at_the_top_is_read_as_maild_store(tmp_path: Path,
+                                                  today: set[tuple[str, str]]) -> None:
+    """After the move, `store/` beside `maild/` is `maild.store`: same rule, same findings."""
+    inside = copy_tree(tmp_path / "inside", store_on_top=False)
+    on_top = copy_tree(tmp_path / "on_top", store_on_top=True)
+    assert not (on_top / PACKAGE / "store").exists()
+    assert set(find_modules(on_top)) == set(find_modules(inside))
+    assert {v.key for v in check(on_top)} == today
+    plant(on_top, "maild.store.planted", "from ..inbound import parse\n")
+    plant(on_top, "maild.store.db", "import aiohttp\n")
+    found = {v.key for v in check(on_top)}
+    assert ("maild.store.planted", "maild.inbound.parse") in found
+    assert ("maild.store.db", "aiohttp") in found
+
+
+# --- linters -------------------------------------------------------------------------------
 
 
 def test_ruff_is_clean() -> None:
