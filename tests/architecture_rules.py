@@ -42,10 +42,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "settings": BASE | {"rules"},
     # the one layer that changes tickets: never inbound, outbound
     "service": BASE | {"clock", "rules", "store"},
-    # mail in: everything the service may, plus the service itself; never outbound
-    "inbound": BASE | {"clock", "rules", "store", "tokens", "service", "supervise"},
+    # mail in: everything the service may, plus the service itself and the process plumbing
+    # (supervise, doorbell: stdlib only); never outbound
+    "inbound": BASE | {"clock", "rules", "store", "tokens", "service", "supervise",
+                       "doorbell"},
     # mail out: never inbound, service
-    "outbound": BASE | {"clock", "tokens", "store", "supervise"},
+    "outbound": BASE | {"clock", "tokens", "store", "supervise", "doorbell"},
     # /healthz: asks the store and the supervised parts
     "health": BASE | {"clock", "store", "supervise"},
     # timed jobs run the service's sweeps
@@ -110,10 +112,6 @@ KNOWN_DEBTS: dict[tuple[str, str], str] = {
     ("maild.inbound.imap", "maild.settings"): "ImapSettings for the mailbox sources",
     ("maild.inbound.parse", "maild.settings"): "LimitSettings for the parser's caps",
     ("maild.inbound.process", "maild.settings"): "LimitSettings passed on to the parser",
-    # the workers wait on doorbell.pause, a part the rule for inbound/outbound does not name:
-    # app could hand them the wait, or the rule could place doorbell beside supervise
-    ("maild.inbound.process", "maild.doorbell"): "the journal processor waits on its bell",
-    ("maild.outbound.worker", "maild.doorbell"): "the delivery worker waits on its bell",
 }
 
 
