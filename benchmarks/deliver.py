@@ -123,8 +123,8 @@ def fill(parts: Any, n: int, seed: int, per_transaction: int = 50) -> dict[str, 
     """Open tickets and add workunits until exactly `n` notifications are pending."""
     from maild.domain import Address
     from maild.service import MailIn
-    from maild.store import queries
-    from maild.store.db import transaction
+    from store import queries
+    from store.db import transaction
 
     r = random.Random(seed)
     with transaction(parts.reader) as s:

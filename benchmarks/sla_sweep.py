@@ -82,8 +82,8 @@ from maild.rules.business_time import Calendar
 from maild.rules.sla import Sla, TicketPast, deadlines, next_due
 from maild.service.sla import SlaKeeper, SweepReport
 from maild.settings import load_settings
-from maild.store import sla as book
-from maild.store.db import transaction
+from store import sla as book
+from store.db import transaction
 
 T = TypeVar("T")
 MADRID = ZoneInfo("Europe/Madrid")

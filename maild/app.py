@@ -47,14 +47,14 @@ from maild.rules.sla import Sla
 from maild.service import Desk, DeskConfig
 from maild.service.survey import SurveyConfig
 from maild.settings import Settings
-from maild.store import db
-from maild.store.blobs import BlobStore
-from maild.store.directory import load_directory
-from maild.store.queries import GroupRef
-from maild.store.sync import GroupSpec, UserSpec, sync
 from maild.supervise import Backoff, Health, describe, sleep_or, watch
 from maild.tokens import Signer
 from maild.web import Web, WebParts
+from store import db
+from store.blobs import BlobStore
+from store.directory import load_directory
+from store.queries import GroupRef
+from store.sync import GroupSpec, UserSpec, sync
 
 log = logging.getLogger("maild")
 

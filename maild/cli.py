@@ -29,9 +29,9 @@ from maild.domain import Channel, Envelope, JournalState
 from maild.errors import ConfigError, MaildError, NotFound
 from maild.service import survey
 from maild.settings import Settings, load_settings
-from maild.store import journal, queries
-from maild.store.db import transaction
-from maild.store.journal import Incoming
+from store import journal, queries
+from store.db import transaction
+from store.journal import Incoming
 
 
 def _json_default(value: Any) -> Any:

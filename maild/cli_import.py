@@ -24,7 +24,7 @@ from maild.errors import StoreError
 from maild.service import csv_import
 from maild.service.csv_import import Checked, CsvFileError, ImportConfig, Sheet
 from maild.settings import Settings, load_settings
-from maild.store.db import transaction
+from store.db import transaction
 
 
 class ProgressBar:

@@ -23,9 +23,9 @@ from maild import app
 from maild.domain import OutboxState
 from maild.errors import MaildError
 from maild.settings import Settings, load_settings
-from maild.store import outbox
-from maild.store.db import transaction
-from maild.store.outbox import FAILED, OutboxEntry
+from store import outbox
+from store.db import transaction
+from store.outbox import FAILED, OutboxEntry
 
 STATES = (OutboxState.PENDING.value, FAILED, OutboxState.SENT.value, OutboxState.DEAD.value,
           OutboxState.HELD_BACK.value)

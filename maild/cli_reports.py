@@ -14,9 +14,9 @@ from maild.errors import ConfigError, NotFound
 from maild.outbound import timeline
 from maild.service import reports
 from maild.settings import Settings, load_settings
-from maild.store import queries, ratings
-from maild.store import reports as store
-from maild.store.db import transaction
+from store import queries, ratings
+from store import reports as store
+from store.db import transaction
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -15,8 +15,8 @@ from maild import app
 from maild.domain import Status
 from maild.errors import ConfigError
 from maild.settings import load_settings
-from maild.store import queries, search
-from maild.store.db import transaction
+from store import queries, search
+from store.db import transaction
 
 
 def _day(text: str) -> str:

@@ -17,7 +17,7 @@ from maild.outbound.pdf import html_to_pdf
 from maild.outbound.render import WorkOrders
 from maild.service.workorders import workorder_context
 from maild.settings import Settings, load_settings
-from maild.store.db import transaction
+from store.db import transaction
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
-from maild.store import backlog
-from maild.store.db import ping, transaction
 from maild.supervise import Health, PartState, describe
+from store import backlog
+from store.db import ping, transaction
 
 log = logging.getLogger("maild.health")
 

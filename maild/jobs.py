@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
 from maild.service.sla import SlaKeeper, SweepReport
-from maild.store.db import transaction
 from maild.supervise import Episode, Health
+from store.db import transaction
 
 log = logging.getLogger("maild.jobs")
 

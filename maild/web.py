@@ -24,11 +24,11 @@ from maild.health import HealthCheck
 from maild.inbound.gate import ConnectionStats
 from maild.outbound.render import Pages
 from maild.service import reports, survey
-from maild.store import ratings
-from maild.store import reports as store_reports
-from maild.store.db import transaction
 from maild.supervise import Health, describe
 from maild.tokens import Signer
+from store import ratings
+from store import reports as store_reports
+from store.db import transaction
 
 log = logging.getLogger("maild.web")
 T = TypeVar("T")

@@ -25,8 +25,8 @@ from maild import app
 from maild.clock import FrozenClock
 from maild.outbound.transport import SmtpRelay
 from maild.settings import Settings, load_settings
-from maild.store import journal, outbox, queries
-from maild.store.db import transaction
+from store import journal, outbox, queries
+from store.db import transaction
 from tests.dovecot import Dovecot, start_dovecot
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE = "maild"
-STORE = f"{PACKAGE}.store"
+STORE = "store"  # the persistence layer: a package of its own at the top of the repository
+TOPS = (PACKAGE, STORE)  # the project's own top-level packages
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Import:
 
     @property
     def project(self) -> bool:
-        return self.imported == PACKAGE or self.imported.startswith(PACKAGE + ".")
+        return self.imported.split(".")[0] in TOPS
 
 
 @dataclass(frozen=True)
@@ -38,22 +39,17 @@ class Module:
 
 
 def find_modules(root: Path) -> dict[str, Module]:
-    """Every .py file of the package by its import name.
-
-    `store/` at the top of the repository (where the persistence layer lives once moved) is
-    installed as `maild.store`, so it is read under that name; while it still sits in
-    `maild/store/` it is read from there. Migrations are modules like the others.
-    """
+    """Every .py file of the project's packages (maild/ and store/) by its import name;
+    migrations are modules like the others."""
     found: dict[str, Module] = {}
-    trees = [(root / PACKAGE, PACKAGE), (root / "store", STORE)]
-    for top, prefix in trees:
-        if not top.is_dir():
+    for top in TOPS:
+        if not (root / top).is_dir():
             continue
-        for path in sorted(top.rglob("*.py")):
-            rel = path.relative_to(top).with_suffix("").parts
+        for path in sorted((root / top).rglob("*.py")):
+            rel = path.relative_to(root / top).with_suffix("").parts
             is_package = rel[-1] == "__init__"
             parts = rel[:-1] if is_package else rel
-            name = ".".join((prefix, *parts))
+            name = ".".join((top, *parts))
             found[name] = Module(name, path, is_package)
     return found
 
@@ -98,7 +94,7 @@ def _targets(node: ast.Import | ast.ImportFrom, module: Module, modules: dict[st
             return []
         package = package[:len(package) - (node.level - 1)]
         base = ".".join([*package, *([node.module] if node.module else [])])
-    if base.split(".")[0] != PACKAGE:
+    if base.split(".")[0] not in TOPS:
         return [_named(base, modules)]
     # `from maild import outbound` imports the module maild.outbound, not a name of maild
     out = []
@@ -111,7 +107,7 @@ def _targets(node: ast.Import | ast.ImportFrom, module: Module, modules: dict[st
 def _named(name: str, modules: dict[str, Module]) -> str:
     """A project module by its full name; a library by its top-level name."""
     top = name.split(".")[0]
-    if top != PACKAGE:
+    if top not in TOPS:
         return top
     parts = name.split(".")
     while len(parts) > 1 and ".".join(parts) not in modules:

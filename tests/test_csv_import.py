@@ -18,8 +18,8 @@ from maild.domain import Status
 from maild.errors import StoreError
 from maild.service import csv_import
 from maild.settings import Settings
-from maild.store import db, queries, ratings
-from maild.store.models import Group, History, Rating, Ticket, User, UserEmail
+from store import db, queries, ratings
+from store.models import Group, History, Rating, Ticket, User, UserEmail
 
 # The spec's own example line, as printed between its quotes (its trailing space included).
 SPEC_LINE = ("2021-01-21 19:24:19, 2021-01-21 19:47:44, Terminal broken, Needs replacement, "

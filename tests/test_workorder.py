@@ -19,8 +19,8 @@ from maild.errors import TemplateError
 from maild.outbound.pdf import html_to_pdf, html_to_pdf_async
 from maild.outbound.render import Renderer, WorkOrders
 from maild.outbound.sample import SAMPLE
-from maild.store.db import transaction
-from maild.store.models import Ticket
+from store.db import transaction
+from store.models import Ticket
 from tests.conftest import Daemon, mail
 from tests.flow.test_commands_by_mail import RAMON, minted, write
 

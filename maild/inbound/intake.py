@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
 from maild.errors import StoreError, TransientStoreError
-from maild.store import journal
-from maild.store.db import ping, transaction
-from maild.store.journal import Incoming
 from maild.supervise import Backoff, Episode, Health, describe
+from store import journal
+from store.db import ping, transaction
+from store.journal import Incoming
 
 log = logging.getLogger("maild.intake")
 MAX_BATCH = 64

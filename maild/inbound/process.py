@@ -41,10 +41,10 @@ from maild.inbound.parse import parse_mail
 from maild.inbound.quotes import strip_quoted
 from maild.service import Desk, MailIn, Outcome
 from maild.settings import LimitSettings
-from maild.store import db, journal, queries
-from maild.store.db import transaction
 from maild.supervise import Backoff, Episode, Health, describe, sleep_or
 from maild.tokens import Signer
+from store import db, journal, queries
+from store.db import transaction
 
 log = logging.getLogger("maild.process")
 TX_SECONDS = 0.015  # a processing transaction takes no more mails after this long

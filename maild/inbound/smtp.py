@@ -28,9 +28,9 @@ from maild.domain import Channel, Envelope
 from maild.inbound.gate import ConnectionStats, Gate, ListenerLimits, quiet_aiosmtpd
 from maild.inbound.intake import Intake
 from maild.inbound.smtp_data import DataState, read_data
-from maild.store.journal import Incoming
 from maild.supervise import describe
 from maild.tokens import split_address
+from store.journal import Incoming
 
 log = logging.getLogger("maild.smtp")
 MAX_RECIPIENTS = 100

@@ -34,8 +34,8 @@ from io import BytesIO
 
 from maild.errors import DeliveryError
 from maild.outbound.render import Rendered
-from maild.store.outbox import OutgoingMail
 from maild.tokens import Signer, make_address
+from store.outbox import OutgoingMail
 
 
 class UncomposableError(DeliveryError):

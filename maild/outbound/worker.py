@@ -45,11 +45,11 @@ from maild.outbound.pdf import html_to_pdf_async
 from maild.outbound.render import Renderer, WorkOrders
 from maild.outbound.transport import Transport, TransportUnavailable
 from maild.outbound.webhook import post_json
-from maild.store import journal, outbox
-from maild.store.db import transaction
-from maild.store.outbox import OutgoingMail
 from maild.supervise import Backoff, Episode, Health, describe, sleep_or
 from maild.tokens import Signer
+from store import journal, outbox
+from store.db import transaction
+from store.outbox import OutgoingMail
 
 log = logging.getLogger("maild.outbound")
 # Short, and renewed every third of it while a row is in flight: a killed worker's rows are

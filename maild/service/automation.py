@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from maild.domain import Status
 from maild.rules.workflow import Rule, Seen, matches
-from maild.store import outbox, queries, tickets
-from maild.store.queries import TicketRow
+from store import outbox, queries, tickets
+from store.queries import TicketRow
 
 if TYPE_CHECKING:
     from maild.service.desk import Desk, Note

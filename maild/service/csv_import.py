@@ -31,8 +31,8 @@ from maild.domain import DEFAULT_PRIORITIES, DEFAULT_RESOLUTIONS, Status
 from maild.errors import MaildError
 from maild.service import csv_cells
 from maild.service.csv_cells import CellError
-from maild.store import queries, ratings, tickets
-from maild.store.queries import GroupRef
+from store import queries, ratings, tickets
+from store.queries import GroupRef
 
 COLUMNS = (
     "Beginning", "Closing", "Title", "Description", "User ID", "State", "Priority", "Group ID",

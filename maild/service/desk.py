@@ -34,10 +34,10 @@ from maild.rules.transitions import Allowed
 from maild.service import automation, commanding, survey
 from maild.service.sla import SlaKeeper
 from maild.service.values import DeskConfig, MailIn, Opening, Outcome, clean_title
-from maild.store import outbox, queries, tickets
-from maild.store.blobs import BlobStore
-from maild.store.directory import Directory
-from maild.store.queries import GroupRef, TicketRow, UserRef
+from store import outbox, queries, tickets
+from store.blobs import BlobStore
+from store.directory import Directory
+from store.queries import GroupRef, TicketRow, UserRef
 
 log = logging.getLogger("maild.service")
 STATUS_NUMBER = {status: number for number, status in STATUS_IDS.items()}

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from maild.domain import Status, UserKind
 from maild.errors import NotFound
 from maild.rules.sla import Compliance, compliance, timeline
-from maild.store import queries
-from maild.store import reports as store
-from maild.store import sla as book
+from store import queries
+from store import reports as store
+from store import sla as book
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from maild.domain import Status
 from maild.rules.business_time import Calendar
 from maild.rules.sla import Metric, Sla, TicketPast, counts, deadlines, next_due, over_open_limit
-from maild.store import meta, outbox, queries
-from maild.store import sla as book
+from store import meta, outbox, queries
+from store import sla as book
 
 if TYPE_CHECKING:
     from maild.service.desk import Desk, Note

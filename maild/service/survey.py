@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from maild.domain import UserKind
 from maild.errors import NotFound
-from maild.store import queries, ratings
-from maild.store.queries import TicketRow
+from store import queries, ratings
+from store.queries import TicketRow
 
 if TYPE_CHECKING:
     from maild.service.desk import Desk, Note

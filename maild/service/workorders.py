@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from maild.store import queries
+from store import queries
 
 if TYPE_CHECKING:
     from maild.service.desk import Desk

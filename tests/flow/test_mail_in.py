@@ -11,9 +11,9 @@ import pytest
 
 from maild.domain import JournalState, Status
 from maild.errors import TransientStoreError
-from maild.store.db import transaction
-from maild.store.models import Bounce, Outbox
 from maild.tokens import Signer, make_address, split_address
+from store.db import transaction
+from store.models import Bounce, Outbox
 from tests.conftest import SECRET, Daemon, mail
 
 
@@ -339,7 +339,7 @@ def close_ticket(d: Daemon, ticket_id: int, *, locked: bool) -> None:
     """Close a ticket in the store (the #close command comes with issue 3)."""
     from sqlalchemy import update
 
-    from maild.store.models import Ticket
+    from store.models import Ticket
 
     with transaction(d.parts.factory) as s:
         s.execute(update(Ticket).where(Ticket.id == ticket_id).values(

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 from maild import app, cli
 from maild.domain import JournalState
-from maild.store.db import transaction
-from maild.store.models import Outbox
+from store.db import transaction
+from store.models import Outbox
 from tests.conftest import mail, stop_daemon
 
 
@@ -46,7 +46,7 @@ def test_a_failing_mail_in_a_batch_is_quarantined_alone(database, make_settings,
     leaves nothing behind, is quarantined with the reason, and the others are all done."""
     from maild.domain import Channel, Envelope
     from maild.inbound.intake import Intake
-    from maild.store.journal import Incoming
+    from store.journal import Incoming
 
     parts = app.build(make_settings(database), clock=clock)
     intake = Intake(parts.factory, clock)
@@ -74,7 +74,7 @@ def test_a_failing_mail_in_a_batch_is_quarantined_alone(database, make_settings,
         JournalState.DONE]
     assert "disk on fire" in (outcomes[2].reason or "")
     with transaction(parts.reader) as s:
-        from maild.store.models import Ticket
+        from store.models import Ticket
 
         titles = sorted(t.title for t in s.query(Ticket))
         senders = sorted(o.to_addr for o in s.query(Outbox) if o.to_addr.startswith("c"))
@@ -91,7 +91,7 @@ async def test_crash_between_commit_and_delivery_sends_once(database, make_setti
     parts = app.build(settings, clock=clock)
     from maild.domain import Channel, Envelope
     from maild.inbound.intake import Intake
-    from maild.store.journal import Incoming
+    from store.journal import Incoming
 
     jid = Intake(parts.factory, clock).commit_now(Incoming(
         envelope=Envelope(mail_from="alice@customer.example",
@@ -223,7 +223,7 @@ async def test_html_only_mail_is_sanitised_and_readable(database, make_settings,
     assert "The checkout page fails." in view.description
     assert "Second" in view.description and "<" not in view.description
     with transaction(d.parts.reader) as s:
-        from maild.store.models import Workunit
+        from store.models import Workunit
 
         html = s.query(Workunit).one().html
     assert "<b>checkout</b>" in html and "script" not in html and "onclick" not in html

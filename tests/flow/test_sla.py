@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from maild.domain import Status
-from maild.store import sla as book
-from maild.store.db import transaction
+from store import sla as book
+from store.db import transaction
 from tests.conftest import Daemon, mail
 from tests.flow.test_commands_by_mail import RAMON, minted, write
 

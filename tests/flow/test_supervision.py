@@ -20,10 +20,10 @@ from maild.domain import Envelope, JournalState
 from maild.errors import TransientStoreError
 from maild.health import Children, HealthCheck, Lags
 from maild.inbound import process
-from maild.store import journal
-from maild.store.db import transaction
-from maild.store.journal import Incoming
 from maild.supervise import Health
+from store import journal
+from store.db import transaction
+from store.journal import Incoming
 from tests.conftest import mail
 
 

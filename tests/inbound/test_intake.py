@@ -16,10 +16,10 @@ from maild import app
 from maild.domain import Channel, Envelope
 from maild.errors import TransientStoreError
 from maild.inbound.intake import Intake
-from maild.store import journal
-from maild.store.db import transaction
-from maild.store.journal import Incoming
 from maild.supervise import Health
+from store import journal
+from store.db import transaction
+from store.journal import Incoming
 from tests.conftest import mail
 
 

@@ -28,8 +28,8 @@ from maild.inbound.gate import (
 from maild.inbound.intake import Intake
 from maild.inbound.smtp import MailHandler, start_server
 from maild.settings import load_settings
-from maild.store import journal
-from maild.store.db import transaction
+from store import journal
+from store.db import transaction
 from tests.conftest import BASE_CONFIG, SECRET
 from tests.flow.test_listener_faults import Peer, data_block, leaks
 

@@ -20,8 +20,8 @@ from maild.outbound.sample import SAMPLE
 from maild.outbound.transport import SmtpRelay, Transport
 from maild.outbound.worker import DeliveryWorker, Site
 from maild.settings import Settings
-from maild.store import outbox
-from maild.store.db import transaction
+from store import outbox
+from store.db import transaction
 from tests.conftest import Sink
 
 CONTEXT = {k: v for k, v in SAMPLE.items() if k not in ("workorder", "survey", "site")}

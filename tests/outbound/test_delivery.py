@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from maild import app, cli
 from maild.domain import Envelope, OutboxState
 from maild.outbound.burst import BurstHold
-from maild.store import journal, outbox
-from maild.store.db import transaction
-from maild.store.journal import Incoming
+from store import journal, outbox
+from store.db import transaction
+from store.journal import Incoming
 from tests.conftest import mail
 from tests.outbound.conftest import Relay, due_now, make_worker, queue, row, until
 

@@ -24,8 +24,8 @@ from maild import app
 from maild.domain import OutboxState
 from maild.outbound.worker import holder_alive, make_holder, node_name
 from maild.settings import load_settings
-from maild.store import db, outbox
-from maild.store.db import transaction
+from store import db, outbox
+from store.db import transaction
 from tests.outbound.conftest import Relay, make_worker, queue, row, until
 from tests.outbound.test_relay_faults import HeldSink
 

@@ -20,8 +20,8 @@ from maild import app
 from maild.clock import SystemClock
 from maild.outbound.transport import SmtpRelay
 from maild.settings import Settings
-from maild.store import db, outbox
 from maild.supervise import Health
+from store import db, outbox
 from tests.conftest import Sink, _fresh_postgres
 from tests.outbound.conftest import Relay, make_worker, queue, row, until
 from tests.tcp_proxy import ThreadedProxy

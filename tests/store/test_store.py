@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.domain import Access, Channel, Envelope, JournalState, OutboxState, UserKind
 from maild.errors import NotFound
-from maild.store import db, journal, outbox, queries
-from maild.store.blobs import BlobStore
-from maild.store.directory import load_directory
-from maild.store.journal import Incoming
-from maild.store.sync import GroupSpec, UserSpec, sync
+from store import db, journal, outbox, queries
+from store.blobs import BlobStore
+from store.directory import load_directory
+from store.journal import Incoming
+from store.sync import GroupSpec, UserSpec, sync
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -40,7 +40,7 @@ def test_migrations_create_every_table(factory: sessionmaker[Session]) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from maild.store.models import Base
+    from store.models import Base
 
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
@@ -184,8 +184,8 @@ def test_prepared_statements_store_and_read_what_sqlalchemy_does(
     from sqlalchemy import bindparam, insert, select
 
     from maild.errors import StoreError
-    from maild.store.models import Outbox
-    from maild.store.prepared import Prepared
+    from store.models import Outbox
+    from store.prepared import Prepared
 
     when = datetime(2026, 3, 2, 10, 0, 0, 123456, tzinfo=UTC)
     row = {"created_at": when, "ticket_id": None, "group_id": None,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import maild.store.models
+import store.models
 
 
 revision: str = '0003'
@@ -26,8 +26,8 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('good', sa.Boolean(), nullable=False),
     sa.Column('comment', sa.Text(), nullable=False),
-    sa.Column('rated_at', maild.store.models.UTCDateTime(), nullable=False),
-    sa.Column('changed_at', maild.store.models.UTCDateTime(), nullable=False),
+    sa.Column('rated_at', store.models.UTCDateTime(), nullable=False),
+    sa.Column('changed_at', store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_ratings_ticket_id_tickets')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_ratings_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ratings')),

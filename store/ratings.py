@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from maild.store.models import Bounce, Journal, Outbox, Rating, SlaBreach, Ticket
+from store.models import Bounce, Journal, Outbox, Rating, SlaBreach, Ticket
 
 
 @dataclass(frozen=True, kw_only=True)

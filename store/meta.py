@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from maild.store.models import Meta
+from store.models import Meta
 
 
 def meta(s: Session, key: str) -> str | None:

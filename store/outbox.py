@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from maild.domain import OutboxState
 from maild.errors import MaildError, NotFound
-from maild.store.models import Bounce, MessageRef, Outbox
-from maild.store.prepared import Prepared
+from store.models import Bounce, MessageRef, Outbox
+from store.prepared import Prepared
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maild.domain import Access, UserKind
-from maild.store.models import Company, Group, GroupAddress, Membership, User, UserEmail
-from maild.store.queries import GroupRef, UserRef
+from store.models import Company, Group, GroupAddress, Membership, User, UserEmail
+from store.queries import GroupRef, UserRef
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import maild.store.models
+import store.models
 
 
 revision: str = '0002'
@@ -32,8 +32,8 @@ def upgrade() -> None:
     sa.Column('owner_id', sa.Integer(), nullable=True),
     sa.Column('sla_name', sa.String(length=100), nullable=False),
     sa.Column('metric', sa.String(length=30), nullable=False),
-    sa.Column('started_at', maild.store.models.UTCDateTime(), nullable=False),
-    sa.Column('ended_at', maild.store.models.UTCDateTime(), nullable=True),
+    sa.Column('started_at', store.models.UTCDateTime(), nullable=False),
+    sa.Column('ended_at', store.models.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_sla_breaches_group_id_groups')),
     sa.ForeignKeyConstraint(['owner_id'], ['users.id'], name=op.f('fk_sla_breaches_owner_id_users')),
     sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_sla_breaches_ticket_id_tickets')),
@@ -44,10 +44,10 @@ def upgrade() -> None:
         batch_op.create_index('ix_sla_breaches_ticket_ended', ['ticket_id', 'ended_at'], unique=False)
 
     with op.batch_alter_table('tickets', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('status_changed_at', maild.store.models.UTCDateTime(), nullable=True))
-        batch_op.add_column(sa.Column('waiting_since', maild.store.models.UTCDateTime(), nullable=True))
-        batch_op.add_column(sa.Column('first_response_at', maild.store.models.UTCDateTime(), nullable=True))
-        batch_op.add_column(sa.Column('sla_due_at', maild.store.models.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('status_changed_at', store.models.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('waiting_since', store.models.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('first_response_at', store.models.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('sla_due_at', store.models.UTCDateTime(), nullable=True))
         batch_op.create_index(batch_op.f('ix_tickets_sla_due_at'), ['sla_due_at'], unique=False)
         batch_op.create_index('ix_tickets_status_changed', ['status', 'status_changed_at'], unique=False)
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import maild.store.models
+import store.models
 
 
 revision: str = '0001'
@@ -36,7 +36,7 @@ def upgrade() -> None:
     sa.Column('qa', sa.Boolean(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('company_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', maild.store.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['company_id'], ['companies.id'], name=op.f('fk_users_company_id_companies')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('login', name=op.f('uq_users_login'))
@@ -105,9 +105,9 @@ def upgrade() -> None:
     sa.Column('sla_disabled', sa.Boolean(), nullable=False),
     sa.Column('thread_id', sa.String(length=255), nullable=False),
     sa.Column('custom', sa.JSON(), nullable=False),
-    sa.Column('created_at', maild.store.models.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', maild.store.models.UTCDateTime(), nullable=False),
-    sa.Column('closed_at', maild.store.models.UTCDateTime(), nullable=True),
+    sa.Column('created_at', store.models.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', store.models.UTCDateTime(), nullable=False),
+    sa.Column('closed_at', store.models.UTCDateTime(), nullable=True),
     sa.Column('closed_by_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['closed_by_id'], ['users.id'], name=op.f('fk_tickets_closed_by_id_users')),
     sa.ForeignKeyConstraint(['creator_group_id'], ['groups.id'], name=op.f('fk_tickets_creator_group_id_groups')),
@@ -128,7 +128,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=True),
-    sa.Column('at', maild.store.models.UTCDateTime(), nullable=False),
+    sa.Column('at', store.models.UTCDateTime(), nullable=False),
     sa.Column('field', sa.String(length=50), nullable=False),
     sa.Column('old', sa.Text(), nullable=True),
     sa.Column('new', sa.Text(), nullable=True),
@@ -141,7 +141,7 @@ def upgrade() -> None:
 
     op.create_table('journal',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('received_at', maild.store.models.UTCDateTime(), nullable=False),
+    sa.Column('received_at', store.models.UTCDateTime(), nullable=False),
     sa.Column('channel', sa.String(length=20), nullable=False),
     sa.Column('source', sa.String(length=200), nullable=True),
     sa.Column('mail_from', sa.String(length=320), nullable=False),
@@ -155,8 +155,8 @@ def upgrade() -> None:
     sa.Column('outcome', sa.Text(), nullable=True),
     sa.Column('ticket_id', sa.Integer(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('lease_until', maild.store.models.UTCDateTime(), nullable=True),
-    sa.Column('processed_at', maild.store.models.UTCDateTime(), nullable=True),
+    sa.Column('lease_until', store.models.UTCDateTime(), nullable=True),
+    sa.Column('processed_at', store.models.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_journal_ticket_id_tickets')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_journal'))
     )
@@ -178,7 +178,7 @@ def upgrade() -> None:
 
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('created_at', maild.store.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', store.models.UTCDateTime(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=True),
     sa.Column('group_id', sa.Integer(), nullable=True),
     sa.Column('template', sa.String(length=200), nullable=False),
@@ -191,11 +191,11 @@ def upgrade() -> None:
     sa.Column('context', sa.JSON(), nullable=False),
     sa.Column('state', sa.String(length=20), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', maild.store.models.UTCDateTime(), nullable=False),
-    sa.Column('lease_until', maild.store.models.UTCDateTime(), nullable=True),
+    sa.Column('next_attempt_at', store.models.UTCDateTime(), nullable=False),
+    sa.Column('lease_until', store.models.UTCDateTime(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
-    sa.Column('sent_at', maild.store.models.UTCDateTime(), nullable=True),
-    sa.Column('bounced_at', maild.store.models.UTCDateTime(), nullable=True),
+    sa.Column('sent_at', store.models.UTCDateTime(), nullable=True),
+    sa.Column('bounced_at', store.models.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_outbox_group_id_groups')),
     sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_outbox_ticket_id_tickets')),
     sa.ForeignKeyConstraint(['to_user_id'], ['users.id'], name=op.f('fk_outbox_to_user_id_users')),
@@ -220,7 +220,7 @@ def upgrade() -> None:
 
     op.create_table('bounces',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('at', maild.store.models.UTCDateTime(), nullable=False),
+    sa.Column('at', store.models.UTCDateTime(), nullable=False),
     sa.Column('address', sa.String(length=320), nullable=False),
     sa.Column('outbox_id', sa.Integer(), nullable=True),
     sa.Column('journal_id', sa.Integer(), nullable=True),
@@ -245,8 +245,8 @@ def upgrade() -> None:
     sa.Column('internal', sa.Boolean(), nullable=False),
     sa.Column('public', sa.Boolean(), nullable=False),
     sa.Column('journal_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', maild.store.models.UTCDateTime(), nullable=False),
-    sa.Column('realised_at', maild.store.models.UTCDateTime(), nullable=True),
+    sa.Column('created_at', store.models.UTCDateTime(), nullable=False),
+    sa.Column('realised_at', store.models.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['author_id'], ['users.id'], name=op.f('fk_workunits_author_id_users')),
     sa.ForeignKeyConstraint(['journal_id'], ['journal.id'], name=op.f('fk_workunits_journal_id_journal')),
     sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_workunits_ticket_id_tickets')),

@@ -20,7 +20,7 @@ from maild.domain import (
     WorkunitView,
 )
 from maild.errors import NotFound
-from maild.store.models import (
+from store.models import (
     AttachmentRow,
     Company,
     Group,
@@ -33,7 +33,7 @@ from maild.store.models import (
     UserEmail,
     Workunit,
 )
-from maild.store.prepared import Prepared
+from store.prepared import Prepared
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from maild.domain import Status
-from maild.store.models import History, SlaBreach, Ticket
+from store.models import History, SlaBreach, Ticket
 
 
 @dataclass(frozen=True, kw_only=True)

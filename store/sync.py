@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from maild.domain import Access, UserKind
-from maild.store.models import Company, Group, GroupAddress, Membership, User, UserEmail
+from store.models import Company, Group, GroupAddress, Membership, User, UserEmail
 
 
 @dataclass(frozen=True, kw_only=True)

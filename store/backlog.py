@@ -12,7 +12,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from maild.domain import JournalState, OutboxState
-from maild.store.models import Journal, Outbox
+from store.models import Journal, Outbox
 
 
 def oldest_pending_journal(s: Session) -> datetime | None:

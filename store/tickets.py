@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from maild.domain import UserKind
-from maild.store.models import (
+from store.models import (
     AttachmentRow,
     History,
     MessageRef,
@@ -21,8 +21,8 @@ from maild.store.models import (
     UserEmail,
     Workunit,
 )
-from maild.store.prepared import Prepared
-from maild.store.queries import UserRef
+from store.prepared import Prepared
+from store.queries import UserRef
 
 _INSERT_USER = Prepared(insert(User).returning(User.id))
 _INSERT_EMAIL = Prepared(insert(UserEmail))

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from maild.domain import Channel, Envelope, JournalState
 from maild.errors import NotFound
-from maild.store.models import Journal, JournalRaw
-from maild.store.prepared import Prepared
+from store.models import Journal, JournalRaw
+from store.prepared import Prepared
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
-from maild.store import meta
-from maild.store.models import Group, Meta, SlaBreach, Ticket, User, UserEmail
+from store import meta
+from store.models import Group, Meta, SlaBreach, Ticket, User, UserEmail
 
 PREFIX = "search:"
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from maild.store.models import Ticket, User, Workunit
+from store.models import Ticket, User, Workunit
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from maild.store.models import Base
+from store.models import Base
 
 config = context.config
 engine = config.attributes["engine"]
