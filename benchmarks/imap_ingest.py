@@ -82,9 +82,10 @@ from measure import log_to, machine
 
 from maild import app
 from maild.inbound.imap import ImapJournal, MailboxReader
+from maild.inbound.imap_state import MailboxState
 from maild.outbound.transport import MemoryTransport
 from maild.settings import load_settings
-from maild.store.journal import Incoming
+from store.journal import Incoming
 
 if TYPE_CHECKING:
     from ingest import Mail
@@ -265,11 +266,10 @@ class TimedJournal(ImapJournal):
         super().__init__(inner.factory, inner.clock)
         self.phases = phases
 
-    def commit(self, key: str, uidvalidity: int, last_uid: int,
-               items: list[Incoming]) -> int:
+    def commit(self, key: str, state: MailboxState, items: list[Incoming]) -> int:
         t = time.perf_counter()
         try:
-            return super().commit(key, uidvalidity, last_uid, items)
+            return super().commit(key, state, items)
         finally:
             self.phases.commits.append((t, time.perf_counter(), len(items)))
 

@@ -4,6 +4,7 @@ tickets, users and groups."""
 from __future__ import annotations
 
 import os
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -218,8 +219,21 @@ def _imap(raw: Any, base: Path) -> tuple[ImapSettings, ...]:
             oauth2_command=s.get("oauth2_command", str, None),
             folder=s.get("folder", str, "INBOX"), after=after, move_to=move_to,
             poll_seconds=poll, idle=s.get("idle", bool, True), ca_file=_path(s, "ca_file", base),
-            batch=batch))
+            batch=batch, since=_since(s, key)))
     return tuple(out)
+
+
+def _since(s: _Section, key: str) -> date | None:
+    """`since = 2026-12-01` (a TOML date) or "2026-12-01"."""
+    value = s.raw.get("since")
+    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}.since", f"must be a date, YYYY-MM-DD, got {value!r}")
 
 
 def _outbound(s: _Section) -> OutboundSettings:

@@ -63,6 +63,9 @@ class ImapSettings:
     idle: bool = True
     ca_file: Path | None = None  # trust this CA (a private server's certificate)
     batch: int = 100  # messages per fetch and commit
+    # First contact reads the mail there since this day (IMAP SEARCH SINCE), whatever
+    # `after` is; without it, the unseen mail (after = "seen") or all of it (move, delete).
+    since: date | None = None
 
     @property
     def key(self) -> str:

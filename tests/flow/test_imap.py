@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import imaplib
+import logging
+import shutil
+import subprocess
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from email.utils import make_msgid
 
 import pytest
 
+from maild import app
 from maild.domain import Channel
+from maild.inbound.imap import ImapJournal, MailboxReader
+from maild.supervise import Health
 from tests.conftest import Daemon, mail, stop_daemon
 from tests.dovecot import PASSWORD, USER, Dovecot
 from tests.flow.test_commands_by_mail import reply_address
@@ -239,3 +248,268 @@ async def test_mail_arriving_during_a_round_is_read_without_waiting(make_setting
     await d.until(lambda: len(d.journal()) >= 20)
     await asyncio.to_thread(dovecot.append, mail(subject="Late arrival"))
     await d.until(lambda: any(t.title == "Late arrival" for t in d.tickets()), seconds=15)
+
+
+# -- first contact: what a fresh store reads of a folder that already holds mail -------------
+
+def put(d: Dovecot, raw: bytes, *, seen: bool = False, day: datetime | None = None,
+        folder: str = "INBOX") -> None:
+    """APPEND with flags and an internal date (what IMAP SEARCH SINCE compares)."""
+    c = d.client()
+    try:
+        when = imaplib.Time2Internaldate(day.timestamp()) if day is not None else None
+        typ, data = c.append(folder, "(\\Seen)" if seen else None, when, raw)
+        assert typ == "OK", data
+    finally:
+        c.logout()
+
+
+def titled(title: str) -> bytes:
+    return mail(subject=title, message_id=make_msgid(domain="customer.example"))
+
+
+def titles(d: Daemon) -> list[str]:
+    return sorted(t.title for t in d.tickets())
+
+
+async def test_first_contact_after_seen_reads_only_unseen_mail(make_settings, start_daemon,
+                                                               dovecot):
+    put(dovecot, titled("Old, read"), seen=True)
+    put(dovecot, titled("New 1"))
+    put(dovecot, titled("Old, read too"), seen=True)
+    put(dovecot, titled("New 2"))
+    settings = make_settings(extra=imap(dovecot, after="seen"))
+    d = await start_daemon(settings)
+    await until(d, lambda: len(d.tickets()) == 2)
+    await d.until(lambda: dovecot.uids("INBOX", "UNSEEN") == [])
+    assert titles(d) == ["New 1", "New 2"] and len(d.journal()) == 2
+    # a message that arrives after first contact is new mail, even if read meanwhile
+    put(dovecot, titled("Arrived later, already read"), seen=True)
+    await stop_daemon(d)
+    d = await start_daemon(settings)
+    await until(d, lambda: len(d.tickets()) == 3)
+    assert "Arrived later, already read" in titles(d) and len(d.journal()) == 3
+
+
+@pytest.mark.parametrize("after", ["move", "delete"])
+async def test_first_contact_after_move_or_delete_reads_everything(make_settings, start_daemon,
+                                                                   dovecot, after):
+    put(dovecot, titled("Read"), seen=True)
+    put(dovecot, titled("Unread"))
+    d = await start_daemon(make_settings(extra=imap(dovecot, after=after)))
+    await until(d, lambda: len(d.tickets()) == 2)
+    await d.until(lambda: dovecot.uids("INBOX") == [])
+    assert titles(d) == ["Read", "Unread"]
+
+
+OLD_DAY = datetime(2026, 9, 15, 12, 0, tzinfo=UTC)
+NEW_DAY = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("after", ["seen", "move"])
+async def test_since_imports_a_backlog_whatever_after_is(make_settings, start_daemon,
+                                                         dovecot, after):
+    put(dovecot, titled("September, unread"), day=OLD_DAY)
+    put(dovecot, titled("November, read"), seen=True, day=NEW_DAY)
+    put(dovecot, titled("November, unread"), day=NEW_DAY)
+    put(dovecot, titled("September, read"), seen=True, day=OLD_DAY)
+    settings = make_settings(extra=imap(dovecot, after=after, extra="since = 2026-11-01"))
+    d = await start_daemon(settings)
+    await until(d, lambda: len(d.tickets()) == 2)
+    assert titles(d) == ["November, read", "November, unread"]
+    if after == "move":
+        await d.until(lambda: len(dovecot.uids("Processed")) == 2)
+    else:
+        await d.until(lambda: len(dovecot.uids("INBOX", "UNSEEN")) == 1)
+    # the older mail is never acted on, not even after a restart (no move, no flag)
+    await stop_daemon(d)
+    d = await start_daemon(settings)
+    await d.until(lambda: d.running.mailboxes[0].counters.rounds >= 1)
+    await d.settle()
+    assert len(d.journal()) == 2
+    assert len(dovecot.uids("INBOX")) == (4 if after == "seen" else 2)
+    assert len(dovecot.uids("INBOX", "UNSEEN")) == 1  # September's unread one
+
+
+async def test_since_added_later_imports_the_older_mail(make_settings, start_daemon, dovecot):
+    put(dovecot, titled("October, read"), seen=True, day=OLD_DAY.replace(month=10))
+    put(dovecot, titled("November, unread"), day=NEW_DAY)
+    d = await start_daemon(make_settings(extra=imap(dovecot, after="seen")))
+    await until(d, lambda: len(d.tickets()) == 1)
+    await stop_daemon(d)
+    d = await start_daemon(make_settings(extra=imap(dovecot, after="seen",
+                                                    extra='since = "2026-10-01"')))
+    await until(d, lambda: len(d.tickets()) == 2)
+    await d.until(lambda: d.running.mailboxes[0].counters.skipped >= 1)  # November again
+    assert titles(d) == ["November, unread", "October, read"] and len(d.journal()) == 2
+
+
+# -- one bad message does not stop the mailbox ------------------------------------------------
+
+def unreadable(d: Dovecot, subject: str) -> None:
+    """Make the server unable to read one message (its maildir file loses read permission):
+    Dovecot then answers a FETCH of it with BYE and drops the connection."""
+    for path in (d.root / "mail").rglob("*"):
+        if path.is_file() and f"Subject: {subject}".encode() in path.read_bytes():
+            path.chmod(0)
+            return
+    raise AssertionError(f"no message {subject!r} in the maildir")
+
+
+async def test_an_unreadable_message_is_left_and_the_others_go_on(make_settings, start_daemon,
+                                                                   dovecot, caplog):
+    for i in range(4):
+        dovecot.append(numbered(i))
+    unreadable(dovecot, "Problem 1")
+    settings = make_settings(extra=imap(dovecot, after="move"))
+    d = await start_daemon(settings)
+    [reader] = d.running.mailboxes
+    reader.first_backoff = 0.05
+    await until(d, lambda: len(d.tickets()) == 3, seconds=20)
+    assert titles(d) == ["Problem 0", "Problem 2", "Problem 3"]
+    await d.until(lambda: len(dovecot.uids("Processed")) == 3)
+    assert dovecot.uids("INBOX") == [2]  # left where it was, untouched
+    assert reader.counters.given_up == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "UID 2 left in INBOX" in errors[0], errors
+    # mail goes on flowing, and after a restart the message is neither retried nor moved
+    dovecot.append(numbered(4))
+    await until(d, lambda: len(d.tickets()) == 4)
+    await stop_daemon(d)
+    d = await start_daemon(settings)
+    dovecot.append(numbered(5))
+    await until(d, lambda: len(d.tickets()) == 5)
+    assert d.running.mailboxes[0].counters.given_up == 0
+    assert dovecot.uids("INBOX") == [2]
+
+
+async def test_headers_no_parser_expected_are_journaled(make_settings, start_daemon, dovecot):
+    odd = [
+        b"Return-Path: \r\n" + numbered(0),  # empty: once an IndexError that stopped the box
+        numbered(1).replace(b"To: support@example.com",
+                            b"To: support+\xff\xfe@example.com, <support@example.com>"),
+        b"Return-Path: <" + b"x" * 400 + b"@example.org>\r\n" + numbered(2),
+        numbered(3).replace(b"From: Customer 3 <c3@customer.example>",
+                            b"From: =?utf-8?q?Jos=C3=A9?= <jos\xc3\xa9@customer.example>"),
+    ]
+    for raw in odd:
+        dovecot.append(raw)
+    d = await start_daemon(make_settings(extra=imap(dovecot)))
+    await until(d, lambda: len(d.journal()) == 4)
+    await d.until(lambda: dovecot.uids("INBOX") == [])
+    senders = sorted(e.mail_from for e in d.journal())
+    assert senders == ["c0@customer.example", "c1@customer.example", "c2@customer.example",
+                       "josé@customer.example"]
+
+
+# -- supervision and health ---------------------------------------------------------------------
+
+def restart(d: Dovecot) -> None:
+    """Start the stopped Dovecot again, same config, same ports."""
+    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+    d.proc = subprocess.Popen([binary, "-F", "-c", str(d.root / "dovecot.conf")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            d.client().logout()
+            return
+        except (OSError, imaplib.IMAP4.error):
+            if time.monotonic() > deadline or d.proc.poll() is not None:
+                raise
+            time.sleep(0.05)
+
+
+class Gateway:
+    """The network path to Dovecot: a TCP relay that can go down (connections cut, the port
+    refusing) and come back on the same port. Stopping Dovecot alone is no outage for a
+    client already logged in: its imap process outlives the master and goes on serving."""
+
+    def __init__(self, target: int) -> None:
+        self.target, self.port = target, 0
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def up(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port,
+                                                 reuse_address=True)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    async def down(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in list(self.writers):
+            w.close()
+        await self.server.wait_closed()
+        self.server = None
+
+    async def _serve(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        try:
+            sr, sw = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            cw.close()
+            return
+        self.writers |= {cw, sw}
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            for x in (cw, sw):
+                x.close()
+                self.writers.discard(x)
+
+        await asyncio.gather(pipe(cr, sw), pipe(sr, cw))
+
+
+async def test_an_outage_is_one_error_health_fails_then_recovers(make_settings, dovecot,
+                                                                 clock, caplog):
+    caplog.set_level(logging.INFO, logger="maild.imap")
+    gateway = Gateway(dovecot.port)
+    await gateway.up()
+    settings = make_settings(extra=imap(dovecot, after="move", port=gateway.port))
+    parts = app.build(settings, clock=clock)
+    health = Health()
+    [box] = settings.inbound.imap
+    reader = MailboxReader(box, ImapJournal(parts.factory, parts.clock),
+                           group_address="support@example.com", reply_local="support",
+                           reply_domain="example.com", first_backoff=0.05, max_backoff=0.2,
+                           health=health)
+    part = f"imap {box.key}"
+    stop = asyncio.Event()
+    task = asyncio.create_task(reader.run(stop))
+
+    async def reaches(check: Callable[[], bool], what: str) -> None:
+        for _ in range(400):
+            if check():
+                return
+            await asyncio.sleep(0.025)
+        raise AssertionError(f"{what} not reached: {health.snapshot()}, {reader.counters}")
+
+    def ok(value: bool) -> Callable[[], bool]:
+        return lambda: (s := health.snapshot().get(part)) is not None and s.ok is value
+
+    try:
+        await reaches(ok(True), "healthy")
+        await gateway.down()  # the server goes away: the network, then Dovecot itself
+        await asyncio.to_thread(dovecot.stop)
+        await reaches(ok(False), "failing")
+        assert "ConnectionRefusedError" in (health.snapshot()[part].reason or "")
+        await asyncio.sleep(0.5)  # many more failed attempts meanwhile: still one ERROR
+        await asyncio.to_thread(restart, dovecot)
+        await gateway.up()
+        await reaches(ok(True), "healthy again")
+        dovecot.append(numbered(0))
+        await reaches(lambda: reader.counters.committed == 1, "mail read")
+        await reaches(lambda: dovecot.uids("Processed") != [], "mail moved")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await gateway.down()
+        parts.engine.dispose()
+    records = [r for r in caplog.records if r.name == "maild.imap"]
+    errors = [r.getMessage() for r in records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "failing: ConnectionRefusedError" in errors[0], errors
+    assert [r.levelno for r in records if "recovered after" in r.getMessage()] == [logging.INFO]
+    assert reader.counters.connections == 2
