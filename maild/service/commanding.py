@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +18,6 @@ from sqlalchemy.orm import Session
 
 from maild.domain import Command, JournalState, LineError, Status, UserKind
 from maild.rules.changes import (
-    CATALOGUE,
-    STAFF_ONLY_FIELDS,
     Change,
     Facts,
     Plan,
@@ -27,14 +26,15 @@ from maild.rules.changes import (
     allowed_next,
     plan,
 )
+from maild.rules.commands import COMMANDS
 from maild.rules.policy import may
 from maild.rules.transitions import Denied
 from maild.service import automation, survey
 from maild.service.values import MailIn, Opening, Outcome, clean_title
 from maild.service.workorders import workorder_context
-from maild.store import outbox, queries, tickets
-from maild.store.models import Ticket
-from maild.store.queries import TicketRow, UserRef
+from store import outbox, queries, tickets
+from store.models import Ticket
+from store.queries import TicketRow, UserRef
 
 if TYPE_CHECKING:
     from maild.service.desk import Desk, Note
@@ -43,6 +43,14 @@ log = logging.getLogger("maild.service")
 
 Items = tuple[Command | LineError, ...]
 UNVERIFIED = "[unverified sender]"  # the first words of a note kept from such a mail
+
+# Each attribute of the planned ticket → the column (and TicketRow field) it is kept in. A
+# command changes these through its step; nothing here names a command.
+COLUMNS = {"status": "status", "owner_id": "owner_id", "group_id": "group_id",
+           "priority": "priority", "resolution": "resolution", "title": "title",
+           "parent_id": "parent_id", "locked": "blocked", "sla_disabled": "sla_disabled",
+           "type_name": "type_name", "custom": "custom"}
+NOT_COLUMNS = frozenset({"id", "cc"})  # the key; the copies have their own table
 
 
 def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, mail: MailIn,
@@ -65,38 +73,11 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
     files = tuple((a.filename, a.content_type) for a in mail.attachments)
     p = plan(items, actor=actor, ticket=before, facts=_facts(desk, s, items, now, files),
              refuse_all=refuse_all)
-    text = mail.text.strip()
-    notes: list[Note | None] = []
     if p.ok:
-        row = _apply(s, row, p, author, text, now)
-        # Closing turns the text into the epilogue; a workunit still holds time and files.
-        if (text and not p.closes) or mail.attachments or p.workunit.time_used is not None:
-            wu_id: int | None = desk.workunit(s, ticket_id, author, mail, now, p.workunit)
-        else:
-            wu_id = None
-            desk.remember(s, ticket_id, mail)
-        # A public word from staff answers the customer: the response clock stops.
-        answered = bool(wu_id or p.closes) and not p.workunit.internal
-        tickets.touch(s, ticket_id, now, waiting=False if answered else None)
-        desk.refresh_sla(s, row.group_id, ticket_id, now)
-        notes += _tell(desk, s, row, p, author, mail, wu_text=text if wu_id else "",
-                       old_owner=before.owner_id)
-        if p.closes:
-            notes.append(survey.request(desk, s, row, now))
-        if p.workorder:  # the worker renders the PDF and attaches it
-            c = desk.config
-            ctx = workorder_context(desk, s, ticket_id, site_name=c.site_name,
-                                    site_url=c.site_url, timezone=c.timezone, now=now)
-            notes.append(desk.direct(s, author, "commands/workorder", ctx, ticket_id=ticket_id,
-                                     group_id=row.group_id, refs=desk.refs(row, mail)))
+        row, wu_id, notes = _carry_out(desk, s, row, p, author, mail, now,
+                                       old_owner=before.owner_id)
     else:
-        wu_id = None
-        if text or mail.attachments:
-            wu_id = desk.workunit(s, ticket_id, author, mail, now,
-                                  WorkunitOptions(time_used=0.0, internal=True))
-        else:
-            desk.remember(s, ticket_id, mail)
-        tickets.touch(s, ticket_id, now)
+        wu_id, notes = _keep_internal(desk, s, ticket_id, author, mail, now), []
     notes.append(_outcome(desk, s, p, author, mail, row=row, wu_id=wu_id))
     outbox.add_many(s, [n for n in notes if n], now)
     if p.ok and (p.changes or wu_id):
@@ -104,6 +85,48 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
                        body=mail.text, now=now)
     return Outcome(state=JournalState.DONE, outcome=_summary(p, ticket_id), ticket_id=ticket_id)
 
+
+
+def _carry_out(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef, mail: MailIn,
+               now: datetime, *,
+               old_owner: int | None) -> tuple[TicketRow, int | None, list[Note | None]]:
+    """An accepted block: the changes written, the text kept, everyone concerned told."""
+    ticket_id, text = row.id, mail.text.strip()
+    row = _apply(s, row, p, author, text, now)
+    # Closing turns the text into the epilogue; a workunit still holds time and files.
+    if (text and not p.closes) or mail.attachments or p.workunit.time_used is not None:
+        wu_id: int | None = desk.workunit(s, ticket_id, author, mail, now, p.workunit)
+    else:
+        wu_id = None
+        desk.remember(s, ticket_id, mail)
+    # A public word from staff answers the customer: the response clock stops.
+    answered = bool(wu_id or p.closes) and not p.workunit.internal
+    tickets.touch(s, ticket_id, now, waiting=False if answered else None)
+    desk.refresh_sla(s, row.group_id, ticket_id, now)
+    notes = _tell(desk, s, row, p, author, mail, wu_text=text if wu_id else "",
+                  old_owner=old_owner)
+    if p.closes:
+        notes.append(survey.request(desk, s, row, now))
+    if p.workorder:  # the worker renders the PDF and attaches it
+        c = desk.config
+        ctx = workorder_context(desk, s, ticket_id, site_name=c.site_name,
+                                site_url=c.site_url, timezone=c.timezone, now=now)
+        notes.append(desk.direct(s, author, "commands/workorder", ctx, ticket_id=ticket_id,
+                                 group_id=row.group_id, refs=desk.refs(row, mail)))
+    return row, wu_id, notes
+
+
+def _keep_internal(desk: Desk, s: Session, ticket_id: int, author: UserRef, mail: MailIn,
+                   now: datetime) -> int | None:
+    """A refused block: nothing changes, and the words stay for staff only."""
+    wu_id = None
+    if mail.text.strip() or mail.attachments:
+        wu_id = desk.workunit(s, ticket_id, author, mail, now,
+                              WorkunitOptions(time_used=0.0, internal=True))
+    else:
+        desk.remember(s, ticket_id, mail)
+    tickets.touch(s, ticket_id, now)
+    return wu_id
 
 def unverified_reply(desk: Desk, s: Session, ticket_id: int, author_id: int, mail: MailIn,
                      items: Items, *, reason: str, how: str) -> Outcome:
@@ -217,38 +240,30 @@ def _facts(desk: Desk, s: Session, items: Items, now: datetime,
 def _apply(s: Session, row: TicketRow, p: Plan, author: UserRef, text: str,
            now: datetime) -> TicketRow:
     a, b = p.after, p.before
-    values: dict[str, Any] = {"updated_at": now}
-    for column, old, new in (("status", b.status.value, a.status.value),
-                             ("owner_id", b.owner_id, a.owner_id),
-                             ("group_id", b.group_id, a.group_id),
-                             ("priority", b.priority, a.priority),
-                             ("resolution", b.resolution, a.resolution),
-                             ("title", b.title, a.title),
-                             ("parent_id", b.parent_id, a.parent_id),
-                             ("blocked", b.locked, a.locked)):
-        if old != new:
-            values[column] = new
+    values: dict[str, Any] = {"updated_at": now, **_columns(b, a, changed_only=True)}
     if a.status is not b.status:
         values["status_changed_at"] = now
         if b.status is Status.NEW and a.status is Status.ASSIGNED:  # the first response
             values["first_response_at"] = func.coalesce(Ticket.first_response_at, now)
-    if a.sla_disabled is not b.sla_disabled:
-        values["sla_disabled"] = a.sla_disabled
-    if a.type_name != b.type_name:
-        values["type_name"] = a.type_name
-    if dict(a.custom) != dict(b.custom):
-        values["custom"] = dict(a.custom)
     if p.closes:
         values.update(closed_at=now, closed_by_id=author.id, epilogue=text or None)
     tickets.update_ticket(s, row.id, values)
     tickets.add_cc(s, row.id, [c.new for c in p.changes if c.field == "cc" and c.new])
     tickets.remove_cc(s, row.id, [c.old for c in p.changes if c.field == "cc" and c.old])
     tickets.insert_history(s, _history(row.id, author.id, p.changes, now))
-    return dataclasses.replace(row, status=a.status.value, owner_id=a.owner_id,
-                               group_id=a.group_id, priority=a.priority,
-                               resolution=a.resolution, title=a.title, parent_id=a.parent_id,
-                               blocked=a.locked, updated_at=now, type_name=a.type_name,
-                               custom=dict(a.custom))
+    return dataclasses.replace(row, updated_at=now, **_columns(b, a, changed_only=False))
+
+
+def _columns(before: TicketState, after: TicketState, *, changed_only: bool) -> dict[str, Any]:
+    """The planned ticket's attributes as column values (those that changed, or all)."""
+    out: dict[str, Any] = {}
+    for attr, column in COLUMNS.items():
+        new = getattr(after, attr)
+        if changed_only and new == getattr(before, attr):
+            continue
+        out[column] = (new.value if isinstance(new, Status)
+                       else dict(new) if isinstance(new, Mapping) else new)
+    return out
 
 
 def _history(ticket_id: int, user_id: int, changes: tuple[Change, ...],
@@ -266,7 +281,7 @@ def _tell(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef, mail
     if not p.changes and not wu_text:
         return []
     internal = p.workunit.internal
-    public = [c for c in p.changes if c.field not in STAFF_ONLY_FIELDS]
+    public = list(p.public)
     creator = desk.user(s, row.creator_id) if row.creator_id else None
     epilogue = (mail.text.strip() or None) if p.closes else None
     refs = desk.refs(row, mail)
@@ -325,7 +340,8 @@ def _outcome(desk: Desk, s: Session, p: Plan, author: UserRef, mail: MailIn, *,
 def _help(desk: Desk, p: Plan, author: UserRef) -> dict[str, Any]:
     owner = p.after.owner_id
     return {
-        "commands": [{"name": n, "args": a, "text": t} for n, (a, t) in CATALOGUE.items()],
+        "commands": [{"name": c.name, "args": c.args, "text": c.help, "aliases": c.aliases}
+                     for c in COMMANDS.values()],
         "next": [st.value for st in allowed_next(p.after, desk.config.status_map)],
         "status": p.after.status.value,
         "owner": desk.directory.staff[owner].label if owner in desk.directory.staff else None,

@@ -7,16 +7,20 @@ desk's secret for the same (ticket, user) pair a notification would carry.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import date
 
 import pytest
 
 from maild.domain import JournalState, Status
+from maild.rules.changes import TicketState
+from maild.rules.commands import COMMANDS
+from maild.service.commanding import COLUMNS, NOT_COLUMNS
 from maild.settings import load_settings
-from maild.store import queries
-from maild.store.db import transaction
 from maild.tokens import Signer, make_address, split_address
+from store import queries
+from store.db import transaction
 from tests.conftest import SECRET, Daemon, Received, mail, stop_daemon
 
 TEAM = """
@@ -500,3 +504,21 @@ async def test_grouped_customers_write_on_their_groups_tickets(make_settings, st
     assert view.status is Status.NEW
     # view only, or independent: their mail opens a ticket of their own instead
     assert sorted(t.creator for t in d.tickets() if t.id != tid) == ["dani", "ines"]
+
+
+async def test_help_lists_every_declared_command(make_settings, start_daemon):
+    d = await start_daemon(make_settings(extra=TEAM))
+    tid = await opened(d)
+    await write(d, RAMON, minted(d, tid, "ramon@example.com"), "#help\n")
+    text = outcomes(d, "ramon@example.com")[-1].text
+    for c in COMMANDS.values():
+        usage = f"#{c.name} {c.args}" if c.args else f"#{c.name}"
+        assert re.search(rf"^  {re.escape(usage)}\s+{re.escape(c.help)}$", text, re.M), c.name
+
+
+def test_every_ticket_attribute_a_command_can_change_is_written():
+    """A command's step changes the planned TicketState; the service writes each attribute
+    to its column without naming commands, so a new attribute needs its column here."""
+    attributes = {f.name for f in dataclasses.fields(TicketState)}
+    assert set(COLUMNS) | NOT_COLUMNS == attributes and not set(COLUMNS) & NOT_COLUMNS
+    assert set(COLUMNS.values()) <= {f.name for f in dataclasses.fields(queries.TicketRow)}
