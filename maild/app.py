@@ -186,13 +186,15 @@ def make_jobs(parts: Parts, health: Health | None = None) -> Scheduler:
                              auto_close_hours=s.auto_close_hours, health=health))
 
 
-def make_readers(parts: Parts, *, on_committed: Callable[[], None]) -> list[MailboxReader]:
+def make_readers(parts: Parts, *, on_committed: Callable[[], None],
+                 health: Health | None = None) -> list[MailboxReader]:
     s = parts.settings
     store = ImapJournal(parts.factory, parts.clock)
     return [MailboxReader(box, store, group_address=next(
                 g.addresses[0] for g in s.groups if g.name == box.group),
                           reply_local=s.outbound.reply_local,
-                          reply_domain=s.outbound.reply_domain, on_committed=on_committed)
+                          reply_domain=s.outbound.reply_domain, on_committed=on_committed,
+                          health=health)
             for box in s.inbound.imap]
 
 
@@ -318,7 +320,7 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
         server = await _listen(parts, intake, port, connections)
         bound = server.sockets[0].getsockname()[1]
         # IMAP mailboxes feed the journal too: they run where the listener runs.
-        readers = make_readers(parts, on_committed=wake_processor)
+        readers = make_readers(parts, on_committed=wake_processor, health=health)
         tasks += [asyncio.create_task(r.run(stop), name=f"imap {r.box.key}") for r in readers]
         if s.web.enabled:  # the rating page, /healthz and /metrics
             web = make_web(parts, health, children, connections)

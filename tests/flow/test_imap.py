@@ -218,10 +218,16 @@ async def test_a_refused_login_is_retried_not_fatal(make_settings, start_daemon,
     d = await start_daemon(make_settings(extra=imap(dovecot).replace(PASSWORD, "wrong")))
     [reader] = d.running.mailboxes
     reader.first_backoff = 0.05
+    reader.unhealthy_after = 2  # of 3: Dovecot delays each failed login by 2 s
     await d.until(lambda: "login as support refused" in caplog.text)
     await d.send(mail())  # the daemon goes on
     await d.settle()
     assert len(d.tickets()) == 1 and reader.counters.connections == 0
+    # … and /healthz names the mailbox once its retries have failed
+    part = f"imap {reader.box.key}"
+    await d.until(lambda: part in d.running.health.snapshot()
+                  and not d.running.health.snapshot()[part].ok, 20)
+    assert "refused" in (d.running.health.snapshot()[part].reason or "")
 
 
 def test_secrets_from_a_file_the_environment_or_a_command(tmp_path, monkeypatch) -> None:
