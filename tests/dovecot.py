@@ -6,11 +6,13 @@ Debian's `dovecot-imapd` (installed by .ci/run). As root, Dovecot's login proces
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import imaplib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -68,12 +70,17 @@ class Dovecot:
             c.logout()
 
     def stop(self) -> None:
-        self.proc.terminate()
+        """The master and every process it started (an imap process serving a live client
+        outlives its master): the process group of the Dovecot this fixture started."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def start_dovecot(root: Path) -> Dovecot:
@@ -142,7 +149,8 @@ service anvil {{
 }}
 """)
     proc = subprocess.Popen([binary, "-F", "-c", str(root / "dovecot.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # a group of its own, stopped whole
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
