@@ -5,32 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from maild.app import RUNG_POLL_SECONDS
 from tests.conftest import mail
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], seconds: float = 20.0) -> None:
-    end = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
+from tests.processes import free_port, run_config, wait_for, wait_listening
 
 
 def count(db: Path, sql: str) -> int:
@@ -55,39 +41,11 @@ def children(pid: int) -> dict[str, int]:
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path, Path]]:
     port = free_port()
-    config = tmp_path / "config.toml"
-    config.write_text(f"""
-[storage]
-database = "sqlite:///maild.db"
-data_dir = "data"
-[security]
-secret_key = "a-test-secret-key-0123456789"
-[inbound.smtp]
-listen = "127.0.0.1:{port}"
-[outbound]
-from = "support@example.com"
-reply_domain = "example.com"
-[[groups]]
-name = "Support"
-addresses = ["support@example.com"]
-default_owner = "ramon"
-[[users]]
-login = "ramon"
-name = "Ramón"
-emails = ["ramon@example.com"]
-groups = {{ Support = "manage" }}
-""")
+    config = run_config(tmp_path / "config.toml", smtp_port=port)
     proc = subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
-    def listening() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return proc.poll() is not None  # stop waiting if it died
-
-    wait_for(listening)
+    wait_listening(proc, port)
     assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
     yield proc, port, tmp_path / "maild.db", tmp_path / "data" / "outbox" / "new"
     if proc.poll() is None:

@@ -1,4 +1,5 @@
-"""`kill -9` of the whole `maild run` process group while mail flows in, twenty times.
+"""`kill -9` of the whole `maild run` process group while mail flows in, twenty times: in
+bursts (the deliverer holds notifications) and at a steady pace (it sends meanwhile).
 
 What an operator counts afterwards: every mail that got its 250 is in exactly one ticket;
 no mail opened two tickets; nothing is left pending or quarantined; every notification was
@@ -13,7 +14,6 @@ import os
 import random
 import signal
 import smtplib
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,40 +23,17 @@ from collections import Counter
 from pathlib import Path
 
 from tests.conftest import mail
-from tests.flow.test_daemon_process import free_port, wait_for
+from tests.processes import free_port, run_config, wait_for, wait_listening
 
 ROUNDS = 20
 CONCURRENCY = 4  # [outbound] concurrency: at most 8 × this leased by the deliverer at once
 
 
 def config(tmp_path: Path, port: int) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(f"""
-[storage]
-database = "sqlite:///maild.db"
-data_dir = "data"
-[security]
-secret_key = "a-test-secret-key-0123456789"
-[inbound.smtp]
-listen = "127.0.0.1:{port}"
-[outbound]
-from = "support@example.com"
-reply_domain = "example.com"
-concurrency = {CONCURRENCY}
-[limits]
-new_tickets_per_sender_per_hour = 100000
-auto_replies_per_day = 100000
-[[groups]]
-name = "Support"
-addresses = ["support@example.com"]
-default_owner = "ramon"
-[[users]]
-login = "ramon"
-name = "Ramón"
-emails = ["ramon@example.com"]
-groups = {{ Support = "manage" }}
-""")
-    return path
+    return run_config(tmp_path / "config.toml", smtp_port=port,
+                      outbound=f"concurrency = {CONCURRENCY}",
+                      extra="[limits]\nnew_tickets_per_sender_per_hour = 100000\n"
+                            "auto_replies_per_day = 100000\n")
 
 
 def start(cfg: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -64,25 +41,18 @@ def start(cfg: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen([sys.executable, "-m", "maild", "--config", str(cfg), "run"],
                                 cwd=cfg.parent, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # its own group, children included
-
-    def listening() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return proc.poll() is not None
-
-    wait_for(listening, 30)
+    wait_listening(proc, port, 30)
     assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
     return proc
 
 
 class Sender(threading.Thread):
-    """Mails at a steady pace (under the burst threshold, so the deliverer works too)."""
+    """Mail as fast as it goes (a burst: the deliverer holds notifications), or at a steady
+    pace under the burst threshold (the deliverer sends while mail comes in)."""
 
-    def __init__(self, port: int, prefix: str) -> None:
+    def __init__(self, port: int, prefix: str, pace: float) -> None:
         super().__init__(daemon=True)
-        self.port, self.prefix = port, prefix
+        self.port, self.prefix, self.pace = port, prefix, pace
         self.accepted: list[str] = []  # subjects answered 250
         self.unsure: list[str] = []  # sent, but the answer never came
         self.done = threading.Event()
@@ -100,7 +70,7 @@ class Sender(threading.Thread):
                 self.unsure.append(subject)
                 return  # the daemon is gone
             self.accepted.append(subject)
-            time.sleep(0.06)
+            time.sleep(self.pace)
 
 
 def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
@@ -108,7 +78,7 @@ def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def test_kill_9_during_a_burst_twenty_times_loses_and_doubles_nothing(tmp_path: Path) -> None:
+def test_kill_9_twenty_times_while_mail_flows(tmp_path: Path) -> None:
     port = free_port()
     cfg = config(tmp_path, port)
     log = tmp_path / "maild.log"
@@ -118,7 +88,7 @@ def test_kill_9_during_a_burst_twenty_times_loses_and_doubles_nothing(tmp_path: 
     unsure: list[str] = []
     for round_ in range(ROUNDS):
         proc = start(cfg, port, log)
-        sender = Sender(port, f"r{round_}")
+        sender = Sender(port, f"r{round_}", pace=0.0 if round_ % 2 else 0.06)
         sender.start()
         time.sleep(rng.uniform(0.3, 2.0))
         os.killpg(proc.pid, signal.SIGKILL)

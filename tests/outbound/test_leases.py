@@ -28,6 +28,7 @@ from store import db, outbox
 from store.db import transaction
 from tests.outbound.conftest import Relay, make_worker, queue, row, until
 from tests.outbound.test_relay_faults import HeldSink
+from tests.processes import run_config
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -185,27 +186,6 @@ async def test_leases_of_a_slow_batch_are_renewed_while_it_is_in_flight(
 
 # -- kill -9 of the delivery process, and its restart --------------------------------------
 
-CONFIG = """
-[storage]
-database = "sqlite:///maild.db"
-data_dir = "data"
-[security]
-secret_key = "a-test-secret-key-0123456789"
-[outbound]
-from = "support@example.com"
-reply_domain = "example.com"
-relay = "smtp://127.0.0.1:{port}"
-concurrency = 3
-[[groups]]
-name = "Support"
-addresses = ["support@example.com"]
-default_owner = "ramon"
-[[users]]
-login = "ramon"
-name = "Ram\u00f3n"
-emails = ["ramon@example.com"]
-groups = {{ Support = "manage" }}
-"""
 
 
 def deliverer(config: Path) -> subprocess.Popen[bytes]:
@@ -220,7 +200,8 @@ async def test_after_kill_9_and_a_restart_its_notifications_go_out_within_second
     sink = HeldSink()
     server = await loop.create_server(lambda: SMTP(sink, loop=loop), "127.0.0.1", 0)
     config = tmp_path / "config.toml"
-    config.write_text(CONFIG.format(port=server.sockets[0].getsockname()[1]))
+    run_config(config, outbound=f'relay = "smtp://127.0.0.1:{server.sockets[0].getsockname()[1]}"'
+                                f"\nconcurrency = 3")
     parts = app.build(load_settings(config))
     ids = [queue(parts, f"c{n}@customer.example") for n in range(10)]
     procs: list[subprocess.Popen[bytes]] = []
