@@ -14,8 +14,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from maild.children import keep_running
 from maild.clock import Clock, SystemClock
 from maild.domain import Channel, UserKind
 from maild.doorbell import Bell, answer
@@ -47,7 +46,7 @@ from maild.rules.sla import Sla
 from maild.service import Desk, DeskConfig
 from maild.service.survey import SurveyConfig
 from maild.settings import Settings
-from maild.supervise import Backoff, Health, describe, sleep_or, watch
+from maild.supervise import Health, describe, watch
 from maild.tokens import Signer
 from maild.web import Web, WebParts
 from store import db
@@ -255,6 +254,21 @@ class Running:
     health: Health = field(default_factory=Health)
 
 
+@dataclass
+class _Serving:
+    """What `serve` started, for its shutdown."""
+
+    transport: Transport | None = None
+    worker: DeliveryWorker | None = None
+    processor: Processor | None = None
+    jobs: Scheduler | None = None
+    intake: Intake | None = None
+    server: asyncio.Server | None = None
+    web: Web | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    unhear: Callable[[], None] = field(default=lambda: None)
+
+
 async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | None = None,
                 port: int | None = None, started: asyncio.Future[Running] | None = None,
                 shutdown_seconds: float = 10.0, listen: bool = True, process: bool = True,
@@ -280,63 +294,88 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     s = parts.settings
     rings = rings or {}
     health = health if health is not None else Health()
-    died: list[str] = []
-    worker, processor, jobs, tasks = None, None, None, []
-    readers: list[MailboxReader] = []
-    web: Web | None = None
-    bound_web: int | None = None
+    run = _Serving(transport=transport)
     if deliver:
-        transport = transport or make_transport(s)
-        worker = make_worker(parts, transport, tick_seconds=poll_seconds,
-                             hold_bursts=hold_bursts, busy_poll_seconds=busy_poll_seconds,
-                             health=health)
-        tasks.append(asyncio.create_task(worker.run(), name="delivery"))
+        run.transport = transport or make_transport(s)
+        run.worker = make_worker(parts, run.transport, tick_seconds=poll_seconds,
+                                 hold_bursts=hold_bursts, busy_poll_seconds=busy_poll_seconds,
+                                 health=health)
+        run.tasks.append(asyncio.create_task(run.worker.run(), name="delivery"))
     if process:
-        processor = Processor(parts.pipeline, on_batch=worker.wake if worker
-                              else rings.get("deliver", _nothing), tick_seconds=poll_seconds,
-                              busy_poll_seconds=busy_poll_seconds, health=health)
-        tasks.append(asyncio.create_task(processor.run(), name="processor"))
-        jobs = make_jobs(parts, health)  # the SLA sweep runs beside the processor: one place only
-        jobs.start()
-    wake_processor = processor.wake if processor else rings.get("process", _nothing)
-    unhear = _nothing
+        run.processor = Processor(parts.pipeline, on_batch=run.worker.wake if run.worker
+                                  else rings.get("deliver", _nothing),
+                                  tick_seconds=poll_seconds,
+                                  busy_poll_seconds=busy_poll_seconds, health=health)
+        run.tasks.append(asyncio.create_task(run.processor.run(), name="processor"))
+        run.jobs = make_jobs(parts, health)  # the SLA sweep beside the processor: one place
+        run.jobs.start()
     if doorbell is not None:
-        here = [part for part in (processor, worker) if part is not None]
-
-        def rung() -> None:
-            for part in here:
-                part.wake()
-
-        def orphaned() -> None:
-            log.error("maild run is gone (killed?): finishing work in flight, then exiting")
-            stop.set()
-
-        unhear = answer(doorbell, rung, orphaned)
-    server, intake, bound = None, None, None
-    connections = ConnectionStats()
+        run.unhear = _hear(doorbell, [p for p in (run.processor, run.worker) if p], stop)
+    wake_processor = run.processor.wake if run.processor else rings.get("process", _nothing)
+    bound, bound_web, readers = None, None, []
     if listen:
-        intake = Intake(parts.factory, parts.clock, on_committed=wake_processor,
-                        health=health)
-        server = await _listen(parts, intake, port, connections)
-        bound = server.sockets[0].getsockname()[1]
+        connections = ConnectionStats()
+        run.intake = Intake(parts.factory, parts.clock, on_committed=wake_processor,
+                            health=health)
+        run.server = await _listen(parts, run.intake, port, connections)
+        bound = run.server.sockets[0].getsockname()[1]
         # IMAP mailboxes feed the journal too: they run where the listener runs.
         readers = make_readers(parts, on_committed=wake_processor, health=health)
-        tasks += [asyncio.create_task(r.run(stop), name=f"imap {r.box.key}") for r in readers]
+        run.tasks += [asyncio.create_task(r.run(stop), name=f"imap {r.box.key}")
+                      for r in readers]
         if s.web.enabled:  # the rating page, /healthz and /metrics
-            web = make_web(parts, health, children, connections)
-            port_asked = s.web.port if web_port is None else web_port
-            try:
-                bound_web = await web.start(s.web.host, port_asked)
-                log.info("web part on http://%s:%s (/healthz, /metrics, /rate/…)",
-                         s.web.host, bound_web)
-            except OSError as exc:  # mail matters more than the web part: go on without it
-                await web.stop()
-                web = None
-                log.error("web part not started on %s:%s (%s); mail is served, the rating "
-                          "page and /metrics are not ([web] listen)", s.web.host, port_asked,
-                          exc.strerror or exc)
+            run.web, bound_web = await _start_web(parts, make_web(parts, health, children,
+                                                                  connections), web_port)
     _announce(parts, bound, listen=listen, process=process, deliver=deliver)
+    died: list[str] = []
+    watch([*run.tasks, *(supervisors or [])], stop.is_set, _on_death(died, stop))
+    if started is not None:
+        started.set_result(Running(port=bound, worker=run.worker, processor=run.processor,
+                                   intake=run.intake, jobs=run.jobs, mailboxes=readers,
+                                   web_port=bound_web, health=health))
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: %s", "no new mail accepted; finishing work in flight" if listen
+                 else "finishing work in flight")
+        await _shut_down(run, shutdown_seconds)
+        parts.engine.dispose()
+        log.info("stopped")
+    return EXIT_TASK_DIED if died else 0
 
+
+def _hear(doorbell: int, parts: list[Processor | DeliveryWorker],
+          stop: asyncio.Event) -> Callable[[], None]:
+    """Wake the roles run here when `maild run` rings; stop when it is gone."""
+    def rung() -> None:
+        for part in parts:
+            part.wake()
+
+    def orphaned() -> None:
+        log.error("maild run is gone (killed?): finishing work in flight, then exiting")
+        stop.set()
+
+    return answer(doorbell, rung, orphaned)
+
+
+async def _start_web(parts: Parts, web: Web,
+                     web_port: int | None) -> tuple[Web | None, int | None]:
+    s = parts.settings
+    port_asked = s.web.port if web_port is None else web_port
+    try:
+        bound = await web.start(s.web.host, port_asked)
+    except OSError as exc:  # mail matters more than the web part: go on without it
+        await web.stop()
+        log.error("web part not started on %s:%s (%s); mail is served, the rating page and "
+                  "/metrics are not ([web] listen)", s.web.host, port_asked,
+                  exc.strerror or exc)
+        return None, None
+    log.info("web part on http://%s:%s (/healthz, /metrics, /rate/…)", s.web.host, bound)
+    return web, bound
+
+
+def _on_death(died: list[str], stop: asyncio.Event
+              ) -> Callable[[str, BaseException | None], None]:
     def task_died(name: str, exc: BaseException | None) -> None:
         log.critical("task %s stopped working (%s): the process exits to be restarted",
                      name, "returned" if exc is None else describe(exc),
@@ -344,42 +383,35 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
         died.append(name)
         stop.set()
 
-    watch([*tasks, *(supervisors or [])], stop.is_set, task_died)
-    if started is not None:
-        started.set_result(Running(port=bound, worker=worker, processor=processor,
-                                   intake=intake, jobs=jobs, mailboxes=readers,
-                                   web_port=bound_web, health=health))
-    try:
-        await stop.wait()
-    finally:
-        log.info("stopping: %s", "no new mail accepted; finishing work in flight" if listen
-                 else "finishing work in flight")
-        if web is not None:
-            await web.stop()
-        if server is not None:
-            server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), shutdown_seconds / 2)
-        if intake is not None:
-            intake.close()
-        if jobs is not None:
-            jobs.stop()
-        unhear()
-        for part in (processor, worker):
-            if part is not None:
-                part.stop()
-        if tasks:
-            await asyncio.wait(tasks, timeout=shutdown_seconds / 4)
-        if processor is not None:
-            await processor.finish(budget_seconds=shutdown_seconds / 4)
-        if worker is not None and transport is not None:
-            await worker.flush(budget_seconds=shutdown_seconds / 4)  # logs what it leaves
-            await transport.close()
-        for task in tasks:
-            task.cancel()
-        parts.engine.dispose()
-        log.info("stopped")
-    return EXIT_TASK_DIED if died else 0
+    return task_died
+
+
+async def _shut_down(run: _Serving, seconds: float) -> None:
+    """The listener closes first, the processor finishes what was accepted, then the outbox
+    is flushed; each step within its share of `seconds`."""
+    if run.web is not None:
+        await run.web.stop()
+    if run.server is not None:
+        run.server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(run.server.wait_closed(), seconds / 2)
+    if run.intake is not None:
+        run.intake.close()
+    if run.jobs is not None:
+        run.jobs.stop()
+    run.unhear()
+    for part in (run.processor, run.worker):
+        if part is not None:
+            part.stop()
+    if run.tasks:
+        await asyncio.wait(run.tasks, timeout=seconds / 4)
+    if run.processor is not None:
+        await run.processor.finish(budget_seconds=seconds / 4)
+    if run.worker is not None and run.transport is not None:
+        await run.worker.flush(budget_seconds=seconds / 4)  # logs what it leaves
+        await run.transport.close()
+    for task in run.tasks:
+        task.cancel()
 
 
 EXIT_TASK_DIED = 70  # EX_SOFTWARE: a supervised task ended; restart the process
@@ -433,7 +465,6 @@ def _on_signals(stop: asyncio.Event) -> None:
 
 
 ROLES = ("process", "deliver")
-RESTART_CALM_SECONDS = 60.0  # a worker that ran this long restarts at once when it dies
 RUNG_POLL_SECONDS = 5.0  # a worker with a doorbell polls only for what nobody rings about
 BUSY_POLL_SECONDS = 0.05  # … and this often while work flows (or always, without one)
 
@@ -461,7 +492,7 @@ def run(settings: Settings) -> int:
         pipes = {role: os.pipe() for role in ROLES}
         fds = {"process": {"doorbell": pipes["process"][0], "ring": pipes["deliver"][1]},
                "deliver": {"doorbell": pipes["deliver"][0]}}
-        children = {role: asyncio.create_task(_supervise(settings, role, stop, stops[role],
+        children = {role: asyncio.create_task(keep_running(settings, role, stop, stops[role],
                                                          fds=fds[role], alive=alive),
                                               name=f"{role} supervisor")
                     for role in ROLES}
@@ -504,60 +535,3 @@ def work(settings: Settings, roles: tuple[str, ...] = ROLES, *, doorbell: int | 
             hold_bursts=roles == ("deliver",), rings=rings, doorbell=doorbell, health=health)
 
     return asyncio.run(main())
-
-
-async def _supervise(settings: Settings, role: str, stop: asyncio.Event,
-                     child_stop: asyncio.Event, shutdown_seconds: float = 15.0, *,
-                     fds: Mapping[str, int], alive: Children | None = None) -> None:
-    """Keep one `maild work --role ROLE` child running; on stop, let it finish its work.
-    `fds`: its doorbells (`doorbell`, `ring`), passed on to every child started; `alive`
-    is told when it starts and exits (for /healthz)."""
-    argv = [sys.executable, "-m", "maild"]
-    if settings.source is not None:
-        argv += ["--config", str(settings.source)]
-    argv += ["work", "--role", role]
-    for name, fd in fds.items():
-        argv += [f"--{name}-fd", str(fd)]
-    alive = alive if alive is not None else Children()
-    backoff = Backoff(first=1.0, cap=60.0)
-    while True:
-        try:
-            proc = await asyncio.create_subprocess_exec(*argv, pass_fds=tuple(fds.values()))
-        except OSError as exc:  # out of processes or descriptors: try again, never give up
-            alive.exited(role, None)
-            delay = backoff.next()
-            log.error("cannot start the %s process (%s); trying again in %.0f s", role,
-                      describe(exc), delay)
-            if await sleep_or(child_stop, delay):
-                return
-            continue
-        started = time.monotonic()
-        alive.started(role, proc.pid)
-        log.info("%s process %d started", role, proc.pid)
-        exited = asyncio.create_task(proc.wait())
-        stopping = asyncio.create_task(child_stop.wait())
-        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if stopping.done():
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(exited, shutdown_seconds)
-                except TimeoutError:
-                    log.error("%s process %d did not stop; killing it", role,
-                              proc.pid)
-                    proc.kill()
-                    await proc.wait()
-            alive.exited(role, proc.returncode)
-            return
-        stopping.cancel()
-        alive.exited(role, proc.returncode)
-        if stop.is_set():  # it was told to stop with us (SIGINT reaches the whole group)
-            await child_stop.wait()
-            return
-        if time.monotonic() - started > RESTART_CALM_SECONDS:
-            backoff.reset()  # a crash after a long run is not a crash loop
-        delay = backoff.next()
-        log.error("%s process exited with %s; restarting in %.0f s", role,
-                  proc.returncode, delay)
-        if await sleep_or(child_stop, delay):
-            return

@@ -21,7 +21,7 @@ from tests.import_graph import PACKAGE, STORE, Import, is_stdlib, read_imports
 BASE = frozenset({"domain", "errors"})
 BELOW_APP = frozenset({
     "domain", "errors", "clock", "tokens", "rules", "store", "service", "inbound", "outbound",
-    "settings", "health", "supervise", "doorbell", "jobs", "web",
+    "settings", "health", "supervise", "doorbell", "jobs", "web", "children",
 })
 
 ALLOWED: dict[str, frozenset[str]] = {
@@ -56,6 +56,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     # /metrics, which shows the listener's counters (inbound) and the parts' health
     "web": BASE | {"clock", "tokens", "store", "service", "supervise", "health", "inbound",
                    "outbound"},
+    # the worker processes of `maild run`: started from the settings' config file, watched
+    "children": BASE | {"settings", "health", "supervise"},
     # the composition root wires everything below it; only the command line sits above it
     "app": BELOW_APP,
     # the command line: `maild` itself (cli) and its subcommands (cli_*, imported by cli only)
