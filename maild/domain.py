@@ -9,6 +9,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 DEFAULT_PRIORITIES = ("very_low", "low", "medium", "high", "very_high", "critical")
 DEFAULT_RESOLUTIONS = ("solved", "rejected", "missing_data", "expired", "duplicate", "other")
@@ -225,3 +226,79 @@ class LineError:
 
     line: str
     message: str
+
+
+# -- notifications: what the service hands the delivery worker (through the outbox) --------
+
+class NotificationKind(enum.StrEnum):
+    MAIL = "mail"  # a rendered, composed mail to one address
+    WEBHOOK = "webhook"  # a workflow rule's JSON POST of the context to a URL
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipient:
+    """Who a notification goes to: an address (a URL for a webhook), maybe a user."""
+
+    email: str
+    name: str = ""
+    user_id: int | None = None  # a user's: the reply token carries it
+
+
+@dataclass(frozen=True, kw_only=True)
+class SurveyLink:
+    """A satisfaction survey's link, to be signed by the delivery worker (the service holds
+    no key): whose rating of which ticket, valid until `last_day` (days since 1970-01-01)."""
+
+    ticket_id: int
+    user_id: int
+    last_day: int
+    days: int  # how long the link is valid, as the mail says
+    until: str  # the last valid day, ISO
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkOrderLine:
+    """One public workunit as a work order prints it (local time, hours)."""
+
+    id: int
+    date: str
+    author: str
+    time_used: float
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkOrderRequest:
+    """A work order to render as a PDF and attach (`#workorder`); times are local."""
+
+    created: str
+    updated: str
+    printed: str
+    timezone: str
+    workunits: tuple[WorkOrderLine, ...]
+    listed_time: float  # the hours of `workunits`
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notification:
+    """One notification to one recipient, as the service decides it and the outbox keeps it.
+
+    The delivery worker dispatches on `kind` and on the explicit optional parts (`survey`:
+    sign a link; `workorder`: render and attach a PDF). `context` is the template context
+    (the Jinja2 boundary, hence a mapping of plain values); the worker adds `recipient`,
+    `site`, `survey` and `workorder` to it from the typed fields.
+    """
+
+    kind: NotificationKind = NotificationKind.MAIL
+    template: str  # a mail template's name ("ticket/customer/created"); "webhook" for one
+    recipient: Recipient
+    message_id: str
+    ticket_id: int | None = None
+    group_id: int | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    context: Mapping[str, Any] = field(default_factory=dict)
+    automatic: bool = False  # to a customer or an outside address: capped per day
+    held_back: bool = False  # over that cap: kept, never sent
+    survey: SurveyLink | None = None
+    workorder: WorkOrderRequest | None = None

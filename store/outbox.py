@@ -8,14 +8,23 @@ holder died otherwise waits only for its short lease to run out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from maild.domain import OutboxState
+from maild.domain import (
+    Notification,
+    NotificationKind,
+    OutboxState,
+    Recipient,
+    SurveyLink,
+    WorkOrderLine,
+    WorkOrderRequest,
+)
 from maild.errors import MaildError, NotFound
 from store.models import Bounce, MessageRef, Outbox
 from store.prepared import Prepared
@@ -23,20 +32,125 @@ from store.prepared import Prepared
 
 @dataclass(frozen=True, kw_only=True)
 class OutgoingMail:
-    """One outbox row as the delivery worker needs it."""
+    """One outbox row as the delivery worker needs it: the notification, and its tries."""
 
     id: int
-    ticket_id: int | None
-    group_id: int | None
-    template: str
-    to_addr: str
-    to_user_id: int | None
-    message_id: str
-    in_reply_to: str | None
-    references: tuple[str, ...]
-    context: dict[str, Any]
     attempts: int
     created_at: datetime
+    notification: Notification
+    # Why the stored row does not read as a Notification (then `notification` holds only
+    # what its columns say): the worker fails such a row at once, with this reason.
+    unreadable: str | None = None
+
+    # The addressing, as `outbound.compose` reads it.
+    @property
+    def template(self) -> str:
+        return self.notification.template
+
+    @property
+    def ticket_id(self) -> int | None:
+        return self.notification.ticket_id
+
+    @property
+    def group_id(self) -> int | None:
+        return self.notification.group_id
+
+    @property
+    def to_addr(self) -> str:
+        return self.notification.recipient.email
+
+    @property
+    def to_user_id(self) -> int | None:
+        return self.notification.recipient.user_id
+
+    @property
+    def message_id(self) -> str:
+        return self.notification.message_id
+
+    @property
+    def in_reply_to(self) -> str | None:
+        return self.notification.in_reply_to
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        return self.notification.references
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The template context with its `recipient` (name and address)."""
+        return {**self.notification.context, "recipient": _recipient(self.notification)}
+
+
+# -- the stored form of a Notification ----------------------------------------------------------
+# The outbox row keeps the format rows have always had, so rows written before the typed
+# Notification (and rows written now, by an older maild still draining) read either way:
+# a webhook is the template "webhook"; the recipient's name, the survey link and the work
+# order are the `recipient`, `survey` and `workorder` entries of the JSON context.
+
+WEBHOOK_TEMPLATE = "webhook"
+_PARTS = ("recipient", "survey", "workorder")
+
+
+def _recipient(n: Notification) -> dict[str, Any]:
+    return {"name": n.recipient.name, "email": n.recipient.email}
+
+
+def _stored(n: Notification) -> dict[str, Any]:
+    """A Notification as the values of its outbox row."""
+    context: dict[str, Any] = {**n.context, "recipient": _recipient(n)}
+    if n.survey is not None:
+        context["survey"] = asdict(n.survey)
+    if n.workorder is not None:
+        context["workorder"] = asdict(n.workorder)
+    return {"template": WEBHOOK_TEMPLATE if n.kind is NotificationKind.WEBHOOK else n.template,
+            "to_addr": n.recipient.email, "to_user_id": n.recipient.user_id,
+            "ticket_id": n.ticket_id, "group_id": n.group_id, "message_id": n.message_id,
+            "context": context, "in_reply_to": n.in_reply_to,
+            "references": " ".join(n.references) or None, "automatic": n.automatic,
+            "state": (OutboxState.HELD_BACK if n.held_back else OutboxState.PENDING).value}
+
+
+def _addressing(r: Any) -> Notification:
+    """What the row's columns alone say (all a row that does not read has)."""
+    return Notification(
+        kind=NotificationKind.WEBHOOK if r.template == WEBHOOK_TEMPLATE else
+        NotificationKind.MAIL, template=r.template,
+        recipient=Recipient(email=r.to_addr, user_id=r.to_user_id), message_id=r.message_id,
+        ticket_id=r.ticket_id, group_id=r.group_id, in_reply_to=r.in_reply_to,
+        references=tuple((r.references or "").split()))
+
+
+def _read(r: Any) -> Notification:
+    """A due row as a Notification (ValueError, KeyError, TypeError: it does not read)."""
+    base = _addressing(r)
+    if not isinstance(r.context, Mapping):
+        raise ValueError(f"its context is a {type(r.context).__name__}, not an object")
+    context = {k: v for k, v in r.context.items() if k not in _PARTS}
+    who, sv, wo = (r.context.get(k) for k in _PARTS)
+    name = who.get("name") if isinstance(who, Mapping) else None
+    survey = None if sv is None else SurveyLink(
+        ticket_id=int(sv["ticket_id"]), user_id=int(sv["user_id"]),
+        last_day=int(sv["last_day"]), days=int(sv["days"]), until=str(sv["until"]))
+    workorder = None if wo is None else WorkOrderRequest(
+        created=str(wo["created"]), updated=str(wo["updated"]), printed=str(wo["printed"]),
+        timezone=str(wo["timezone"]), listed_time=float(wo["listed_time"]),
+        workunits=tuple(WorkOrderLine(id=int(w["id"]), date=str(w["date"]),
+                                      author=str(w["author"]), time_used=float(w["time_used"]),
+                                      text=str(w["text"])) for w in wo["workunits"]))
+    return Notification(
+        kind=base.kind, template=base.template, message_id=base.message_id,
+        recipient=Recipient(email=r.to_addr, name=str(name or ""), user_id=r.to_user_id),
+        ticket_id=base.ticket_id, group_id=base.group_id, in_reply_to=base.in_reply_to,
+        references=base.references, context=context, survey=survey, workorder=workorder)
+
+
+def _outgoing(r: Any) -> OutgoingMail:
+    try:
+        note, unreadable = _read(r), None
+    except (KeyError, TypeError, ValueError) as exc:
+        note, unreadable = _addressing(r), f"the stored notification does not read: {exc!r}"
+    return OutgoingMail(id=r.id, attempts=r.attempts + 1, created_at=r.created_at,
+                        notification=note, unreadable=unreadable)
 
 
 def add(s: Session, *, now: datetime, template: str, to_addr: str, to_user_id: int | None,
@@ -55,17 +169,17 @@ def add(s: Session, *, now: datetime, template: str, to_addr: str, to_user_id: i
     return row.id
 
 
-def add_many(s: Session, rows: list[dict[str, Any]], now: datetime) -> None:
-    """Queue several notifications in one statement (the ingest hot path)."""
-    if not rows:
+def add_many(s: Session, notes: Sequence[Notification], now: datetime) -> None:
+    """Queue notifications in one statement (the ingest hot path), with the Message-IDs of
+    the pending ones that are about a ticket (replies to them find it)."""
+    if not notes:
         return
-    full = [{"created_at": now, "next_attempt_at": now, "attempts": 0, "in_reply_to": None,
-             "references": None, "automatic": False, "state": OutboxState.PENDING.value,
-             **r} for r in rows]
-    _INSERT.run_many(s, full)
+    rows = [{"created_at": now, "next_attempt_at": now, "attempts": 0, **_stored(n)}
+            for n in notes]
+    _INSERT.run_many(s, rows)
     _INSERT_REF.run_many(s, [
         {"message_id": r["message_id"], "ticket_id": r["ticket_id"], "sent": True}
-        for r in full if r.get("ticket_id") is not None
+        for r in rows if r["ticket_id"] is not None
         and r["state"] == OutboxState.PENDING.value])
 
 
@@ -101,12 +215,7 @@ _SENT = Prepared(update(Outbox).where(Outbox.id == bindparam("oid")).values(
 
 def due(s: Session, now: datetime, limit: int) -> list[OutgoingMail]:
     """Up to `limit` rows due now, read without taking any lock (see `lease`)."""
-    rows = _DUE.rows(s, {"now": now, "limit": limit})
-    return [OutgoingMail(id=r.id, ticket_id=r.ticket_id, group_id=r.group_id,
-                         template=r.template, to_addr=r.to_addr, to_user_id=r.to_user_id,
-                         message_id=r.message_id, in_reply_to=r.in_reply_to,
-                         references=tuple((r.references or "").split()), context=r.context,
-                         attempts=r.attempts + 1, created_at=r.created_at) for r in rows]
+    return [_outgoing(r) for r in _DUE.rows(s, {"now": now, "limit": limit})]
 
 
 def lease(s: Session, mails: list[OutgoingMail], now: datetime, lease_for: timedelta,

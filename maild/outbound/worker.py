@@ -30,13 +30,14 @@ import os
 import secrets
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
+from maild.domain import Notification, NotificationKind
 from maild.doorbell import pause
 from maild.errors import DeliveryError, TemplateError, TransientDeliveryError
 from maild.outbound.burst import BurstHold
@@ -280,24 +281,21 @@ class DeliveryWorker:
 
     async def _deliver(self, mail: OutgoingMail, gate: asyncio.Semaphore) -> Result:
         """One row, whatever it holds: a Result, never an exception."""
+        note = mail.notification
         try:
-            context: dict[str, Any] = {**mail.context,
-                                       "site": {"name": self.site.name, "url": self.site.url}}
-            if mail.template == "webhook":  # a workflow rule's POST, queued like a mail
+            if mail.unreadable:  # it would read no better next time
+                return Result(mail=mail, error=mail.unreadable, transient=False)
+            if note.kind is NotificationKind.WEBHOOK:  # a workflow rule's POST
                 async with gate:
-                    payload = {k: v for k, v in mail.context.items() if k != "recipient"}
-                    await asyncio.to_thread(post_json, mail.to_addr, payload)
+                    await asyncio.to_thread(post_json, note.recipient.email, dict(note.context))
                 return Result(mail=mail)
-            if "survey" in context:  # the signed link is made here: the service has no key
-                sv = context["survey"]
-                token = self.signer.survey_token(sv["ticket_id"], sv["user_id"], sv["last_day"])
-                context["survey"] = {**sv, "url": f"{self.site.url}/rate/{token}"}
-            rendered = self.renderer.render(mail.template, context, mail.group_id)
+            context = self._template_context(note)
+            rendered = self.renderer.render(note.template, context, note.group_id)
             files: tuple[tuple[str, str, bytes], ...] = ()
-            if "workorder" in context:  # `#workorder`: the PDF, made off the event loop
-                page = await asyncio.to_thread(self.workorders.render, context, mail.group_id)
+            if note.workorder is not None:  # `#workorder`: the PDF, made off the event loop
+                page = await asyncio.to_thread(self.workorders.render, context, note.group_id)
                 pdf = await html_to_pdf_async(page.html, page.base_url)
-                files = ((f"workorder-{context['ticket']['id']}.pdf", "application/pdf", pdf),)
+                files = ((f"workorder-{note.ticket_id}.pdf", "application/pdf", pdf),)
             composed = compose(mail, rendered, signer=self.signer, me=self.me,
                                now=self.clock.now(), attachments=files)
             async with gate:
@@ -317,6 +315,21 @@ class DeliveryWorker:
             log.error("notification %d: unexpected %s", mail.id, describe(exc), exc_info=True)
             return Result(mail=mail, error=describe(exc), transient=True)
         return Result(mail=mail, relayed=True)
+
+    def _template_context(self, note: Notification) -> dict[str, Any]:
+        """The Jinja2 context: the notification's, with its recipient, the site, and the
+        typed parts as templates read them (the survey link signed here: the service has
+        no key)."""
+        context: dict[str, Any] = {
+            **note.context, "site": {"name": self.site.name, "url": self.site.url},
+            "recipient": {"name": note.recipient.name, "email": note.recipient.email}}
+        if note.survey is not None:
+            sv = note.survey
+            token = self.signer.survey_token(sv.ticket_id, sv.user_id, sv.last_day)
+            context["survey"] = {**asdict(sv), "url": f"{self.site.url}/rate/{token}"}
+        if note.workorder is not None:
+            context["workorder"] = asdict(note.workorder)
+        return context
 
     def _relay_down(self, exc: BaseException) -> None:
         """The first row to find the transport down closes it for a backoff delay: the

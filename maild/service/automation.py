@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from maild.domain import Status
+from maild.domain import Notification, NotificationKind, Status
 from maild.rules.workflow import Rule, Seen, matches
 from store import outbox, queries, tickets
 from store.queries import TicketRow
 
 if TYPE_CHECKING:
-    from maild.service.desk import Desk, Note
+    from maild.service.desk import Desk
 
 log = logging.getLogger("maild.workflow")
 
@@ -31,7 +31,7 @@ def run(desk: Desk, s: Session, row: TicketRow, event: str, *, sender: str, subj
     rules = desk.config.workflow
     if not rules:
         return row
-    notes: list[Note | None] = []
+    notes: list[Notification | None] = []
     for rule in rules:
         group = desk.directory.groups.get(row.group_id)
         seen = Seen(event=event, group=group.name if group else "", type=row.type_name,
@@ -44,7 +44,7 @@ def run(desk: Desk, s: Session, row: TicketRow, event: str, *, sender: str, subj
 
 
 def _apply(desk: Desk, s: Session, row: TicketRow, rule: Rule, event: str, now: datetime,
-           notes: list[Note | None]) -> TicketRow:
+           notes: list[Notification | None]) -> TicketRow:
     t, d = rule.then, desk.directory
     values: dict[str, Any] = {}
     history: list[tuple[str, str | None, str | None]] = []
@@ -87,9 +87,9 @@ def _apply(desk: Desk, s: Session, row: TicketRow, rule: Rule, event: str, now: 
         ctx = desk.context(s, row, creator, rule=rule.name, event=event)
         notes += [desk.outbox_row(s, t.mail_template, addr, ctx, (), ticket_id=row.id,
                                   group_id=row.group_id, automatic=True) for addr in t.mail_to]
-        if t.webhook:  # the worker POSTs the row's context for a "webhook" row
+        if t.webhook:  # the worker POSTs the context to the URL
             notes.append(desk.outbox_row(
                 s, "webhook", t.webhook, {"rule": rule.name, "event": event,
                                           "ticket": ctx["ticket"]}, (),
-                ticket_id=row.id, group_id=row.group_id))
+                ticket_id=row.id, group_id=row.group_id, kind=NotificationKind.WEBHOOK))
     return row

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
-from maild.domain import Command, JournalState, LineError, Status, UserKind
+from maild.domain import Command, JournalState, LineError, Notification, Status, UserKind
 from maild.rules.changes import (
     Change,
     Facts,
@@ -31,13 +31,13 @@ from maild.rules.policy import may
 from maild.rules.transitions import Denied
 from maild.service import automation, survey
 from maild.service.values import MailIn, Opening, Outcome, clean_title
-from maild.service.workorders import workorder_context
+from maild.service.workorders import workorder
 from store import outbox, queries, tickets
 from store.models import Ticket
 from store.queries import TicketRow, UserRef
 
 if TYPE_CHECKING:
-    from maild.service.desk import Desk, Note
+    from maild.service.desk import Desk
 
 log = logging.getLogger("maild.service")
 
@@ -89,7 +89,8 @@ def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, 
 
 def _carry_out(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef, mail: MailIn,
                now: datetime, *,
-               old_owner: int | None) -> tuple[TicketRow, int | None, list[Note | None]]:
+               old_owner: int | None,
+               ) -> tuple[TicketRow, int | None, list[Notification | None]]:
     """An accepted block: the changes written, the text kept, everyone concerned told."""
     ticket_id, text = row.id, mail.text.strip()
     row = _apply(s, row, p, author, text, now)
@@ -108,11 +109,10 @@ def _carry_out(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef,
     if p.closes:
         notes.append(survey.request(desk, s, row, now))
     if p.workorder:  # the worker renders the PDF and attaches it
-        c = desk.config
-        ctx = workorder_context(desk, s, ticket_id, site_name=c.site_name,
-                                site_url=c.site_url, timezone=c.timezone, now=now)
-        notes.append(desk.direct(s, author, "commands/workorder", ctx, ticket_id=ticket_id,
-                                 group_id=row.group_id, refs=desk.refs(row, mail)))
+        ctx, _, order = workorder(desk, s, ticket_id, timezone=desk.config.timezone, now=now)
+        told = desk.direct(s, author, "commands/workorder", ctx, ticket_id=ticket_id,
+                           group_id=row.group_id, refs=desk.refs(row, mail))
+        notes.append(None if told is None else dataclasses.replace(told, workorder=order))
     return row, wu_id, notes
 
 
@@ -275,7 +275,7 @@ def _history(ticket_id: int, user_id: int, changes: tuple[Change, ...],
 # -- telling people ------------------------------------------------------------------------------
 
 def _tell(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef, mail: MailIn, *,
-          wu_text: str, old_owner: int | None) -> list[Note | None]:
+          wu_text: str, old_owner: int | None) -> list[Notification | None]:
     """Everyone associated hears of the changes (staff of all of them; customers and third
     parties of the public ones, and of nothing when the mail was internal)."""
     if not p.changes and not wu_text:
@@ -296,7 +296,7 @@ def _tell(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef, mail
     people = queries.associated_user_ids(s, row.id)
     if old_owner is not None and old_owner not in people:
         people.append(old_owner)  # who just lost the ticket hears to whom it went
-    notes: list[Note | None] = []
+    notes: list[Notification | None] = []
     for uid in people:
         if uid == author.id:
             continue
@@ -322,7 +322,7 @@ def _event(p: Plan) -> str:
 
 def _outcome(desk: Desk, s: Session, p: Plan, author: UserRef, mail: MailIn, *,
              row: TicketRow | None, wu_id: int | None, reason: str | None = None,
-             unverified: bool = False) -> Note | None:
+             unverified: bool = False) -> Notification | None:
     lines = [{"line": r.line, "applied": r.applied, "message": r.message} for r in p.results]
     result = {"ok": p.ok and reason is None, "reason": reason, "lines": lines, "workunit_id": wu_id,
               "kept_internal": not p.ok and wu_id is not None, "mail_subject": mail.subject,

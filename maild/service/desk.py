@@ -23,7 +23,10 @@ from maild.domain import (
     DeliveryReport,
     JournalState,
     LineError,
+    Notification,
+    NotificationKind,
     OutboxState,
+    Recipient,
     Status,
     UserKind,
 )
@@ -42,7 +45,6 @@ from store.queries import GroupRef, TicketRow, UserRef
 log = logging.getLogger("maild.service")
 STATUS_NUMBER = {status: number for number, status in STATUS_IDS.items()}
 
-Note = dict[str, Any]  # an outbox row to write
 # Session.info key: users looked up, remembered for the session (one transaction, which
 # dies with it on rollback). Processing mail creates users but never changes one.
 MEMO = "maild.desk.memo"
@@ -254,7 +256,7 @@ class Desk:
                            wu_user=author.name or author.label, limit_warning=limit_warning,
                            time_used=time_used)
         refs = (row.thread_id,)
-        notes: list[Note | None] = []
+        notes: list[Notification | None] = []
         # An automated sender (a monitoring system, a list) gets no acknowledgement.
         if creator.email and not (mail.automated and creator.id == author.id
                                   and creator.kind is not UserKind.STAFF):
@@ -294,7 +296,7 @@ class Desk:
             ctx.update(changes=[{"field": "status", "old": Status.CLOSED.value,
                                  "new": Status.REOPENED.value}], closed=False, epilogue=None)
         refs = self.refs(row, mail)
-        notes: list[Note | None] = [
+        notes: list[Notification | None] = [
             self.note(s, row, self.user(s, uid), event, ctx, refs)
             for uid in queries.associated_user_ids(s, ticket_id, row=row) if uid != author_id]
         notes += self.copies(s, row, queries.ticket_cc(s, ticket_id), event, ctx, refs)
@@ -455,7 +457,7 @@ class Desk:
 
     def note(self, s: Session, row: TicketRow, user: UserRef, event: str,
               ctx: dict[str, Any], refs: tuple[str, ...], *,
-              creator: bool = False) -> Note | None:
+              creator: bool = False) -> Notification | None:
         """One outbox row for a user about a ticket, or None when they have no address."""
         if not user.email:
             return None
@@ -470,7 +472,7 @@ class Desk:
                                automatic=creator and user.kind is not UserKind.STAFF)
 
     def copies(self, s: Session, row: TicketRow, addresses: tuple[str, ...], event: str,
-               ctx: dict[str, Any], refs: tuple[str, ...]) -> list[Note]:
+               ctx: dict[str, Any], refs: tuple[str, ...]) -> list[Notification]:
         """Third-party copies of a public event: no reply token (their replies carry no
         powers) and capped per day like every automatic mail to an outside address."""
         if not self.notifies(row.group_id, event, "thirdparty"):
@@ -490,7 +492,7 @@ class Desk:
 
     def direct(self, s: Session, user: UserRef, template: str, ctx: dict[str, Any], *,
                ticket_id: int | None, group_id: int | None,
-               refs: tuple[str, ...]) -> Note | None:
+               refs: tuple[str, ...]) -> Notification | None:
         """A mail to one staff member that is not about a ticket event (a command outcome)."""
         if not user.email:
             return None
@@ -499,17 +501,17 @@ class Desk:
 
     def outbox_row(self, s: Session, template: str, to_addr: str, ctx: dict[str, Any],
                    refs: tuple[str, ...], *, name: str = "", user_id: int | None = None,
-                   ticket_id: int | None, group_id: int | None,
-                   automatic: bool = False) -> Note:
-        """One notification as an outbox row; an automatic one (to a customer or an outside
+                   ticket_id: int | None, group_id: int | None, automatic: bool = False,
+                   kind: NotificationKind = NotificationKind.MAIL) -> Notification:
+        """One notification for the outbox; an automatic one (to a customer or an outside
         address) is capped per recipient and day."""
-        return {"template": template, "to_addr": to_addr, "to_user_id": user_id,
-                "ticket_id": ticket_id, "group_id": group_id, "message_id": self.message_id(),
-                "context": {**ctx, "recipient": {"name": name, "email": to_addr}},
-                "in_reply_to": refs[-1] if refs else None, "references": " ".join(refs) or None,
-                "automatic": automatic,
-                "state": (self._cap_state(s, to_addr) if automatic
-                          else OutboxState.PENDING).value}
+        return Notification(
+            kind=kind, template=template,
+            recipient=Recipient(email=to_addr, name=name, user_id=user_id),
+            message_id=self.message_id(), ticket_id=ticket_id, group_id=group_id,
+            in_reply_to=refs[-1] if refs else None, references=refs, context=ctx,
+            automatic=automatic,
+            held_back=automatic and self._cap_state(s, to_addr) is OutboxState.HELD_BACK)
 
     def actor(self, user_id: int, group_id: int) -> Actor:
         """Who is acting, as the config says now: staff or not, super admin, access on the
@@ -524,13 +526,10 @@ class Desk:
         if mail.automated:
             return
         refs = (mail.message_id,) if mail.message_id else ()
-        outbox.add(s, now=self.clock.now(), template=template, to_addr=mail.sender.addr,
-                   to_user_id=None, ticket_id=None, group_id=group_id,
-                   message_id=self.message_id(),
-                   context={**context, "recipient": {"name": mail.sender.name,
-                                                     "email": mail.sender.addr}},
-                   in_reply_to=mail.message_id, references=refs, automatic=True,
-                   state=self._cap_state(s, mail.sender.addr))
+        outbox.add_many(s, [self.outbox_row(s, template, mail.sender.addr, context, refs,
+                                            name=mail.sender.name, ticket_id=None,
+                                            group_id=group_id, automatic=True)],
+                        self.clock.now())
 
     def _cap_state(self, s: Session, addr: str) -> OutboxState:
         cap = self.config.auto_replies_per_day

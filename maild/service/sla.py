@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from maild.domain import Status
+from maild.domain import Notification, Status
 from maild.rules.business_time import Calendar
 from maild.rules.sla import Metric, Sla, TicketPast, counts, deadlines, next_due, over_open_limit
 from store import meta, outbox, queries
 from store import sla as book
 
 if TYPE_CHECKING:
-    from maild.service.desk import Desk, Note
+    from maild.service.desk import Desk
 
 log = logging.getLogger("maild.sla")
 
@@ -167,7 +167,7 @@ class SlaKeeper:
         tickets = queries.ticket_rows(s, [row.id for row, *_ in starting])
         people = queries.user_refs(s, [uid for t in tickets.values()
                                        for uid in (t.creator_id, t.owner_id) if uid])
-        notes: list[Note | None] = []
+        notes: list[Notification | None] = []
         for row, sla, metric, when in starting:
             ticket = tickets[row.id]
             if ticket.owner_id is None or ticket.owner_id not in people:

@@ -6,19 +6,19 @@ outbox row carries (ticket, user, last valid day), the worker turns them into a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from maild.domain import UserKind
+from maild.domain import Notification, SurveyLink, UserKind
 from maild.errors import NotFound
 from store import queries, ratings
 from store.queries import TicketRow
 
 if TYPE_CHECKING:
-    from maild.service.desk import Desk, Note
+    from maild.service.desk import Desk
 
 EPOCH = date(1970, 1, 1)
 
@@ -46,7 +46,7 @@ class Page:
     last_day: date
 
 
-def request(desk: Desk, s: Session, row: TicketRow, now: datetime) -> Note | None:
+def request(desk: Desk, s: Session, row: TicketRow, now: datetime) -> Notification | None:
     """On close: the creator (a customer) is asked, when the survey is on for the group."""
     cfg = desk.config.survey
     group = desk.directory.groups.get(row.group_id)
@@ -56,11 +56,12 @@ def request(desk: Desk, s: Session, row: TicketRow, now: datetime) -> Note | Non
     if creator.kind is UserKind.STAFF:
         return None
     last_day = day_number(now) + cfg.link_days
-    ctx = desk.context(s, row, creator, survey={
-        "ticket_id": row.id, "user_id": creator.id, "last_day": last_day,
-        "days": cfg.link_days,
-        "until": (EPOCH + timedelta(days=last_day)).isoformat()})
-    return desk.note(s, row, creator, "satisfaction", ctx, (row.thread_id,), creator=True)
+    link = SurveyLink(ticket_id=row.id, user_id=creator.id, last_day=last_day,
+                      days=cfg.link_days,
+                      until=(EPOCH + timedelta(days=last_day)).isoformat())
+    ctx = desk.context(s, row, creator)
+    note = desk.note(s, row, creator, "satisfaction", ctx, (row.thread_id,), creator=True)
+    return None if note is None else replace(note, survey=link)
 
 
 def rating_for(s: Session, ticket_id: int, viewer_id: int) -> dict[str, object] | None:

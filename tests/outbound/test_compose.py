@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from maild.domain import Notification, Recipient
 from maild.errors import DeliveryError
 from maild.outbound.compose import Identity, UncomposableError, compose
 from maild.outbound.render import Rendered
@@ -35,13 +36,13 @@ def row(*, to: str = "alice@customer.example", name: str = "Alice",
         message_id: str | None = None, in_reply_to: str | None = None,
         references: tuple[str, ...] = (), ticket_id: int | None = 7,
         user_id: int | None = None) -> OutgoingMail:
-    return OutgoingMail(id=1, ticket_id=ticket_id, group_id=1,
-                        template="ticket/customer/created", to_addr=to, to_user_id=user_id,
+    note = Notification(template="ticket/customer/created",
+                        recipient=Recipient(email=to, name=name, user_id=user_id),
                         message_id=(f"<{uuid.uuid4().hex}@example.com>" if message_id is None
                                     else message_id),
-                        in_reply_to=in_reply_to, references=references,
-                        context={"recipient": {"name": name, "email": to}}, attempts=1,
-                        created_at=NOW)
+                        ticket_id=ticket_id, group_id=1, in_reply_to=in_reply_to,
+                        references=references)
+    return OutgoingMail(id=1, attempts=1, created_at=NOW, notification=note)
 
 
 def rendered(subject: str = "[#7] Printer on fire", text: str = "We are on it.\n",

@@ -118,7 +118,8 @@ def test_outbox_lease_retry_and_cap_count(factory: sessionmaker[Session]) -> Non
     with db.transaction(factory) as s:
         read = outbox.due(s, NOW, 2)
         batch = outbox.lease(s, read, NOW, timedelta(minutes=5))
-        assert [m.id for m in batch] == ids[:2] and batch[0].context == {"i": 0}
+        assert [m.id for m in batch] == ids[:2]
+        assert batch[0].notification.context == {"i": 0}
         # a second worker that read the same rows gets none of them
         assert outbox.lease(s, read, NOW, timedelta(minutes=5)) == []
     with db.transaction(factory) as s:
