@@ -25,6 +25,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from email.feedparser import BytesFeedParser
 from email.message import Message
 from typing import Any
 
@@ -35,7 +36,6 @@ from maild.errors import LimitExceeded, MaildError, ParseError
 from maild.inbound.addresses import _address_list, _sender
 from maild.inbound.decode import _decode_words, _first, _from_8bit, _message_ids, _unfold
 from maild.inbound.elide import _blank_line_end, _elide_bodies, _restore_bodies
-from maild.inbound.feedparser import BytesFeedParser
 from maild.inbound.payloads import (
     _attachment_bytes,
     _display_filename,
