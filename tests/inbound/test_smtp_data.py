@@ -179,8 +179,8 @@ def _mail_rcpt(port: int, mail_arg: str, rcpt_arg: str) -> list[bytes]:
 
 
 async def test_fast_data_parses_envelope_addresses_as_aiosmtpd_does() -> None:
-    """`FastData._getaddr` (aiosmtpd's without its per-call class): the same replies to MAIL
-    FROM and RCPT TO for well-formed, odd and broken addresses."""
+    """`FastData` (aiosmtpd's own `_getaddr`, no private copy): the same replies to MAIL FROM
+    and RCPT TO for well-formed, odd and broken addresses."""
     a, b = await _serve(SMTP, Keep()), await _serve(FastData, Keep())
     try:
         for arg in ADDRESS_ARGS:
