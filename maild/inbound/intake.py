@@ -104,12 +104,14 @@ class Intake:
                 fut.set_exception(exc)
 
     def _until_back(self) -> None:
-        """While commits fail, ask the database now and then: when no mail comes to try
-        again, health would otherwise say 'failing' long after the database is back."""
+        """While the database is away, ask it now and then whether it is back: when no mail
+        comes to try again, health would otherwise say 'failing' long after it returned."""
         if self._probing is None or self._probing.done():
             self._probing = asyncio.create_task(self._probe(), name="intake probe")
 
     async def _probe(self) -> None:
+        if await asyncio.to_thread(ping, self._factory) is None:
+            return  # it answers but refused the mail (read-only, full…): only a commit says ok
         backoff = Backoff(first=0.5, cap=10.0)
         while self._episode.failing:
             await asyncio.sleep(backoff.next())

@@ -95,6 +95,7 @@ async def test_a_refusing_database_fails_every_mail_then_recovers(database, make
         failing = [r for r in caplog.records if r.getMessage().startswith("journal commit failing")]
         assert len(failing) == 1  # the outage once, not once a batch
     finally:
+        intake.close()
         parts.engine.dispose()
 
 
@@ -118,6 +119,9 @@ async def test_an_unwritable_database_fails_the_batch_without_retrying_each(
         assert not any("alone" in r.getMessage() for r in caplog.records)
         state = health.snapshot()["intake"]
         assert not state.ok and "readonly" in (state.reason or "").replace("-", "")
+        await asyncio.sleep(0.7)  # the database answers: refusing writes, it stays failing
+        assert not health.snapshot()["intake"].ok
     finally:
+        intake.close()
         engine.dispose()
 
