@@ -10,6 +10,7 @@ pyproject.toml also caps aiosmtpd below 1.5. (Kept because it is measured: see F
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import subprocess
@@ -113,7 +114,11 @@ def test_aiosmtpd_own_tests_pass_on_fastdata(tmp_path: Path) -> None:
 
 def test_the_aiosmtpd_internals_fastdata_calls_are_there() -> None:
     """By name, what `FastData.smtp_DATA` reaches into (the suite above checks behaviour)."""
-    server = FastData(object())
+    loop = asyncio.new_event_loop()  # without one, aiosmtpd would make one and leave it open
+    try:
+        server = FastData(object(), loop=loop)
+    finally:
+        loop.close()
     for name in ("_set_post_data_state", "_call_handler_hook", "_reset_timeout",
                  "check_helo_needed", "check_auth_needed", "push", "_handle_client"):
         assert callable(getattr(SMTP, name, None)), f"aiosmtpd.smtp.SMTP.{name} is gone"
