@@ -117,6 +117,25 @@ class Episode:
             self.health.ok(self.part)
 
 
+class Retry:
+    """The failure path every supervised loop shares: an `Episode` and its `Backoff`."""
+
+    def __init__(self, log: logging.Logger, what: str, *, health: Health | None = None,
+                 part: str | None = None, backoff: Backoff | None = None) -> None:
+        self.episode = Episode(log, what, health=health, part=part)
+        self.backoff = backoff or Backoff()
+
+    async def failed(self, exc: BaseException, stopping: asyncio.Event) -> None:
+        """Say so (once an episode), then wait the next delay, or until `stopping`."""
+        delay = self.backoff.next()
+        self.episode.failed(exc, retry_in=delay)
+        await sleep_or(stopping, delay)
+
+    def succeeded(self) -> None:
+        self.episode.recovered()
+        self.backoff.reset()
+
+
 def describe(exc: BaseException) -> str:
     """One line for a log or a health report: the type and the first line of the message,
     without the SQL statement and parameters SQLAlchemy appends."""

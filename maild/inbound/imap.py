@@ -257,7 +257,6 @@ class MailboxReader:
         self.counters = Counters()
         self.fail_after_commit: Callable[[], None] | None = None  # tests: a crash point
         self._episode = Episode(log, f"IMAP mailbox {box.key}")
-        self._failures = 0  # failed connection attempts in a row
         self._synced = False  # the current connection went through a round
         self._uids = Isolation(box.key, box.folder, give_up_after)
         self._fetching: list[int] = []  # the UIDs of the FETCH in flight
@@ -305,12 +304,12 @@ class MailboxReader:
         if self._synced:  # a working connection ended: reconnect before calling it an outage
             log.warning("%s: connection lost (%s); reconnecting", self.box.key, describe(exc))
             return self.first_backoff
-        self._failures += 1
-        delay = min(self.first_backoff * 2.0 ** min(self._failures - 1, 30), self.max_backoff)
+        tries = self._episode.failures + 1  # failed connection attempts in a row, this one too
+        delay = min(self.first_backoff * 2.0 ** min(tries - 1, 30), self.max_backoff)
         if not self._episode.failing and not isinstance(exc, _EXPECTED):
             log.warning("%s: unexpected error", self.box.key, exc_info=exc)
         self._episode.failed(exc, retry_in=delay)
-        if self.health is not None and self._failures >= self.unhealthy_after:
+        if self.health is not None and tries >= self.unhealthy_after:
             self.health.failing(self.part, describe(exc))
         return delay
 
@@ -318,7 +317,6 @@ class MailboxReader:
         if self._synced:
             return
         self._synced = True
-        self._failures = 0
         self._episode.recovered()
         if self.health is not None:
             self.health.ok(self.part)

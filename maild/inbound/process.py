@@ -41,7 +41,7 @@ from maild.inbound.parse import parse_mail
 from maild.inbound.quotes import strip_quoted
 from maild.service import Desk, MailIn, Outcome
 from maild.settings import LimitSettings
-from maild.supervise import Backoff, Episode, Health, describe, sleep_or
+from maild.supervise import Backoff, Health, Retry, describe
 from maild.tokens import Signer
 from store import db, journal, queries
 from store.db import transaction
@@ -377,8 +377,8 @@ class Processor:
         self.tick = tick_seconds
         self.busy_poll = busy_poll_seconds  # see `doorbell.pause`
         self.health = health or Health()
-        self.backoff = backoff or Backoff()
-        self.episode = Episode(log, "journal processing", health=self.health, part="processor")
+        self.retry = Retry(log, "journal processing", health=self.health, part="processor",
+                           backoff=backoff)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stop = False
@@ -396,13 +396,9 @@ class Processor:
                 if batch:
                     await asyncio.to_thread(self._run_batch, batch)
             except Exception as exc:  # the loop's own trouble: wait, then try again
-                delay = self.backoff.next()
-                self.episode.failed(exc, retry_in=delay)
-                await sleep_or(self._stopping, delay)
+                await self.retry.failed(exc, self._stopping)
                 continue
-            if self.episode.failing:
-                self.episode.recovered()
-                self.backoff.reset()
+            self.retry.succeeded()
             if batch:
                 self.on_batch()
                 worked = time.monotonic()

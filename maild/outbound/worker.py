@@ -46,7 +46,7 @@ from maild.outbound.pdf import html_to_pdf_async
 from maild.outbound.render import Renderer, WorkOrders
 from maild.outbound.transport import Transport, TransportUnavailable
 from maild.outbound.webhook import post_json
-from maild.supervise import Backoff, Episode, Health, describe, sleep_or
+from maild.supervise import Backoff, Episode, Health, Retry, describe
 from maild.tokens import Signer
 from store import journal, outbox
 from store.db import transaction
@@ -143,8 +143,8 @@ class DeliveryWorker:
         self._stopped = asyncio.Event()
         self._stop = False
         self._reclaimed = False  # dead holders' leases of this node taken back (once)
-        self._database = Episode(log, "notification delivery", health=health, part="delivery")
-        self._database_backoff = Backoff(*database_retry)
+        self._database = Retry(log, "notification delivery", health=health, part="delivery",
+                               backoff=Backoff(*database_retry))
         self._relay = Episode(log, "relay", health=health, part="relay")
         self._relay_backoff = Backoff(*relay_retry)
         self._relay_closed_until = 0.0  # time.monotonic(): no row tries the transport before
@@ -167,13 +167,10 @@ class DeliveryWorker:
             try:
                 done = await self.run_once()
             except Exception as exc:  # the loop's own trouble, the database mostly: wait
-                delay = self._database_backoff.next()
                 log.debug("delivery loop failed", exc_info=True)
-                self._database.failed(exc, retry_in=delay)
-                await sleep_or(self._stopped, delay)
+                await self._database.failed(exc, self._stopped)
                 continue
-            self._database_backoff.reset()
-            self._database.recovered()
+            self._database.succeeded()
             if done:
                 worked = time.monotonic()
                 continue

@@ -20,7 +20,7 @@ from maild.domain import Envelope, JournalState
 from maild.errors import TransientStoreError
 from maild.health import Children, HealthCheck, Lags
 from maild.inbound import process
-from maild.supervise import Health
+from maild.supervise import Backoff, Health
 from store import journal
 from store.db import transaction
 from store.journal import Incoming
@@ -74,7 +74,7 @@ async def test_the_processor_waits_out_a_failing_database_and_resumes(
             raise TransientStoreError("connection refused")
         return real(*a, **kw)
 
-    d.running.processor.backoff.first = d.running.processor.backoff._next = 0.05
+    d.running.processor.retry.backoff = Backoff(first=0.05)
     monkeypatch.setattr(pipeline, "next_batch", next_batch)
     await d.send(mail(subject="Waits for the database"))  # 250: the journal is fine
     await asyncio.sleep(0.5)  # ~6 failed tries
