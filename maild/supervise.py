@@ -61,10 +61,6 @@ class Health:
         since = was.since if was is not None and not was.ok and was.since else time.time()
         self._set(part, PartState(ok=False, reason=reason, since=since))
 
-    def forget(self, part: str) -> None:
-        if self._parts.pop(part, None) is not None and self.on_change is not None:
-            self.on_change(self.snapshot())
-
     def snapshot(self) -> dict[str, PartState]:
         return dict(self._parts)
 
