@@ -218,6 +218,7 @@ class Pipeline:
         except Exception as exc:  # the shunt: anything unexpected keeps the mail, with why
             log.exception("journal %d quarantined", journal_id)
             return self._quarantine(journal_id, f"{type(exc).__name__}: {exc}")
+        self._transient.pop(journal_id, None)
         log.info("journal %d: %s", journal_id, outcome.outcome)
         return outcome
 

@@ -93,6 +93,29 @@ async def test_the_processor_waits_out_a_failing_database_and_resumes(
     assert len([m for m in logged if "recovered" in m]) == 1, logged
 
 
+async def test_a_mail_that_trips_the_database_each_time_is_shunted_while_it_answers(
+        make_settings: Any, start_daemon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 'transient' error that only this mail meets, the database answering meanwhile, is the
+    mail's fault after a few tries: it is quarantined and the queue goes on."""
+    d = await start_daemon(make_settings())
+    d.running.processor.retry.backoff = Backoff(first=0.05)
+    desk = d.parts.desk
+    real = desk.open_ticket
+
+    def open_ticket(s: Any, group_id: int, mail_in: Any, *a: Any, **kw: Any) -> Any:
+        if mail_in.subject == "Trips":
+            raise TransientStoreError("database is locked")
+        return real(s, group_id, mail_in, *a, **kw)
+
+    monkeypatch.setattr(desk, "open_ticket", open_ticket)
+    await d.send(mail(subject="Trips"))
+    await d.send(mail(subject="Goes through"))
+    await d.settle()
+    assert [t.title for t in d.tickets()] == ["Goes through"]
+    [shunted] = [e for e in d.journal() if e.state is JournalState.QUARANTINED]
+    assert "3 times while the database answered" in (shunted.reason or "")
+
+
 async def test_a_task_that_ends_takes_its_process_down(
         make_settings: Any, start_daemon: Any, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
