@@ -280,8 +280,9 @@ def counts(s: Session) -> dict[str, int]:
         select(Outbox.state, func.count(Outbox.id)).group_by(Outbox.state))}
 
 
-def by_id(s: Session, outbox_id: int) -> Outbox | None:
-    return s.get(Outbox, outbox_id)
+def by_id(s: Session, outbox_id: int) -> OutboxEntry | None:
+    row = s.get(Outbox, outbox_id)
+    return None if row is None else _entry(row)
 
 
 # -- what the CLI shows and replays (`maild outbox list/show/retry`) -----------------------------

@@ -73,12 +73,12 @@ TICKET_DEFAULTS: dict[str, Any] = {
     "first_response_at": None, "sla_due_at": None}
 
 
-def insert_ticket(s: Session, **values: Any) -> int:
+def insert_ticket(s: Session, /, **values: Any) -> int:
     row = {**TICKET_DEFAULTS, **values}
     return int(_INSERT_TICKET.scalar(s, row))
 
 
-def insert_workunit(s: Session, **values: Any) -> int:
+def insert_workunit(s: Session, /, **values: Any) -> int:
     return int(_INSERT_WORKUNIT.scalar(s, values))
 
 
@@ -112,6 +112,12 @@ def set_status(s: Session, ticket_id: int, status: str, now: datetime) -> None:
 
 def update_ticket(s: Session, ticket_id: int, values: dict[str, Any]) -> None:
     s.execute(update(Ticket).where(Ticket.id == ticket_id).values(**values))
+
+
+def record_first_response(s: Session, ticket_id: int, now: datetime) -> None:
+    """The ticket's first response, unless one was recorded before."""
+    s.execute(update(Ticket).where(Ticket.id == ticket_id)
+              .values(first_response_at=func.coalesce(Ticket.first_response_at, now)))
 
 
 def add_cc(s: Session, ticket_id: int, addresses: list[str]) -> None:
