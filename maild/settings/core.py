@@ -1,10 +1,8 @@
-"""The sections every install has: site, storage, security, mail in and out, limits,
-tickets, users and groups."""
+"""The sections every install has: site, storage, security, mail in (its IMAP sources in
+imap.py) and out, limits, tickets, users and groups."""
 
 from __future__ import annotations
 
-import os
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -12,11 +10,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from maild.domain import DEFAULT_PRIORITIES, DEFAULT_RESOLUTIONS, Access
 from maild.errors import ConfigError
 from maild.rules.transitions import StatusMap, parse_status_map
+from maild.settings.imap import _imap
 from maild.settings.model import (
     DEFAULT_DATA_DIR,
     CommandAuth,
     GroupSettings,
-    ImapSettings,
     InboundSettings,
     LimitSettings,
     OutboundSettings,
@@ -170,72 +168,6 @@ def _smtp_limits(smtp: _Section) -> dict[str, Any]:
     return out
 
 
-IMAP_KEYS = {f for f in ImapSettings.__dataclass_fields__}
-
-
-def _imap(raw: Any, base: Path) -> tuple[ImapSettings, ...]:
-    if not isinstance(raw, list):
-        raise ConfigError("inbound.imap", "must be an array of tables ([[inbound.imap]])")
-    out: list[ImapSettings] = []
-    for i, item in enumerate(raw):
-        key = f"inbound.imap[{i}]"
-        s = _Section(item, key, IMAP_KEYS)
-        host = s.require("host", str)
-        tls = s.get("tls", str, "implicit")
-        if tls not in ("implicit", "starttls", "none"):
-            raise ConfigError(f"{key}.tls", "must be \"implicit\", \"starttls\" or \"none\"")
-        if tls == "none" and host not in ("127.0.0.1", "::1", "localhost"):
-            raise ConfigError(f"{key}.tls", "\"none\" sends the password in clear: only for "
-                                            "a server on this machine (127.0.0.1)")
-        port = s.get("port", int, 993 if tls == "implicit" else 143)
-        secrets_given = [k for k in ("password", "password_file", "password_env",
-                                     "oauth2_command") if k in s.raw]
-        if len(secrets_given) != 1:
-            raise ConfigError(f"{key}.password", "give exactly one of password, password_file, "
-                                                 "password_env, oauth2_command")
-        after = s.get("after", str, "seen")
-        if after not in ("move", "seen", "delete"):
-            raise ConfigError(f"{key}.after", "must be \"move\", \"seen\" or \"delete\"")
-        move_to = s.get("move_to", str, None)
-        if after == "move" and not move_to:
-            raise ConfigError(f"{key}.move_to", "is required with after = \"move\"")
-
-        env = s.get("password_env", str, None)
-        if env is not None and env not in os.environ:
-            raise ConfigError(f"{key}.password_env", f"the environment has no {env}")
-        pw_file = _path(s, "password_file", base)
-        if pw_file is not None and not pw_file.is_file():
-            raise ConfigError(f"{key}.password_file", f"cannot read {pw_file}")
-        poll = s.get("poll_seconds", float, 60.0)
-        if poll <= 0:
-            raise ConfigError(f"{key}.poll_seconds", "must be positive")
-        batch = s.get("batch", int, 100)
-        if not 1 <= batch <= 500:  # aioimaplib's parser recurses per line: ~1000 overflow
-            raise ConfigError(f"{key}.batch", "must be between 1 and 500")
-        out.append(ImapSettings(
-            host=host, port=port, tls=tls, user=s.require("user", str),
-            group=s.require("group", str), password=s.get("password", str, None),
-            password_file=pw_file, password_env=env,
-            oauth2_command=s.get("oauth2_command", str, None),
-            folder=s.get("folder", str, "INBOX"), after=after, move_to=move_to,
-            poll_seconds=poll, idle=s.get("idle", bool, True), ca_file=_path(s, "ca_file", base),
-            batch=batch, since=_since(s, key)))
-    return tuple(out)
-
-
-def _since(s: _Section, key: str) -> date | None:
-    """`since = 2026-12-01` (a TOML date) or "2026-12-01"."""
-    value = s.raw.get("since")
-    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    raise ConfigError(f"{key}.since", f"must be a date, YYYY-MM-DD, got {value!r}")
-
-
 def _outbound(s: _Section) -> OutboundSettings:
     from_addr = s.get("from", str, "support@localhost")
     _check_address(from_addr, "outbound.from")
@@ -358,6 +290,11 @@ def _notify(raw: dict[str, Any], key: str) -> dict[str, frozenset[str]]:
     return out
 
 
+GROUP_KEYS = {"name", "addresses", "default_owner", "accept_unknown_senders", "sla", "templates",
+              "satisfaction", "cc_from_mail", "third_party_replies", "notify",
+              "open_ticket_limit", "total_ticket_limit", "limit_mode"}
+
+
 def _groups(raw: Any, users: tuple[UserSettings, ...],
             slas: tuple[SlaSettings, ...] = (), base: Path = Path(".")
             ) -> tuple[GroupSettings, ...]:
@@ -367,46 +304,66 @@ def _groups(raw: Any, users: tuple[UserSettings, ...],
     out: list[GroupSettings] = []
     seen_addr: set[str] = set()
     for i, item in enumerate(raw):
-        key = f"groups[{i}]"
-        s = _Section(item, key, {"name", "addresses", "default_owner", "accept_unknown_senders",
-                                 "sla", "templates", "satisfaction", "cc_from_mail",
-                                 "third_party_replies", "notify", "open_ticket_limit",
-                                 "total_ticket_limit", "limit_mode"})
-        name = s.require("name", str).strip()
-        if not name or any(g.name == name for g in out):
-            raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
-        addresses = tuple(a.lower() for a in s.strings("addresses"))
-        if not addresses:
-            raise ConfigError(f"{key}.addresses", "needs at least one address")
-        for a in addresses:
-            _check_address(a, f"{key}.addresses")
-            if a in seen_addr:
-                raise ConfigError(f"{key}.addresses", f"{a} belongs to two groups")
-            seen_addr.add(a)
-        owner = s.get("default_owner", str, None)
-        if owner is not None and owner not in logins:
-            raise ConfigError(f"{key}.default_owner",
-                              f"no staff [[users]] entry has login {owner!r}")
-        sla = s.get("sla", str, None)
-        if sla is not None and not any(x.name == sla for x in slas):
-            raise ConfigError(f"{key}.sla", f"no [[sla]] entry is named {sla!r}")
-        templates = _path(s, "templates", base)
-        if templates is not None and not templates.is_dir():
-            raise ConfigError(f"{key}.templates", f"{templates} is not a folder")
-        replies = s.get("third_party_replies", str, "ignore")
-        if replies not in ("ignore", "internal"):
-            raise ConfigError(f"{key}.third_party_replies", "must be \"ignore\" or \"internal\"")
-        out.append(GroupSettings(
-            name=name, addresses=addresses, default_owner=owner,
-            accept_unknown_senders=s.get("accept_unknown_senders", bool, True), sla=sla,
-            templates=templates, satisfaction=s.get("satisfaction", bool, True),
-            cc_from_mail=s.get("cc_from_mail", bool, False), third_party_replies=replies,
-            open_ticket_limit=_count(s, "open_ticket_limit"),
-            total_ticket_limit=_count(s, "total_ticket_limit"),
-            limit_mode=_choice(s, "limit_mode", ("forced", "warning"), "forced"),
-            notify=_notify(s.get("notify", dict, {}), f"{key}.notify")))
+        s = _Section(item, f"groups[{i}]", GROUP_KEYS)
+        out.append(_group(s, out, seen_addr, logins, slas, base))
+    _check_user_groups(users, out)
+    return tuple(out)
+
+
+def _group(s: _Section, earlier: list[GroupSettings], seen_addr: set[str], logins: set[str],
+           slas: tuple[SlaSettings, ...], base: Path) -> GroupSettings:
+    """One `[[groups]]` table; `earlier` and `seen_addr` hold what the tables before it took."""
+    key = s.key
+    name = s.require("name", str).strip()
+    if not name or any(g.name == name for g in earlier):
+        raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
+    addresses = _group_addresses(s, seen_addr)
+    owner, sla, templates = _group_references(s, logins, slas, base)
+    replies = s.get("third_party_replies", str, "ignore")
+    if replies not in ("ignore", "internal"):
+        raise ConfigError(f"{key}.third_party_replies", "must be \"ignore\" or \"internal\"")
+    return GroupSettings(
+        name=name, addresses=addresses, default_owner=owner,
+        accept_unknown_senders=s.get("accept_unknown_senders", bool, True), sla=sla,
+        templates=templates, satisfaction=s.get("satisfaction", bool, True),
+        cc_from_mail=s.get("cc_from_mail", bool, False), third_party_replies=replies,
+        open_ticket_limit=_count(s, "open_ticket_limit"),
+        total_ticket_limit=_count(s, "total_ticket_limit"),
+        limit_mode=_choice(s, "limit_mode", ("forced", "warning"), "forced"),
+        notify=_notify(s.get("notify", dict, {}), f"{key}.notify"))
+
+
+def _group_addresses(s: _Section, seen_addr: set[str]) -> tuple[str, ...]:
+    """The group's addresses, lower-cased; an address belongs to one group only."""
+    addresses = tuple(a.lower() for a in s.strings("addresses"))
+    if not addresses:
+        raise ConfigError(f"{s.key}.addresses", "needs at least one address")
+    for a in addresses:
+        _check_address(a, f"{s.key}.addresses")
+        if a in seen_addr:
+            raise ConfigError(f"{s.key}.addresses", f"{a} belongs to two groups")
+        seen_addr.add(a)
+    return addresses
+
+
+def _group_references(s: _Section, logins: set[str], slas: tuple[SlaSettings, ...],
+                      base: Path) -> tuple[str | None, str | None, Path | None]:
+    """The default owner, SLA and templates folder a group names, each checked to exist."""
+    owner = s.get("default_owner", str, None)
+    if owner is not None and owner not in logins:
+        raise ConfigError(f"{s.key}.default_owner",
+                          f"no staff [[users]] entry has login {owner!r}")
+    sla = s.get("sla", str, None)
+    if sla is not None and not any(x.name == sla for x in slas):
+        raise ConfigError(f"{s.key}.sla", f"no [[sla]] entry is named {sla!r}")
+    templates = _path(s, "templates", base)
+    if templates is not None and not templates.is_dir():
+        raise ConfigError(f"{s.key}.templates", f"{templates} is not a folder")
+    return owner, sla, templates
+
+
+def _check_user_groups(users: tuple[UserSettings, ...], groups: list[GroupSettings]) -> None:
     for u in users:
         for g in u.groups:
-            if not any(x.name == g for x in out):
+            if not any(x.name == g for x in groups):
                 raise ConfigError(f"users.{u.login}.groups.{g}", "no [[groups]] entry by that name")
-    return tuple(out)
