@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -99,69 +100,93 @@ def _scheduler(raw: Any) -> SchedulerSettings:
     return SchedulerSettings(sla_sweep_seconds=float(sweep), auto_close_hours=float(close))
 
 
+@dataclass(frozen=True)
+class _Names:
+    """What a workflow rule may name: staff logins, groups, ticket types, priorities."""
+
+    staff: set[str]
+    groups: set[str]
+    types: set[str]
+    priorities: tuple[str, ...]
+
+
+STATUSES = tuple(st.value for st in Status)
+
+
 def _workflow(raw: Any, users: tuple[UserSettings, ...], groups: tuple[GroupSettings, ...],
               types: tuple[TicketType, ...], tickets: TicketSettings) -> tuple[Rule, ...]:
     if not isinstance(raw, list):
         raise ConfigError("workflow", "must be an array of tables ([[workflow]])")
-    staff = {u.login for u in users if u.kind == "staff"}
-    group_names = {g.name for g in groups}
+    names = _Names(staff={u.login for u in users if u.kind == "staff"},
+                   groups={g.name for g in groups}, types={t.name for t in types},
+                   priorities=tickets.priorities)
     out: list[Rule] = []
     for i, item in enumerate(raw):
-        key = f"workflow[{i}]"
-        s = _Section(item, key, {"name", "on", "if", "then"})
-        name = s.require("name", str).strip()
-        if not name or any(r.name == name for r in out):
-            raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
-        on = s.strings("on", EVENTS)
-        if not on or any(e not in EVENTS for e in on):
-            raise ConfigError(f"{key}.on", "must list \"create\" and/or \"update\"")
-        c = _Section(s.raw.get("if"), f"{key}.if", {"group", "type", "priority", "status",
-                                                   "sender_domain", "subject", "body",
-                                                   "field"})
-        a = _Section(s.raw.get("then"), f"{key}.then", {"owner", "priority", "status", "group",
-                                                       "cc", "mail", "webhook"})
-
-        def pattern(k: str, sec: _Section = c) -> re.Pattern[str] | None:
-            text = sec.get(k, str, None)
-            if text is None:
-                return None
-            try:
-                return re.compile(text)
-            except re.error as exc:
-                raise ConfigError(sec._name(k), f"not a regular expression: {exc}") from None
-
-        def known(sec: _Section, k: str, allowed: set[str] | tuple[str, ...],
-                  what: str) -> str | None:
-            v = sec.get(k, str, None)
-            if v is not None and v not in allowed:
-                raise ConfigError(sec._name(k), f"no {what} is named {v!r}")
-            return None if v is None else str(v)
-
-        statuses = tuple(st.value for st in Status)
-        when = When(group=known(c, "group", group_names, "group"),
-                    type=known(c, "type", {t.name for t in types}, "ticket type"),
-                    priority=known(c, "priority", tickets.priorities, "priority"),
-                    status=known(c, "status", statuses, "status"),
-                    sender_domain=c.get("sender_domain", str, None),
-                    subject=pattern("subject"), body=pattern("body"),
-                    fields={str(k): str(v) for k, v in c.get("field", dict, {}).items()})
-        mail = _Section(a.raw.get("mail"), f"{key}.then.mail", {"to", "template"})
-        mail_to = tuple(mail.strings("to"))
-        for addr in mail_to:
-            _check_address(addr, f"{key}.then.mail.to")
-        cc = tuple(x.lower() for x in a.strings("cc"))
-        for addr in cc:
-            _check_address(addr, f"{key}.then.cc")
-        hook = a.get("webhook", str, None)
-        if hook is not None and not hook.startswith(("http://", "https://")):
-            raise ConfigError(f"{key}.then.webhook", "must be an http:// or https:// URL")
-        then = Then(owner=known(a, "owner", staff, "staff login"),
-                    priority=known(a, "priority", tickets.priorities, "priority"),
-                    status=known(a, "status", statuses, "status"),
-                    group=known(a, "group", group_names, "group"), cc=cc, mail_to=mail_to,
-                    mail_template=mail.get("template", str, "workflow/notice"), webhook=hook)
-        out.append(Rule(name=name, on=frozenset(on), when=when, then=then))
+        out.append(_rule(_Section(item, f"workflow[{i}]", {"name", "on", "if", "then"}), out,
+                         names))
     return tuple(out)
+
+
+def _rule(s: _Section, earlier: list[Rule], names: _Names) -> Rule:
+    key = s.key
+    name = s.require("name", str).strip()
+    if not name or any(r.name == name for r in earlier):
+        raise ConfigError(f"{key}.name", f"{name!r} is empty or used twice")
+    on = s.strings("on", EVENTS)
+    if not on or any(e not in EVENTS for e in on):
+        raise ConfigError(f"{key}.on", "must list \"create\" and/or \"update\"")
+    c = _Section(s.raw.get("if"), f"{key}.if", {"group", "type", "priority", "status",
+                                               "sender_domain", "subject", "body", "field"})
+    a = _Section(s.raw.get("then"), f"{key}.then", {"owner", "priority", "status", "group",
+                                                   "cc", "mail", "webhook"})
+    return Rule(name=name, on=frozenset(on), when=_when(c, names), then=_then(a, names))
+
+
+def _when(c: _Section, names: _Names) -> When:
+    """A rule's `if` table: names checked against the settings, patterns compiled."""
+    return When(group=_known(c, "group", names.groups, "group"),
+                type=_known(c, "type", names.types, "ticket type"),
+                priority=_known(c, "priority", names.priorities, "priority"),
+                status=_known(c, "status", STATUSES, "status"),
+                sender_domain=c.get("sender_domain", str, None),
+                subject=_pattern(c, "subject"), body=_pattern(c, "body"),
+                fields={str(k): str(v) for k, v in c.get("field", dict, {}).items()})
+
+
+def _then(a: _Section, names: _Names) -> Then:
+    """A rule's `then` table: the changes it makes, the mail it sends, the webhook it calls."""
+    mail = _Section(a.raw.get("mail"), f"{a.key}.mail", {"to", "template"})
+    mail_to = tuple(mail.strings("to"))
+    for addr in mail_to:
+        _check_address(addr, f"{a.key}.mail.to")
+    cc = tuple(x.lower() for x in a.strings("cc"))
+    for addr in cc:
+        _check_address(addr, f"{a.key}.cc")
+    hook = a.get("webhook", str, None)
+    if hook is not None and not hook.startswith(("http://", "https://")):
+        raise ConfigError(f"{a.key}.webhook", "must be an http:// or https:// URL")
+    return Then(owner=_known(a, "owner", names.staff, "staff login"),
+                priority=_known(a, "priority", names.priorities, "priority"),
+                status=_known(a, "status", STATUSES, "status"),
+                group=_known(a, "group", names.groups, "group"), cc=cc, mail_to=mail_to,
+                mail_template=mail.get("template", str, "workflow/notice"), webhook=hook)
+
+
+def _pattern(sec: _Section, k: str) -> re.Pattern[str] | None:
+    text = sec.get(k, str, None)
+    if text is None:
+        return None
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise ConfigError(sec._name(k), f"not a regular expression: {exc}") from None
+
+
+def _known(sec: _Section, k: str, allowed: set[str] | tuple[str, ...], what: str) -> str | None:
+    v = sec.get(k, str, None)
+    if v is not None and v not in allowed:
+        raise ConfigError(sec._name(k), f"no {what} is named {v!r}")
+    return None if v is None else str(v)
 
 
 def _fields(raw: Any, key: str) -> tuple[FieldDef, ...]:
