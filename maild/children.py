@@ -28,12 +28,7 @@ async def keep_running(settings: Settings, role: str, stop: asyncio.Event,
     """Keep one `maild work --role ROLE` child running; on stop, let it finish its work.
     `fds`: its doorbells (`doorbell`, `ring`), passed on to every child started; `alive`
     is told when it starts and exits (for /healthz)."""
-    argv = [sys.executable, "-m", "maild"]
-    if settings.source is not None:
-        argv += ["--config", str(settings.source)]
-    argv += ["work", "--role", role]
-    for name, fd in fds.items():
-        argv += [f"--{name}-fd", str(fd)]
+    argv = _work_argv(settings, role, fds)
     alive = alive if alive is not None else Children()
     backoff = Backoff(first=1.0, cap=60.0)
     while True:
@@ -50,23 +45,10 @@ async def keep_running(settings: Settings, role: str, stop: asyncio.Event,
         started = time.monotonic()
         alive.started(role, proc.pid)
         log.info("%s process %d started", role, proc.pid)
-        exited = asyncio.create_task(proc.wait())
-        stopping = asyncio.create_task(child_stop.wait())
-        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if stopping.done():
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(exited, shutdown_seconds)
-                except TimeoutError:
-                    log.error("%s process %d did not stop; killing it", role,
-                              proc.pid)
-                    proc.kill()
-                    await proc.wait()
-            alive.exited(role, proc.returncode)
-            return
-        stopping.cancel()
+        told_to_stop = await _wait_exit_or_stop(proc, role, child_stop, shutdown_seconds)
         alive.exited(role, proc.returncode)
+        if told_to_stop:
+            return
         if stop.is_set():  # it was told to stop with us (SIGINT reaches the whole group)
             await child_stop.wait()
             return
@@ -77,3 +59,35 @@ async def keep_running(settings: Settings, role: str, stop: asyncio.Event,
                   proc.returncode, delay)
         if await sleep_or(child_stop, delay):
             return
+
+
+def _work_argv(settings: Settings, role: str, fds: Mapping[str, int]) -> list[str]:
+    """`python -m maild [--config FILE] work --role ROLE --NAME-fd FD…`"""
+    argv = [sys.executable, "-m", "maild"]
+    if settings.source is not None:
+        argv += ["--config", str(settings.source)]
+    argv += ["work", "--role", role]
+    for name, fd in fds.items():
+        argv += [f"--{name}-fd", str(fd)]
+    return argv
+
+
+async def _wait_exit_or_stop(proc: asyncio.subprocess.Process, role: str,
+                             child_stop: asyncio.Event, shutdown_seconds: float) -> bool:
+    """Wait until the child exits or `child_stop` is set; on the stop, let it finish for
+    `shutdown_seconds`, then kill it. True when it was stopped, False when it died."""
+    exited = asyncio.create_task(proc.wait())
+    stopping = asyncio.create_task(child_stop.wait())
+    await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not stopping.done():
+        stopping.cancel()
+        return False
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(exited, shutdown_seconds)
+        except TimeoutError:
+            log.error("%s process %d did not stop; killing it", role, proc.pid)
+            proc.kill()
+            await proc.wait()
+    return True
