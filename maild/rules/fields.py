@@ -8,7 +8,7 @@ false), combo (the option string starts with a comma: the first option is empty)
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -72,50 +72,75 @@ _NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)$")
 def check_value(field: FieldDef, value: str, current: Mapping[str, str]) -> str:
     """The value as stored, or FieldError saying why it does not fit. `current` holds the
     ticket's custom values as they stand (a linked field reads its parent there)."""
-    v = value.strip()
-    if field.kind == "text":
-        if "\n" in v or len(v) > 1000:
-            raise FieldError(f"{field.name} takes one line of at most 1000 characters")
-        return v
-    if field.kind == "textarea":
-        if len(v) > 10000:
-            raise FieldError(f"{field.name} takes at most 10000 characters")
-        return v
-    if field.kind == "date":
-        try:
-            return date.fromisoformat(v).isoformat()
-        except ValueError:
-            raise FieldError(f"{field.name} takes a date as YYYY-MM-DD, not {v!r}") from None
-    if field.kind == "numeric":
-        if not _NUMBER.match(v):
-            raise FieldError(f"{field.name} takes a number, not {v!r}")
-        return v.replace(",", ".")
-    if field.kind == "checkbox":
-        low = v.lower()
-        if low in _TRUE:
-            return "true"
-        if low in _FALSE:
-            return "false"
-        raise FieldError(f"{field.name} takes true or false, not {v!r}")
-    if field.kind == "combo":
-        for option in field.options[1:]:
-            if option.lower() == v.lower():
-                return option
-        if v == "":
-            return ""
-        raise FieldError(f"{v!r} is not an option of {field.name}: "
-                         + ", ".join(field.options[1:]))
-    if field.kind == "linked":
-        parent_value = current.get(field.parent or "", "")
-        if not parent_value:
-            raise FieldError(f"set {field.parent} before {field.name}")
-        choices = [val for par, val in field.links if par.lower() == parent_value.lower()]
-        for choice in choices:
-            if choice.lower() == v.lower():
-                return choice
-        raise FieldError(f"{v!r} is not a {field.name} for {field.parent} {parent_value}: "
-                         + (", ".join(choices) or "there are none"))
-    raise FieldError(f"{field.name} has an unknown kind {field.kind!r}")
+    check = _CHECKS.get(field.kind)
+    if check is None:
+        raise FieldError(f"{field.name} has an unknown kind {field.kind!r}")
+    return check(field, value.strip(), current)
+
+
+def _text(field: FieldDef, v: str, current: Mapping[str, str]) -> str:
+    if "\n" in v or len(v) > 1000:
+        raise FieldError(f"{field.name} takes one line of at most 1000 characters")
+    return v
+
+
+def _textarea(field: FieldDef, v: str, current: Mapping[str, str]) -> str:
+    if len(v) > 10000:
+        raise FieldError(f"{field.name} takes at most 10000 characters")
+    return v
+
+
+def _date(field: FieldDef, v: str, current: Mapping[str, str]) -> str:
+    try:
+        return date.fromisoformat(v).isoformat()
+    except ValueError:
+        raise FieldError(f"{field.name} takes a date as YYYY-MM-DD, not {v!r}") from None
+
+
+def _numeric(field: FieldDef, v: str, current: Mapping[str, str]) -> str:
+    if not _NUMBER.match(v):
+        raise FieldError(f"{field.name} takes a number, not {v!r}")
+    return v.replace(",", ".")
+
+
+def _checkbox(field: FieldDef, v: str, current: Mapping[str, str]) -> str:
+    low = v.lower()
+    if low in _TRUE:
+        return "true"
+    if low in _FALSE:
+        return "false"
+    raise FieldError(f"{field.name} takes true or false, not {v!r}")
+
+
+def _combo(field: FieldDef, v: str, current: Mapping[str, str]) -> str:
+    """One of the options, spelt as the option is; "" (the empty first option) clears it."""
+    for option in field.options[1:]:
+        if option.lower() == v.lower():
+            return option
+    if v == "":
+        return ""
+    raise FieldError(f"{v!r} is not an option of {field.name}: "
+                     + ", ".join(field.options[1:]))
+
+
+def _linked(field: FieldDef, v: str, current: Mapping[str, str]) -> str:
+    """One of the values linked to the parent field's current value."""
+    parent_value = current.get(field.parent or "", "")
+    if not parent_value:
+        raise FieldError(f"set {field.parent} before {field.name}")
+    choices = [val for par, val in field.links if par.lower() == parent_value.lower()]
+    for choice in choices:
+        if choice.lower() == v.lower():
+            return choice
+    raise FieldError(f"{v!r} is not a {field.name} for {field.parent} {parent_value}: "
+                     + (", ".join(choices) or "there are none"))
+
+
+_CHECKS: dict[str, Callable[[FieldDef, str, Mapping[str, str]], str]] = {
+    "text": _text, "textarea": _textarea, "date": _date, "numeric": _numeric,
+    "checkbox": _checkbox, "combo": _combo, "linked": _linked,
+}
+assert set(_CHECKS) == set(KINDS)
 
 
 def fields_of(ticket_type: TicketType | None,
