@@ -149,21 +149,19 @@ class Calendar:
         if seconds <= 0:
             return start
         d = self._local_date(start)
-        remaining = seconds
-        last_end = start
-        for a, b in self._day_intervals(d):
-            a = max(a, start)
-            if a < b:
-                span = (b - a).total_seconds()
-                if span >= remaining - EPS:
-                    return a + timedelta(seconds=min(span, remaining))
-                remaining -= span
-                last_end = b
+        reached, remaining, last_end = _spend_rest_of_day(self._day_intervals(d), start,
+                                                          seconds)
+        if reached is not None:
+            return reached
         if remaining <= EPS:  # float sums: what is left is a rounding error, not time
             return last_end
-        d += timedelta(days=1)
+        return self._add_from(d + timedelta(days=1), remaining)
+
+    def _add_from(self, d: date, remaining: float) -> datetime:
+        """The instant `remaining` business seconds after the start of day `d`: whole years
+        are skipped, then days, by the prefix sums."""
         limit = d.year + 10
-        while d.year <= limit:  # whole years, then days, by the prefix sums
+        while d.year <= limit:
             year = self._year(d.year)
             i = d.timetuple().tm_yday - 1
             in_year = year.starts[-1] - year.starts[i]
@@ -174,18 +172,39 @@ class Calendar:
             target = year.starts[i] + remaining
             # the first day by whose end the target is reached: it has working time
             j = bisect.bisect_left(year.starts, target - EPS, lo=i + 1) - 1
-            remaining = target - year.starts[j]
-            for a, b in year.days[j]:
-                span = (b - a).total_seconds()
-                if span >= remaining - EPS:
-                    return a + timedelta(seconds=min(span, remaining))
-                remaining -= span
-            return year.days[j][-1][1]
+            return _spend_in_day(year.days[j], target - year.starts[j])
         raise ValueError("no working time in the next ten years")
 
     def counted(self, spans: Iterable[Interval]) -> float:
         """Business seconds over several disjoint spans."""
         return sum(self.seconds_between(a, b) for a, b in spans)
+
+
+def _spend_rest_of_day(intervals: tuple[Interval, ...], start: datetime, seconds: float
+                       ) -> tuple[datetime | None, float, datetime]:
+    """Spend `seconds` in the day's working time from `start` on: the instant they run out
+    (None if the day ends first), the seconds left, and the end of the last span used."""
+    remaining = seconds
+    last_end = start
+    for a, b in intervals:
+        a = max(a, start)
+        if a < b:
+            span = (b - a).total_seconds()
+            if span >= remaining - EPS:
+                return a + timedelta(seconds=min(span, remaining)), remaining, last_end
+            remaining -= span
+            last_end = b
+    return None, remaining, last_end
+
+
+def _spend_in_day(intervals: tuple[Interval, ...], remaining: float) -> datetime:
+    """The instant `remaining` seconds into a day's working time (which has that much)."""
+    for a, b in intervals:
+        span = (b - a).total_seconds()
+        if span >= remaining - EPS:
+            return a + timedelta(seconds=min(span, remaining))
+        remaining -= span
+    return intervals[-1][1]
 
 
 def _overlap(intervals: tuple[Interval, ...], start: datetime, end: datetime) -> float:
