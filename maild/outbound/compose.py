@@ -221,39 +221,58 @@ def compose(mail: OutgoingMail, rendered: Rendered, *, signer: Signer, me: Ident
         raise UncomposableError(f"its own Message-ID {mail.message_id!r} is not plain ASCII")
     to_addr, to_utf8 = mailbox(mail.to_addr)
     from_addr, from_utf8 = mailbox(me.from_addr, "sender address [outbound] from")
-    recipient = mail.context.get("recipient") if isinstance(mail.context, dict) else None
-    name = _one_line(str(recipient.get("name") or "") if isinstance(recipient, dict) else "")
     # The envelope headers, all of our own making and encoded here, are written directly:
     # the email package's per-header folding cost more than everything else in a mail.
     headers = [("From", _address(_one_line(me.from_name), from_addr)),
-               ("To", _address(name, to_addr)),
+               ("To", _address(_recipient_name(mail), to_addr)),
                ("Subject", _unstructured(_one_line(rendered.subject))),
-               ("Date", format_datetime(now)), ("Message-ID", mail.message_id)]
-    # A Message-ID we cannot write as it came is not referenced: threading is a nicety,
-    # the notification is not.
-    if mail.in_reply_to and message_id_ok(mail.in_reply_to):
-        headers.append(("In-Reply-To", mail.in_reply_to))
-    references = [r for r in mail.references if message_id_ok(r)]
-    if references:
-        headers.append(("References", " ".join(references)))
-    if mail.ticket_id is not None and (mail.to_user_id is not None
-                                       or mail.template.startswith("ticket/thirdparty/")):
-        # A third party's copy gets a reply address too: a reply threads, but as the word
-        # of someone with no powers on the ticket (ignored or kept as an internal note).
-        user = mail.to_user_id if mail.to_user_id is not None else Signer.THIRD_PARTY
-        token = signer.reply_token(mail.ticket_id, user)
-        headers.append(("Reply-To", _address(_one_line(me.from_name),
-                                             make_address(me.reply_local, token,
-                                                          me.reply_domain))))
-    automatic = mail.template.startswith(("refused/", "ticket/creator/"))
-    headers += [("Auto-Submitted", "auto-replied" if automatic else "auto-generated"),
-                ("X-Auto-Response-Suppress", "All"),  # asks Exchange not to send OOO replies
-                ("X-Maild-Loop", signer.loop_mark(mail.message_id))]
-    if mail.ticket_id is not None:
-        headers.append(("X-Maild-Ticket", str(mail.ticket_id)))
+               ("Date", format_datetime(now)), ("Message-ID", mail.message_id),
+               *_threading(mail), *_reply_to(mail, signer, me), *_automation(mail, signer)]
     payload = _mime_body(rendered, attachments) if attachments else _plain_body(rendered)
     head = "\r\n".join(_fold(k, v) for k, v in headers) + "\r\n"
     utf8 = to_utf8 or from_utf8  # RFC 6532: the header block goes out as UTF-8
     envelope_from = make_address(me.reply_local, signer.bounce_token(mail.id), me.reply_domain)
     return Composed(envelope_from=envelope_from, recipients=(to_addr,),
                     message=head.encode("utf-8" if utf8 else "ascii") + payload, utf8=utf8)
+
+
+def _recipient_name(mail: OutgoingMail) -> str:
+    """The display name the mail's context gives its recipient, on one line ("" if none)."""
+    recipient = mail.context.get("recipient") if isinstance(mail.context, dict) else None
+    return _one_line(str(recipient.get("name") or "") if isinstance(recipient, dict) else "")
+
+
+def _threading(mail: OutgoingMail) -> list[tuple[str, str]]:
+    """In-Reply-To and References. A Message-ID we cannot write as it came is not
+    referenced: threading is a nicety, the notification is not."""
+    headers = []
+    if mail.in_reply_to and message_id_ok(mail.in_reply_to):
+        headers.append(("In-Reply-To", mail.in_reply_to))
+    references = [r for r in mail.references if message_id_ok(r)]
+    if references:
+        headers.append(("References", " ".join(references)))
+    return headers
+
+
+def _reply_to(mail: OutgoingMail, signer: Signer, me: Identity) -> list[tuple[str, str]]:
+    """The tokened reply address of a ticket's mail to a user or a third party, if any."""
+    if mail.ticket_id is None or (mail.to_user_id is None
+                                  and not mail.template.startswith("ticket/thirdparty/")):
+        return []
+    # A third party's copy gets a reply address too: a reply threads, but as the word
+    # of someone with no powers on the ticket (ignored or kept as an internal note).
+    user = mail.to_user_id if mail.to_user_id is not None else Signer.THIRD_PARTY
+    token = signer.reply_token(mail.ticket_id, user)
+    return [("Reply-To", _address(_one_line(me.from_name),
+                                  make_address(me.reply_local, token, me.reply_domain)))]
+
+
+def _automation(mail: OutgoingMail, signer: Signer) -> list[tuple[str, str]]:
+    """The marks of a machine's mail: no auto-replies to it, our loop mark, its ticket."""
+    automatic = mail.template.startswith(("refused/", "ticket/creator/"))
+    headers = [("Auto-Submitted", "auto-replied" if automatic else "auto-generated"),
+               ("X-Auto-Response-Suppress", "All"),  # asks Exchange not to send OOO replies
+               ("X-Maild-Loop", signer.loop_mark(mail.message_id))]
+    if mail.ticket_id is not None:
+        headers.append(("X-Maild-Ticket", str(mail.ticket_id)))
+    return headers
