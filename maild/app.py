@@ -19,9 +19,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
 from maild.children import keep_running
 from maild.clock import Clock, SystemClock
 from maild.domain import Channel, UserKind
@@ -49,11 +46,10 @@ from maild.settings import Settings
 from maild.supervise import Health, describe, watch
 from maild.tokens import Signer
 from maild.web import Web, WebParts
-from store import db
 from store.blobs import BlobStore
-from store.directory import load_directory
 from store.queries import GroupRef
-from store.sync import GroupSpec, UserSpec, sync
+from store.sync import GroupSpec, UserSpec
+from store.unit import Database, Tx
 
 log = logging.getLogger("maild")
 
@@ -61,9 +57,7 @@ log = logging.getLogger("maild")
 @dataclass
 class Parts:
     settings: Settings
-    engine: Engine
-    factory: sessionmaker[Session]
-    reader: sessionmaker[Session]
+    db: Database
     clock: Clock
     signer: Signer
     desk: Desk
@@ -72,12 +66,12 @@ class Parts:
     blobs: BlobStore
 
 
-def prepare_database(settings: Settings, engine: Engine, *, upgrade: bool) -> None:
+def prepare_database(database: Database, *, upgrade: bool) -> None:
     """Migrate an empty database (or any, when asked); refuse to run on an old schema."""
-    if upgrade or db.is_empty(engine):
-        db.upgrade(engine)
+    if upgrade or database.is_empty():
+        database.upgrade()
         log.info("database schema is at the newest migration")
-    elif db.needs_upgrade(engine):
+    elif database.needs_upgrade():
         raise ConfigError("storage.database",
                           "the database schema is older than this maild; run `maild db upgrade`")
 
@@ -86,14 +80,12 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
           sync_config: bool = True, synced: bool = True) -> Parts:
     clock = clock or SystemClock()
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = db.make_engine(settings.storage.database, synced=synced)
-    prepare_database(settings, engine, upgrade=upgrade)
-    factory = db.session_factory(engine)
-    reader = db.read_only_factory(engine)
-    with db.transaction(factory) as s:
+    database = Database(settings.storage.database, synced=synced)
+    prepare_database(database, upgrade=upgrade)
+    with database.write() as tx:
         if sync_config:  # a worker process leaves this to the `maild run` that started it
-            _sync(s, settings, clock)
-        directory = load_directory(s)
+            _sync(tx, settings, clock)
+        directory = tx.people.directory()
     signer = Signer(settings.secret_key)
     blobs = BlobStore(settings.storage.data_dir / "attachments")
     out = settings.outbound
@@ -124,7 +116,7 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
         directory=directory)
     own = {out.from_addr, f"{out.reply_local}@{out.reply_domain}"}
     own.update(a for g in settings.groups for a in g.addresses)
-    pipeline = Pipeline(factory=factory, reader=reader, desk=desk, signer=signer, clock=clock,
+    pipeline = Pipeline(db=database, desk=desk, signer=signer, clock=clock,
                         config=PipelineConfig(
                             limits=settings.limits, own_addresses=frozenset(own),
                             command_auth=settings.command_auth.require,
@@ -132,7 +124,7 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
                             addressing=ReplyAddressing(
                                 local=out.reply_local, domain=out.reply_domain,
                                 invalid_token=settings.inbound.invalid_token)))
-    return Parts(settings=settings, engine=engine, factory=factory, reader=reader, clock=clock,
+    return Parts(settings=settings, db=database, clock=clock,
                  signer=signer, desk=desk, pipeline=pipeline, blobs=blobs,
                  renderer=Renderer(group_dirs=group_templates(settings, directory.groups)))
 
@@ -144,14 +136,14 @@ def opened(settings: Settings, *, upgrade: bool = False) -> Iterator[Parts]:
     try:
         yield parts
     finally:
-        parts.engine.dispose()
+        parts.db.dispose()
 
 
-def _sync(s: Session, settings: Settings, clock: Clock) -> None:
-    sync(s, [GroupSpec(name=g.name, addresses=g.addresses, default_owner=g.default_owner,
+def _sync(tx: Tx, settings: Settings, clock: Clock) -> None:
+    tx.people.sync([GroupSpec(name=g.name, addresses=g.addresses, default_owner=g.default_owner,
                        accept_unknown_senders=g.accept_unknown_senders)
              for g in settings.groups],
-         [UserSpec(login=u.login, name=u.name, emails=u.emails, groups=dict(u.groups),
+                    [UserSpec(login=u.login, name=u.name, emails=u.emails, groups=dict(u.groups),
                    admin=u.admin, qa=u.qa, company=u.company, kind=UserKind(u.kind),
                    independent=u.independent) for u in settings.users],
          clock.now())
@@ -180,7 +172,7 @@ def group_slas(settings: Settings) -> dict[str, Sla]:
 
 def make_jobs(parts: Parts, health: Health | None = None) -> Scheduler:
     s = parts.settings.scheduler
-    return Scheduler(SlaJobs(keeper=parts.desk.sla, factory=parts.factory, clock=parts.clock,
+    return Scheduler(SlaJobs(keeper=parts.desk.sla, db=parts.db, clock=parts.clock,
                              sweep_seconds=s.sla_sweep_seconds,
                              auto_close_hours=s.auto_close_hours, health=health))
 
@@ -188,7 +180,7 @@ def make_jobs(parts: Parts, health: Health | None = None) -> Scheduler:
 def make_readers(parts: Parts, *, on_committed: Callable[[], None],
                  health: Health | None = None) -> list[MailboxReader]:
     s = parts.settings
-    store = ImapJournal(parts.factory, parts.clock)
+    store = ImapJournal(parts.db, parts.clock)
     return [MailboxReader(box, store, group_address=next(
                 g.addresses[0] for g in s.groups if g.name == box.group),
                           reply_local=s.outbound.reply_local,
@@ -200,11 +192,11 @@ def make_readers(parts: Parts, *, on_committed: Callable[[], None],
 def make_web(parts: Parts, health: Health | None = None, children: Children | None = None,
              connections: ConnectionStats | None = None) -> Web:
     s = parts.settings
-    check = HealthCheck(reader=parts.reader, clock=parts.clock, local=health or Health(),
+    check = HealthCheck(db=parts.db, clock=parts.clock, local=health or Health(),
                         children=children, run_dir=run_dir(s),
                         lags=Lags(journal_seconds=s.web.journal_lag_seconds,
                                   outbox_seconds=s.web.outbox_lag_seconds))
-    return Web(WebParts(factory=parts.factory, reader=parts.reader, signer=parts.signer,
+    return Web(WebParts(db=parts.db, signer=parts.signer,
                         clock=parts.clock, site={"name": s.site.name, "url": s.site.url},
                         pages=Pages(), timezone=s.site.timezone, api_token=s.web.api_token,
                         health=check, connections=connections))
@@ -228,7 +220,7 @@ def make_worker(parts: Parts, transport: Transport, *, tick_seconds: float = 5.0
                 health: Health | None = None) -> DeliveryWorker:
     s = parts.settings
     return DeliveryWorker(
-        factory=parts.factory, reader=parts.reader, clock=parts.clock, renderer=parts.renderer,
+        db=parts.db, clock=parts.clock, renderer=parts.renderer,
         transport=transport,
         signer=parts.signer, site=Site(name=s.site.name, url=s.site.url),
         me=Identity(from_addr=s.outbound.from_addr, from_name=s.outbound.from_name or s.site.name,
@@ -315,7 +307,7 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     bound, bound_web, readers = None, None, []
     if listen:
         connections = ConnectionStats()
-        run.intake = Intake(parts.factory, parts.clock, on_committed=wake_processor,
+        run.intake = Intake(parts.db, parts.clock, on_committed=wake_processor,
                             health=health)
         run.server = await _listen(parts, run.intake, port, connections)
         bound = run.server.sockets[0].getsockname()[1]
@@ -339,7 +331,7 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
         log.info("stopping: %s", "no new mail accepted; finishing work in flight" if listen
                  else "finishing work in flight")
         await _shut_down(run, shutdown_seconds)
-        parts.engine.dispose()
+        parts.db.dispose()
         log.info("stopped")
     return EXIT_TASK_DIED if died else 0
 

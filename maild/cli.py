@@ -29,8 +29,6 @@ from maild.domain import Channel, Envelope, JournalState
 from maild.errors import ConfigError, MaildError, NotFound
 from maild.service import survey
 from maild.settings import Settings, load_settings
-from store import journal, queries
-from store.db import transaction
 from store.journal import Incoming
 
 
@@ -104,8 +102,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_ticket_list(args: argparse.Namespace) -> int:
     with app.opened(_settings(args)) as parts:
-        with transaction(parts.reader) as s:
-            views = queries.list_tickets(s, status=args.status, group=args.group, limit=args.limit)
+        with parts.db.read() as tx:
+            views = tx.tickets.list_tickets(status=args.status, group=args.group, limit=args.limit)
         if args.json:
             _print_json([_ticket_json(v) for v in views])
             return 0
@@ -125,14 +123,14 @@ def _ticket_json(view: Any) -> dict[str, Any]:
 
 def cmd_ticket_show(args: argparse.Namespace) -> int:
     with app.opened(_settings(args)) as parts:
-        with transaction(parts.reader) as s:
-            view = queries.ticket_view(s, args.id)
+        with parts.db.read() as tx:
+            view = tx.tickets.ticket_view(args.id)
             seen_by = None
             if args.as_login:
-                viewer = queries.user_by_login(s, args.as_login)
+                viewer = tx.people.user_by_login(args.as_login)
                 if viewer is None:
                     raise ConfigError("--as", f"no user has the login {args.as_login!r}")
-                seen_by = survey.rating_for(s, args.id, viewer.id)
+                seen_by = survey.rating_for(tx, args.id, viewer.id)
         if args.json:
             data = dataclasses.asdict(view)
             data["status"] = view.status.value
@@ -165,8 +163,8 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
 def cmd_journal_list(args: argparse.Namespace) -> int:
     with app.opened(_settings(args)) as parts:
         state = JournalState(args.state) if args.state else None
-        with transaction(parts.reader) as s:
-            items = journal.entries(s, state=state, limit=args.limit)
+        with parts.db.read() as tx:
+            items = tx.journal.entries(state=state, limit=args.limit)
         if args.json:
             _print_json([{**dataclasses.asdict(e), "state": e.state.value} for e in items])
             return 0
@@ -179,19 +177,19 @@ def cmd_journal_list(args: argparse.Namespace) -> int:
 
 def cmd_journal_show(args: argparse.Namespace) -> int:
     with app.opened(_settings(args)) as parts:
-        with transaction(parts.reader) as s:
+        with parts.db.read() as tx:
             if args.raw:
-                sys.stdout.buffer.write(journal.raw(s, args.id))
+                sys.stdout.buffer.write(tx.journal.raw(args.id))
                 return 0
-            e = journal.entry(s, args.id)
+            e = tx.journal.entry(args.id)
         _print_json({**dataclasses.asdict(e), "state": e.state.value})
         return 0
 
 
 def cmd_journal_replay(args: argparse.Namespace) -> int:
     with app.opened(_settings(args)) as parts:
-        with transaction(parts.factory) as s:
-            previous = journal.requeue(s, args.id)
+        with parts.db.write() as tx:
+            previous = tx.journal.requeue(args.id)
         outcome = parts.pipeline.run_one(args.id)
         state = outcome.state.value if outcome else "taken by a running daemon"
         print(f"J{args.id}: was {previous.value}, now {state}"
@@ -207,7 +205,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
         rcpt = args.to or (settings.groups[0].addresses[0] if settings.groups else "")
         from maild.inbound.intake import Intake
 
-        intake = Intake(parts.factory, parts.clock)
+        intake = Intake(parts.db, parts.clock)
         for name in args.files:
             raw = Path(name).read_bytes()
             env = Envelope(mail_from=args.sender or _from_header(raw), rcpt_tos=(rcpt,),

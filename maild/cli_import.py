@@ -24,7 +24,6 @@ from maild.errors import StoreError
 from maild.service import csv_import
 from maild.service.csv_import import Checked, CsvFileError, ImportConfig, Sheet
 from maild.settings import Settings, load_settings
-from store.db import transaction
 
 
 class ProgressBar:
@@ -110,14 +109,14 @@ def cmd_import_csv(args: argparse.Namespace) -> int:
     with app.opened(settings) as parts:
         groups = parts.desk.directory.groups
         if args.dry_run:
-            with transaction(parts.reader) as s:
-                checked = csv_import.check(s, sheet, groups, config,
+            with parts.db.read() as tx:
+                checked = csv_import.check(tx, sheet, groups, config,
                                            progress=ProgressBar("checking"))
             _report(args.file, checked)
             return _dry_summary(checked, total)
         try:
-            with transaction(parts.factory) as s:  # one transaction: all of it or nothing
-                checked = csv_import.check(s, sheet, groups, config,
+            with parts.db.write() as tx:  # one transaction: all of it or nothing
+                checked = csv_import.check(tx, sheet, groups, config,
                                            progress=ProgressBar("checking"))
                 _report(args.file, checked)
                 if checked.bad and not args.skip_bad:
@@ -127,7 +126,7 @@ def cmd_import_csv(args: argparse.Namespace) -> int:
                     print(f"{checked.bad_lines} of {total} lines are bad; nothing imported"
                           f"{hint}", file=sys.stderr)
                     return 1
-                done = csv_import.write(s, checked.rows, config,
+                done = csv_import.write(tx, checked.rows, config,
                                         progress=ProgressBar("importing"))
         except StoreError as exc:
             print(f"error: the database refused the import, nothing was imported: {exc}",

@@ -23,8 +23,6 @@ from maild import app
 from maild.domain import OutboxState
 from maild.errors import MaildError
 from maild.settings import Settings, load_settings
-from store import outbox
-from store.db import transaction
 from store.outbox import FAILED, OutboxEntry
 
 STATES = (OutboxState.PENDING.value, FAILED, OutboxState.SENT.value, OutboxState.DEAD.value,
@@ -46,8 +44,8 @@ def _when(value: datetime | None) -> str:
 
 def cmd_outbox_list(args: argparse.Namespace) -> int:
     with app.opened(_settings(args)) as parts:
-        with transaction(parts.reader) as s:
-            items = outbox.entries(s, state=args.state, limit=args.limit)
+        with parts.db.read() as tx:
+            items = tx.outbox.entries(state=args.state, limit=args.limit)
     if args.json:
         print(_json([dataclasses.asdict(e) for e in items]))
         return 0
@@ -81,8 +79,8 @@ def _show(e: OutboxEntry) -> str:
 
 def cmd_outbox_show(args: argparse.Namespace) -> int:
     with app.opened(_settings(args)) as parts:
-        with transaction(parts.reader) as s:
-            e = outbox.entry(s, args.id)
+        with parts.db.read() as tx:
+            e = tx.outbox.entry(args.id)
     print(_json(dataclasses.asdict(e)) if args.json else _show(e))
     return 0
 
@@ -94,8 +92,8 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
     with app.opened(_settings(args)) as parts:
         for outbox_id in args.ids:
             try:
-                with transaction(parts.factory) as s:
-                    previous = outbox.retry(s, outbox_id, parts.clock.now())
+                with parts.db.write() as tx:
+                    previous = tx.outbox.retry(outbox_id, parts.clock.now())
             except MaildError as exc:
                 print(f"N{outbox_id}: {exc}", file=sys.stderr)
                 failures += 1

@@ -14,9 +14,7 @@ from maild.errors import ConfigError, NotFound
 from maild.outbound import timeline
 from maild.service import reports
 from maild.settings import Settings, load_settings
-from store import queries, ratings
-from store import reports as store
-from store.db import transaction
+from store.unit import Tx
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -30,12 +28,12 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _scope(args: argparse.Namespace, s: Any) -> list[int]:
+def _scope(args: argparse.Namespace, tx: Tx) -> list[int]:
     """The tickets named by --ticket, --group or --owner (an unknown group or login is a
     usage error, a missing ticket is not found)."""
     ticket = getattr(args, "ticket", None)
     try:
-        return reports.scope(s, ticket=ticket, group=args.group, owner=args.owner)
+        return reports.scope(tx, ticket=ticket, group=args.group, owner=args.owner)
     except NotFound as exc:
         if ticket is not None:
             raise
@@ -60,9 +58,9 @@ def _print(data: dict[str, Any], as_json: bool) -> None:
 
 def cmd_sla_report(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    with app.opened(settings) as parts, transaction(parts.reader) as s:
-        ids = _scope(args, s)
-        data = reports.sla_report(s, ids, parts.clock.now(), settings.site.timezone,
+    with app.opened(settings) as parts, parts.db.read() as tx:
+        ids = _scope(args, tx)
+        data = reports.sla_report(tx, ids, parts.clock.now(), settings.site.timezone,
                                   lo=args.date_from, hi=args.date_to)
     _print(data, args.json)
     return 0
@@ -70,9 +68,9 @@ def cmd_sla_report(args: argparse.Namespace) -> int:
 
 def cmd_sla_timeline(args: argparse.Namespace) -> int:
     with app.opened(_settings(args)) as parts:
-        with transaction(parts.reader) as s:
-            segments = reports.ticket_timeline(s, args.id, parts.clock.now())
-            title = f"#{args.id} {queries.ticket_row(s, args.id).title}"
+        with parts.db.read() as tx:
+            segments = reports.ticket_timeline(tx, args.id, parts.clock.now())
+            title = f"#{args.id} {tx.tickets.ticket_row(args.id).title}"
         try:
             timeline.write(Path(args.output), segments, title)
         except ValueError as exc:
@@ -89,29 +87,29 @@ def cmd_sla_recompute(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket_stats(args: argparse.Namespace) -> int:
-    with app.opened(_settings(args)) as parts, transaction(parts.reader) as s:
-        if not queries.ticket_exists(s, args.id):
+    with app.opened(_settings(args)) as parts, parts.db.read() as tx:
+        if not tx.tickets.ticket_exists(args.id):
             raise NotFound(f"no ticket {args.id}")
-        data = reports.ticket_stats(s, [args.id], parts.clock.now())
+        data = reports.ticket_stats(tx, [args.id], parts.clock.now())
     _print(data, args.json)
     return 0
 
 
 def cmd_report_tickets(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    with app.opened(settings) as parts, transaction(parts.reader) as s:
-        ids = set(_scope(args, s))
+    with app.opened(settings) as parts, parts.db.read() as tx:
+        ids = set(_scope(args, tx))
         if args.date_from or args.date_to:
             p = reports.periods(parts.clock.now(), settings.site.timezone, args.date_from,
                                 args.date_to)[0]
-            ids &= set(store.ticket_ids(s, created_before=p.end, alive_after=p.start))
-        data = reports.ticket_stats(s, sorted(ids), parts.clock.now())
+            ids &= set(tx.reports.ticket_ids(created_before=p.end, alive_after=p.start))
+        data = reports.ticket_stats(tx, sorted(ids), parts.clock.now())
     _print(data, args.json)
     return 0
 
 
 def cmd_report_satisfaction(args: argparse.Namespace) -> int:
-    with app.opened(_settings(args)) as parts, transaction(parts.reader) as s:
+    with app.opened(_settings(args)) as parts, parts.db.read() as tx:
         d = parts.desk.directory
         gid = uid = None
         if args.group is not None:
@@ -122,7 +120,7 @@ def cmd_report_satisfaction(args: argparse.Namespace) -> int:
             uid = next((u for u, ref in d.staff.items() if ref.login == args.owner), None)
             if uid is None:
                 raise ConfigError("--owner", f"no staff member has the login {args.owner!r}")
-        good, bad = ratings.summary(s, group_id=gid, owner_id=uid)
+        good, bad = tx.ratings.summary(group_id=gid, owner_id=uid)
     total = good + bad
     _print({"ratings": total, "good": good, "bad": bad,
             "good_ratio": round(good / total, 3) if total else None}, args.json)

@@ -15,8 +15,7 @@ from maild import app
 from maild.domain import Status
 from maild.errors import ConfigError
 from maild.settings import load_settings
-from store import queries, search
-from store.db import transaction
+from store import search
 
 
 def _day(text: str) -> str:
@@ -38,24 +37,24 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.limit is not None:
         limit = min(args.limit, limit)
     with app.opened(settings) as parts:
-        with transaction(parts.factory) as s:
+        with parts.db.write() as tx:
             if args.list_saved:
-                for name in search.names(s):
+                for name in tx.search.names():
                     print(name)
                 return 0
             filters = asked
             if args.load:
-                saved = search.load(s, args.load)
+                saved = tx.search.load(args.load)
                 if saved is None:
                     raise ConfigError("--load", f"no saved search is named {args.load!r}; "
                                                 "see --list-saved")
                 filters = saved.merged(asked)
             if args.save:
-                search.save(s, args.save, filters)
-            ids = search.run(s, filters, limit + 1)
+                tx.search.save(args.save, filters)
+            ids = tx.search.run(filters, limit + 1)
         capped = len(ids) > limit
-        with transaction(parts.reader) as s:
-            views = [queries.ticket_view(s, tid, full=False) for tid in ids[:limit]]
+        with parts.db.read() as tx:
+            views = [tx.tickets.ticket_view(tid, full=False) for tid in ids[:limit]]
     if args.json:
         out: dict[str, Any] = {"filters": dataclasses.asdict(filters), "capped": capped,
                                "tickets": [{"id": v.id, "title": v.title,

@@ -17,7 +17,6 @@ from maild.outbound.pdf import html_to_pdf
 from maild.outbound.render import WorkOrders
 from maild.service.workorders import workorder_context
 from maild.settings import Settings, load_settings
-from store.db import transaction
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -48,8 +47,8 @@ def cmd_workorder(args: argparse.Namespace) -> int:
     html_out = _target(args.html, "--html", ".html") if args.html else None
     settings = _settings(args)
     with app.opened(settings) as parts:
-        with transaction(parts.reader) as s:
-            ctx = workorder_context(parts.desk, s, args.id, site_name=settings.site.name,
+        with parts.db.read() as tx:
+            ctx = workorder_context(parts.desk, tx, args.id, site_name=settings.site.name,
                                     site_url=settings.site.url,
                                     timezone=settings.site.timezone, now=parts.clock.now())
         orders = WorkOrders(group_dirs=app.group_templates(settings, parts.desk.directory.groups))

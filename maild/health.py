@@ -20,12 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from maild.clock import Clock
 from maild.supervise import Health, PartState, describe
-from store import backlog
-from store.db import ping, transaction
+from store.unit import Database
 
 log = logging.getLogger("maild.health")
 
@@ -93,10 +90,10 @@ class Lags:
 class HealthCheck:
     """Builds the health report (blocking: run it off the event loop)."""
 
-    def __init__(self, *, reader: sessionmaker[Session], clock: Clock, local: Health,
+    def __init__(self, *, db: Database, clock: Clock, local: Health,
                  children: Children | None = None, run_dir: Path | None = None,
                  lags: Lags = Lags()) -> None:
-        self.reader, self.clock, self.local = reader, clock, local
+        self.db, self.clock, self.local = db, clock, local
         self.children, self.run_dir, self.lags = children, run_dir, lags
 
     def report(self) -> dict[str, Any]:
@@ -117,15 +114,15 @@ class HealthCheck:
                 "checks": checks}
 
     def _database(self, checks: dict[str, dict[str, Any]]) -> None:
-        why = ping(self.reader)
+        why = self.db.ping()
         checks["database"] = {"ok": why is None, "reason": why}
         if why is not None:
             return
         now = self.clock.now()
         try:
-            with transaction(self.reader) as s:
-                journal = backlog.oldest_pending_journal(s)
-                outbox = backlog.oldest_due_outbox(s, now)
+            with self.db.read() as tx:
+                journal = tx.journal.oldest_pending()
+                outbox = tx.outbox.oldest_due(now)
         except Exception as exc:  # it answered a moment ago: report, never raise
             checks["database"] = {"ok": False, "reason": describe(exc)}
             return

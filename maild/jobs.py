@@ -14,12 +14,11 @@ from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
 from maild.service.sla import SlaKeeper, SweepReport
 from maild.supervise import Episode, Health
-from store.db import transaction
+from store.unit import Database
 
 log = logging.getLogger("maild.jobs")
 
@@ -27,7 +26,7 @@ log = logging.getLogger("maild.jobs")
 @dataclass
 class SlaJobs:
     keeper: SlaKeeper
-    factory: sessionmaker[Session]
+    db: Database
     clock: Clock
     sweep_seconds: float
     auto_close_hours: float
@@ -45,23 +44,23 @@ class SlaJobs:
         auto-close. Each batch is its own transaction, so intake is never held up long."""
         now = self.clock.now()
         report = SweepReport()
-        with transaction(self.factory) as s:
-            stale = self.keeper.stale(s)
+        with self.db.write() as tx:
+            stale = self.keeper.stale(tx)
         if stale:  # the deadlines in the store were made by another SLA configuration
             log.info("the SLA configuration changed: recomputing every open ticket")
             self.recompute_all(now)
         while self.keeper.slas:
-            with transaction(self.factory) as s:
-                part = self.keeper.sweep(s, now, limit=self.batch)
+            with self.db.write() as tx:
+                part = self.keeper.sweep(tx, now, limit=self.batch)
             report += part
             if part.checked < self.batch:
                 break
         if self.keeper.slas:
-            with transaction(self.factory) as s:
-                report += self.keeper.check_open_limits(s, now)
+            with self.db.write() as tx:
+                report += self.keeper.check_open_limits(tx, now)
         if self.auto_close_hours > 0:
-            with transaction(self.factory) as s:
-                closed = self.keeper.auto_close(s, now, self.auto_close_hours)
+            with self.db.write() as tx:
+                closed = self.keeper.auto_close(tx, now, self.auto_close_hours)
             report += SweepReport(closed=closed)
         if report.breached or report.closed:
             log.info("SLA sweep: %d checked, %d breached, %d closed", report.checked,
@@ -72,8 +71,8 @@ class SlaJobs:
         """Every open ticket's deadline again, a transaction per batch; how many."""
         total, last = 0, 0
         while True:
-            with transaction(self.factory) as s:
-                n, after = self.keeper.recompute(s, now, after_id=last, batch=self.batch)
+            with self.db.write() as tx:
+                n, after = self.keeper.recompute(tx, now, after_id=last, batch=self.batch)
             total += n
             if after is None:
                 return total

@@ -16,7 +16,6 @@ from datetime import date
 from typing import Any, TypeVar
 
 from aiohttp import web
-from sqlalchemy.orm import Session, sessionmaker
 
 from maild.clock import Clock
 from maild.errors import NotFound
@@ -26,9 +25,7 @@ from maild.outbound.render import Pages
 from maild.service import reports, survey
 from maild.supervise import Health, describe
 from maild.tokens import Signer
-from store import ratings
-from store import reports as store_reports
-from store.db import transaction
+from store.unit import Database, Tx
 
 log = logging.getLogger("maild.web")
 T = TypeVar("T")
@@ -36,8 +33,7 @@ T = TypeVar("T")
 
 @dataclass
 class WebParts:
-    factory: sessionmaker[Session]
-    reader: sessionmaker[Session]
+    db: Database
     signer: Signer
     clock: Clock
     site: dict[str, str]
@@ -75,16 +71,16 @@ class Web:
             await self.runner.cleanup()
 
     # -- helpers -------------------------------------------------------------------------------
-    async def _read(self, fn: Callable[[Session], T]) -> T:
+    async def _read(self, fn: Callable[[Tx], T]) -> T:
         def run() -> T:
-            with transaction(self.p.reader) as s:
-                return fn(s)
+            with self.p.db.read() as tx:
+                return fn(tx)
         return await asyncio.to_thread(run)
 
-    async def _write(self, fn: Callable[[Session], T]) -> T:
+    async def _write(self, fn: Callable[[Tx], T]) -> T:
         def run() -> T:
-            with transaction(self.p.factory) as s:
-                return fn(s)
+            with self.p.db.write() as tx:
+                return fn(tx)
         return await asyncio.to_thread(run)
 
     def _page(self, name: str, status: int = 200, **context: Any) -> web.Response:
@@ -98,7 +94,7 @@ class Web:
 
     # -- health and metrics --------------------------------------------------------------------
     def _check(self) -> HealthCheck:
-        return self.p.health or HealthCheck(reader=self.p.reader, clock=self.p.clock,
+        return self.p.health or HealthCheck(db=self.p.db, clock=self.p.clock,
                                             local=Health())
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -110,7 +106,7 @@ class Web:
     async def metrics(self, request: web.Request) -> web.Response:
         report = await asyncio.to_thread(self._check().report)
         try:
-            m = await self._read(ratings.metrics)
+            m = await self._read(lambda tx: tx.ratings.metrics())
         except Exception as exc:  # the health gauges still say why
             log.warning("metrics without the database's figures: %s", describe(exc))
             m = None
@@ -129,7 +125,7 @@ class Web:
                                  "Please use the link from the mail we sent you, whole.")
         now = self.p.clock.now()
         try:
-            page = await self._read(lambda s: survey.page(s, *claim, now))
+            page = await self._read(lambda tx: survey.page(tx, *claim, now))
         except NotFound:
             return self._message(404, "This link is not valid",
                                  "The ticket it was made for is not yours any more.")
@@ -149,14 +145,14 @@ class Web:
         now = self.p.clock.now()
         try:
             if choice not in ("good", "bad"):
-                page = await self._read(lambda s: survey.page(s, *claim, now))
+                page = await self._read(lambda tx: survey.page(tx, *claim, now))
                 if page.expired:
                     return self._message(410, "This link has expired",
                                          f"It could be used until {page.last_day}.")
                 return self._page("rate", 400, page=page, saved=False,
                                   error="Please choose good or bad.")
-            page = await self._write(lambda s: survey.rate(
-                s, *claim, good=choice == "good", comment=comment.strip(), now=now))
+            page = await self._write(lambda tx: survey.rate(
+                tx, *claim, good=choice == "good", comment=comment.strip(), now=now))
         except NotFound:
             return self._message(404, "This link is not valid",
                                  "The ticket it was made for is not yours any more.")
@@ -179,18 +175,18 @@ class Web:
         return None
 
     @staticmethod
-    def _scope(s: Session, q: Mapping[str, str]) -> list[int]:
+    def _scope(tx: Tx, q: Mapping[str, str]) -> list[int]:
         ticket = q.get("ticket")
-        return reports.scope(s, ticket=int(ticket) if ticket is not None else None,
+        return reports.scope(tx, ticket=int(ticket) if ticket is not None else None,
                              group=q.get("group"), owner=q.get("owner"))
 
     async def _json(self, request: web.Request,
-                    fn: Callable[[Session, Mapping[str, str]], Any]) -> web.Response:
+                    fn: Callable[[Tx, Mapping[str, str]], Any]) -> web.Response:
         refused = self._authorised(request)
         if refused is not None:
             return refused
         try:
-            data = await self._read(lambda s: fn(s, request.query))
+            data = await self._read(lambda tx: fn(tx, request.query))
         except NotFound as exc:
             return web.json_response({"error": str(exc)}, status=404)
         except ValueError as exc:
@@ -202,27 +198,27 @@ class Web:
         return (date.fromisoformat(lo) if lo else None, date.fromisoformat(hi) if hi else None)
 
     async def api_sla(self, request: web.Request) -> web.Response:
-        def read(s: Session, q: Mapping[str, str]) -> Any:
+        def read(tx: Tx, q: Mapping[str, str]) -> Any:
             lo, hi = self._days(q)
-            return reports.sla_report(s, self._scope(s, q), self.p.clock.now(), self.p.timezone,
+            return reports.sla_report(tx, self._scope(tx, q), self.p.clock.now(), self.p.timezone,
                                       lo=lo, hi=hi)
         return await self._json(request, read)
 
     async def api_report(self, request: web.Request) -> web.Response:
-        def read(s: Session, q: Mapping[str, str]) -> Any:
-            ids = set(self._scope(s, q))
+        def read(tx: Tx, q: Mapping[str, str]) -> Any:
+            ids = set(self._scope(tx, q))
             lo, hi = self._days(q)
             if lo or hi:
                 p = reports.periods(self.p.clock.now(), self.p.timezone, lo, hi)[0]
-                ids &= set(store_reports.ticket_ids(s, created_before=p.end,
+                ids &= set(tx.reports.ticket_ids(created_before=p.end,
                                                     alive_after=p.start))
-            return reports.ticket_stats(s, sorted(ids), self.p.clock.now())
+            return reports.ticket_stats(tx, sorted(ids), self.p.clock.now())
         return await self._json(request, read)
 
     async def api_stats(self, request: web.Request) -> web.Response:
-        def read(s: Session, q: Mapping[str, str]) -> Any:
-            ids = self._scope(s, {"ticket": request.match_info["id"]})
-            return reports.ticket_stats(s, ids, self.p.clock.now())
+        def read(tx: Tx, q: Mapping[str, str]) -> Any:
+            ids = self._scope(tx, {"ticket": request.match_info["id"]})
+            return reports.ticket_stats(tx, ids, self.p.clock.now())
         return await self._json(request, read)
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from store import (
@@ -228,10 +229,25 @@ class Database:
     """One database: its engine, writers' and readers' sessions, its schema."""
 
     def __init__(self, url: str, *, synced: bool = True, echo: bool = False) -> None:
-        self.url = url
-        self._engine = db.make_engine(url, echo=echo, synced=synced)
-        self._writer = db.session_factory(self._engine)
-        self._reader = db.read_only_factory(self._engine)
+        self._use(db.make_engine(url, echo=echo, synced=synced))
+
+    @classmethod
+    def over(cls, engine: Engine) -> Database:
+        """A Database on an engine made elsewhere (a test that plants a fault in the
+        connection: a read-only file, a proxy)."""
+        self = cls.__new__(cls)
+        self._use(engine)
+        return self
+
+    def _use(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = db.session_factory(engine)
+        self._reader = db.read_only_factory(engine)
+
+    @property
+    def engine(self) -> Engine:
+        """For Alembic and for tests that look into the tables; maild's code never uses it."""
+        return self._engine
 
     @property
     def dialect(self) -> str:

@@ -85,29 +85,15 @@ LIBRARIES: dict[str, str] = {
     "holidays": "maild.settings.features",
 }
 
+# The store's machinery (engine and sessions, tables, the executor, migrations): nothing
+# outside the store imports it. Callers get a `Database`, a `Tx`, and typed records.
+STORE_INSIDES = frozenset({"store.db", "store.models", "store.prepared", "store.migrations"})
+
 # --- known debts ---------------------------------------------------------------------------
 # (importer module, imported project module or library): breaches of the rule in today's code,
 # each to be paid by the issue that owns it and then removed from here. Listing a pair that
 # is no longer a violation fails the test: the list can only shrink.
-_SESSION = "takes a SQLAlchemy Session/sessionmaker; issue 14 item 2 gives it a unit of work"
 KNOWN_DEBTS: dict[tuple[str, str], str] = {
-    # SQLAlchemy outside the store (issue 14 item 2: one data layer)
-    ("maild.app", "sqlalchemy"): "builds the Engine and sessionmaker itself; " + _SESSION,
-    ("maild.health", "sqlalchemy"): _SESSION,
-    ("maild.jobs", "sqlalchemy"): _SESSION,
-    ("maild.web", "sqlalchemy"): _SESSION,
-    ("maild.inbound.imap_state", "sqlalchemy"): _SESSION,
-    ("maild.inbound.intake", "sqlalchemy"): _SESSION,
-    ("maild.inbound.process", "sqlalchemy"): "imports Engine too; " + _SESSION,
-    ("maild.outbound.worker", "sqlalchemy"): _SESSION,
-    ("maild.service.automation", "sqlalchemy"): _SESSION,
-    ("maild.service.commanding", "sqlalchemy"): "builds SQL (func.coalesce); " + _SESSION,
-    ("maild.service.csv_import", "sqlalchemy"): _SESSION,
-    ("maild.service.desk", "sqlalchemy"): _SESSION,
-    ("maild.service.reports", "sqlalchemy"): _SESSION,
-    ("maild.service.sla", "sqlalchemy"): _SESSION,
-    ("maild.service.survey", "sqlalchemy"): _SESSION,
-    ("maild.service.workorders", "sqlalchemy"): _SESSION,
     # inbound reads the TOML loader's section types; the rule gives inbound no settings:
     # app should hand it plain values (or the section types move beside domain)
     ("maild.inbound.gate", "maild.settings"): "SmtpSettings for the listener's limits",
@@ -172,6 +158,9 @@ def _judge(imp: Import) -> str | None:
         if mine not in ALLOWED or (mine == theirs and (mine == STORE or imp.importer.split(
                 ".")[:2] == imp.imported.split(".")[:2])):
             return None  # an unplaced part is reported once, as such; a part uses itself freely
+        if theirs == STORE and mine != STORE and imp.imported in STORE_INSIDES:
+            return (f"{imp.imported} is the store's own machinery: outside the store, use "
+                    "store.unit (Database, Tx) and the records the operations return")
         if theirs == PACKAGE or theirs in ALLOWED[mine]:
             return None
         return f"{mine} may import only {', '.join(sorted(ALLOWED[mine])) or 'stdlib'}"

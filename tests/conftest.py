@@ -26,8 +26,8 @@ from maild.clock import FrozenClock
 from maild.outbound.transport import SmtpRelay
 from maild.settings import Settings, load_settings
 from store import journal, outbox, queries
-from store.db import transaction
 from tests.dovecot import Dovecot, start_dovecot
+from tests.orm import orm
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("MAILD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -279,27 +279,27 @@ class Daemon:
             await asyncio.sleep(0.02)
 
     def outbox_counts(self) -> dict[str, int]:
-        with transaction(self.parts.reader) as s:
+        with orm(self.parts.db) as s:
             return outbox.counts(s)
 
     def _busy(self) -> bool:
         now = self.parts.clock.now()
-        with transaction(self.parts.reader) as s:
+        with orm(self.parts.db) as s:
             if journal.pending_ids(s, now, 1):
                 return True
             due = outbox.next_due(s)
             return due is not None and due <= now
 
     def ticket(self, ticket_id: int) -> Any:
-        with transaction(self.parts.reader) as s:
+        with orm(self.parts.db) as s:
             return queries.ticket_view(s, ticket_id)
 
     def tickets(self) -> list[Any]:
-        with transaction(self.parts.reader) as s:
+        with orm(self.parts.db) as s:
             return queries.list_tickets(s)
 
     def journal(self) -> list[journal.JournalEntry]:
-        with transaction(self.parts.reader) as s:
+        with orm(self.parts.db) as s:
             return journal.entries(s, limit=1000)
 
 
@@ -349,4 +349,4 @@ async def start_daemon(sink: Sink, clock: FrozenClock) -> AsyncIterator[Any]:
     for d in daemons:
         if not d.task.done():
             await stop_daemon(d)
-        d.parts.engine.dispose()  # connections the test opened after the daemon stopped
+        d.parts.db.dispose()  # connections the test opened after the daemon stopped

@@ -19,10 +19,10 @@ from maild.errors import TemplateError
 from maild.outbound.pdf import html_to_pdf, html_to_pdf_async
 from maild.outbound.render import Renderer, WorkOrders
 from maild.outbound.sample import SAMPLE
-from store.db import transaction
 from store.models import Ticket
 from tests.conftest import Daemon, mail
 from tests.flow.test_commands_by_mail import RAMON, minted, write
+from tests.orm import orm
 
 
 def pdf_text(path: Path) -> str:
@@ -49,7 +49,7 @@ async def worked_ticket(d: Daemon) -> int:
 
 
 def set_ticket(d: Daemon, ticket_id: int, **values: object) -> None:
-    with transaction(d.parts.factory) as s:
+    with orm(d.parts.db, write=True) as s:
         s.execute(update(Ticket).where(Ticket.id == ticket_id).values(**values))
 
 

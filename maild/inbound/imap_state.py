@@ -17,12 +17,9 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import date
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from maild.clock import Clock
-from store import journal, meta
-from store.db import transaction
 from store.journal import Incoming
+from store.unit import Database
 
 log = logging.getLogger("maild.imap")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -109,28 +106,28 @@ def imap_date(day: date) -> str:
 class ImapJournal:
     """The journal side of a mailbox, called in a worker thread (it blocks)."""
 
-    def __init__(self, factory: sessionmaker[Session], clock: Clock) -> None:
-        self.factory = factory
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
         self.clock = clock
 
     def state(self, key: str) -> MailboxState | None:
-        with transaction(self.factory) as s:
-            raw = meta.meta(s, key)
+        with self.db.write() as tx:
+            raw = tx.meta.get(key)
         return None if raw is None else MailboxState.from_json(raw)
 
     def commit(self, key: str, state: MailboxState, items: list[Incoming]) -> int:
         """The batch and the mailbox's new state in one transaction; contents already
         journaled are skipped. Returns how many rows were added."""
-        with transaction(self.factory) as s:
+        with self.db.write() as tx:
             digests = [hashlib.sha256(i.raw).hexdigest() for i in items]
-            known = journal.known_sha256(s, digests)
+            known = tx.journal.known_sha256(digests)
             fresh, seen = [], set(known)
             for item, digest in zip(items, digests, strict=True):
                 if digest not in seen:
                     fresh.append(item)
                     seen.add(digest)
-            journal.insert_many(s, fresh, self.clock.now())
-            meta.set_meta(s, key, state.to_json())
+            tx.journal.insert_many(fresh, self.clock.now())
+            tx.meta.set(key, state.to_json())
             return len(fresh)
 
 

@@ -15,14 +15,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from maild.clock import Clock
 from maild.errors import StoreError, TransientStoreError
 from maild.supervise import Backoff, Episode, Health, describe
-from store import journal
-from store.db import ping, transaction
 from store.journal import Incoming
+from store.unit import Database
 
 log = logging.getLogger("maild.intake")
 MAX_BATCH = 64
@@ -31,10 +28,10 @@ Waiter = tuple[Incoming, asyncio.Future[int]]
 
 
 class Intake:
-    def __init__(self, factory: sessionmaker[Session], clock: Clock,
+    def __init__(self, db: Database, clock: Clock,
                  on_committed: Callable[[], None] = lambda: None, *,
                  health: Health | None = None) -> None:
-        self._factory = factory
+        self._db = db
         self._clock = clock
         self._on_committed = on_committed
         self._queue: list[Waiter] = []
@@ -110,12 +107,12 @@ class Intake:
             self._probing = asyncio.create_task(self._probe(), name="intake probe")
 
     async def _probe(self) -> None:
-        if await asyncio.to_thread(ping, self._factory) is None:
+        if await asyncio.to_thread(self._db.ping) is None:
             return  # it answers but refused the mail (read-only, full…): only a commit says ok
         backoff = Backoff(first=0.5, cap=10.0)
         while self._episode.failing:
             await asyncio.sleep(backoff.next())
-            if self._episode.failing and await asyncio.to_thread(ping, self._factory) is None:
+            if self._episode.failing and await asyncio.to_thread(self._db.ping) is None:
                 self._episode.recovered()
 
     def close(self) -> None:
@@ -123,8 +120,8 @@ class Intake:
             self._probing.cancel()
 
     def _commit(self, items: list[Incoming]) -> list[int]:
-        with transaction(self._factory) as s:
-            return journal.insert_many(s, items, self._clock.now())
+        with self._db.write() as tx:
+            return tx.journal.insert_many(items, self._clock.now())
 
     def commit_now(self, item: Incoming) -> int:
         """Synchronous form for the CLI (`maild inject`) and IMAP batches."""

@@ -14,9 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
 from maild.clock import Clock
 from maild.domain import Envelope, JournalState, Parsed, UserKind
 from maild.doorbell import pause
@@ -43,8 +40,7 @@ from maild.service import Desk, MailIn, Outcome
 from maild.settings import LimitSettings
 from maild.supervise import Backoff, Health, Retry, describe
 from maild.tokens import Signer
-from store import db, journal, queries
-from store.db import transaction
+from store.unit import Database, Tx
 
 log = logging.getLogger("maild.process")
 TX_SECONDS = 0.015  # a processing transaction takes no more mails after this long
@@ -65,8 +61,8 @@ class PipelineConfig:
 class StoreLookup:
     """`match.Lookup` over one session: groups and staff from the desk's directory."""
 
-    def __init__(self, s: Session, desk: Desk) -> None:
-        self.s = s
+    def __init__(self, tx: Tx, desk: Desk) -> None:
+        self.tx = tx
         self.desk = desk
         self.directory = desk.directory
 
@@ -79,20 +75,20 @@ class StoreLookup:
         return None if g is None else g.id
 
     def user_for_address(self, address: str) -> int | None:
-        u = self.desk.user_for_address(self.s, address)
+        u = self.desk.user_for_address(self.tx, address)
         return None if u is None else u.id
 
     def ticket_exists(self, ticket_id: int) -> bool:
-        return queries.ticket_exists(self.s, ticket_id)
+        return self.tx.tickets.ticket_exists(ticket_id)
 
     def ticket_for_message_ids(self, message_ids: tuple[str, ...]) -> int | None:
-        return queries.ticket_for_message_ids(self.s, message_ids)
+        return self.tx.tickets.ticket_for_message_ids(message_ids)
 
     def ticket_awaiting(self, message_ids: tuple[str, ...]) -> int | None:
-        return queries.ticket_for_message_ids(self.s, message_ids, awaited=True)
+        return self.tx.tickets.ticket_for_message_ids(message_ids, awaited=True)
 
     def may_reply(self, user_id: int, ticket_id: int) -> bool:
-        return queries.may_reply(self.s, user_id, ticket_id)
+        return self.tx.tickets.may_reply(user_id, ticket_id)
 
 
 class _Conflict(Exception):
@@ -100,10 +96,9 @@ class _Conflict(Exception):
 
 
 class Pipeline:
-    def __init__(self, *, factory: sessionmaker[Session], reader: sessionmaker[Session],
-                 desk: Desk, signer: Signer, clock: Clock, config: PipelineConfig) -> None:
-        self.factory = factory
-        self.reader = reader
+    def __init__(self, *, db: Database, desk: Desk, signer: Signer, clock: Clock,
+                 config: PipelineConfig) -> None:
+        self.db = db
         self.desk = desk
         self.signer = signer
         self.clock = clock
@@ -112,8 +107,8 @@ class Pipeline:
 
     def run_one(self, journal_id: int) -> Outcome | None:
         """Process one pending journal row; None when another worker has it."""
-        with transaction(self.reader) as s:
-            raw, envelope, state = journal.load(s, journal_id)
+        with self.db.read() as tx:
+            raw, envelope, state = tx.journal.load(journal_id)
         if state is not JournalState.PENDING:
             return None
         return self.run_loaded(journal_id, raw, envelope)
@@ -149,14 +144,14 @@ class Pipeline:
         while todo:
             done: list[int] = []
             try:
-                with transaction(self.factory) as s:
+                with self.db.write() as tx:
                     started = time.monotonic()
                     for i in todo:
                         if done and time.monotonic() - started > TX_SECONDS:
                             break
                         mail = parsed[i]
                         assert not isinstance(mail, Outcome)
-                        out[i] = self._apply(s, rows[i][0], mail, rows[i][2])
+                        out[i] = self._apply(tx, rows[i][0], mail, rows[i][2])
                         done.append(i)
             except Exception:  # anything: redo these one by one, each failure alone
                 done = todo[:max(len(done), 1)]
@@ -185,11 +180,11 @@ class Pipeline:
                 except OSError as exc:
                     log.warning("attachment not stored ahead of processing: %s", exc)
 
-    def _apply(self, s: Session, journal_id: int, parsed: Parsed,
+    def _apply(self, tx: Tx, journal_id: int, parsed: Parsed,
                envelope: Envelope) -> Outcome:
-        outcome = self._dispatch(s, journal_id, parsed, envelope)
+        outcome = self._dispatch(tx, journal_id, parsed, envelope)
         # Optimistic claim: the row must still be pending when we record the result.
-        if not journal.finish(s, journal_id, outcome.state, self.clock.now(),
+        if not tx.journal.finish(journal_id, outcome.state, self.clock.now(),
                               outcome=outcome.outcome, reason=outcome.reason,
                               ticket_id=outcome.ticket_id, only_if_pending=True,
                               message_id=(parsed.message_id or "")[:255] or None):
@@ -199,14 +194,14 @@ class Pipeline:
     def _run_alone(self, journal_id: int, parsed: Parsed,
                    envelope: Envelope) -> Outcome | None:
         try:
-            with transaction(self.factory) as s:
-                outcome = self._apply(s, journal_id, parsed, envelope)
+            with self.db.write() as tx:
+                outcome = self._apply(tx, journal_id, parsed, envelope)
         except _Conflict:
             return None
         except TransientStoreError as exc:
             # Mostly the database is away: the loop waits and tries again, and the mail is
             # not to blame. But if the database answers, this mail trips it every time.
-            if db.ping(self.factory) is not None:
+            if self.db.ping() is not None:
                 raise
             tries = self._transient[journal_id] = self._transient.get(journal_id, 0) + 1
             if tries < TRANSIENT_TRIES:
@@ -223,19 +218,19 @@ class Pipeline:
         return outcome
 
     def _quarantine(self, journal_id: int, reason: str) -> Outcome:
-        with transaction(self.factory) as s:
-            journal.finish(s, journal_id, JournalState.QUARANTINED, self.clock.now(),
+        with self.db.write() as tx:
+            tx.journal.finish(journal_id, JournalState.QUARANTINED, self.clock.now(),
                            outcome="quarantined", reason=reason[:4000], only_if_pending=True)
         log.warning("journal %d quarantined: %s", journal_id, reason)
         return Outcome(state=JournalState.QUARANTINED, outcome="quarantined", reason=reason)
 
-    def _dispatch(self, s: Session, journal_id: int, parsed: Parsed,
+    def _dispatch(self, tx: Tx, journal_id: int, parsed: Parsed,
                   envelope: Envelope) -> Outcome:
         reused: int | None = None  # the earlier mail whose Message-ID this other mail reuses
         if parsed.message_id:
-            earlier = journal.seen_message_id(s, parsed.message_id[:255], journal_id)
+            earlier = tx.journal.seen_message_id(parsed.message_id[:255], journal_id)
             if earlier:
-                same = self._same_mail(s, earlier, parsed)
+                same = self._same_mail(tx, earlier, parsed)
                 if same is not None:
                     return Outcome(state=JournalState.DONE,
                                    outcome=f"ignored: duplicate of journal {same}")
@@ -250,7 +245,7 @@ class Pipeline:
             return Outcome(state=JournalState.DONE,
                            outcome="ignored: mail to a return path that is not a bounce")
         if outbox_id is not None or isinstance(verdict, Bounce):
-            return self.desk.record_bounce(s, outbox_id=outbox_id, report=parsed.report,
+            return self.desk.record_bounce(tx, outbox_id=outbox_id, report=parsed.report,
                                            journal_id=journal_id)
         if isinstance(verdict, Loop):
             return Outcome(state=JournalState.DONE, outcome=f"ignored: loop ({verdict.reason})")
@@ -258,17 +253,17 @@ class Pipeline:
             return Outcome(state=JournalState.DONE,
                            outcome=f"ignored: auto-reply ({verdict.reason})")
         assert isinstance(verdict, Mail)
-        outcome = self._route(s, journal_id, parsed, envelope, automated=verdict.automated)
+        outcome = self._route(tx, journal_id, parsed, envelope, automated=verdict.automated)
         if reused is None:
             return outcome
         return dataclasses.replace(outcome, outcome=f"{outcome.outcome} (its Message-ID was "
                                                     f"already journal {reused}'s, another mail)")
 
-    def _same_mail(self, s: Session, earlier: list[int], parsed: Parsed) -> int | None:
+    def _same_mail(self, tx: Tx, earlier: list[int], parsed: Parsed) -> int | None:
         """Which of the earlier journal rows holds this very mail (a redelivery), if any.
         Runs only when a Message-ID comes again, which is rare: parsing them costs little."""
         digest = content_digest(parsed)
-        raws = journal.raws(s, earlier)
+        raws = tx.journal.raws(earlier)
         for jid in earlier:
             try:
                 before = parse_mail(raws[jid], limits=self.config.limits, signer=self.signer)
@@ -278,12 +273,12 @@ class Pipeline:
                 return jid
         return None
 
-    def _route(self, s: Session, journal_id: int, parsed: Parsed, envelope: Envelope, *,
+    def _route(self, tx: Tx, journal_id: int, parsed: Parsed, envelope: Envelope, *,
                automated: bool) -> Outcome:
         if parsed.sender is None:
             return Outcome(state=JournalState.HELD, outcome="held: no sender identity",
                            reason="the From header is missing, malformed or ambiguous")
-        m = match(parsed, envelope, signer=self.signer, lookup=StoreLookup(s, self.desk),
+        m = match(parsed, envelope, signer=self.signer, lookup=StoreLookup(tx, self.desk),
                   addressing=self.config.addressing)
         mail = MailIn(sender=parsed.sender, subject=parsed.subject, text=parsed.text,
                       html=parsed.html, attachments=parsed.attachments,
@@ -293,20 +288,20 @@ class Pipeline:
         if isinstance(m, ToTicket):
             reply = dataclasses.replace(mail, text=strip_quoted(parsed.text))
             if self.desk.is_staff(m.author_id):  # a customer's `#` lines are only text
-                return self._staff_reply(s, m, parsed, reply)
-            if self.desk.user(s, m.author_id).kind is UserKind.STAFF:
+                return self._staff_reply(tx, m, parsed, reply)
+            if self.desk.user(tx, m.author_id).kind is UserKind.STAFF:
                 return Outcome(state=JournalState.HELD, outcome="held: sender is no longer staff",
                                ticket_id=m.ticket_id,
                                reason=f"{parsed.sender.addr} is no longer staff in the config; "
                                       f"nothing was written on ticket {m.ticket_id}")
-            return self.desk.add_workunit(s, m.ticket_id, m.author_id, reply)
+            return self.desk.add_workunit(tx, m.ticket_id, m.author_id, reply)
         if isinstance(m, ThirdParty):  # never commands, never the creator
             return self.desk.third_party_reply(
-                s, m.ticket_id, dataclasses.replace(mail, text=strip_quoted(parsed.text)))
+                tx, m.ticket_id, dataclasses.replace(mail, text=strip_quoted(parsed.text)))
         if isinstance(m, NewTicket):
             if m.note:
                 log.warning("journal %d: %s; opening a new ticket", journal_id, m.note)
-            staff = self.desk.user_for_address(s, parsed.sender.addr)
+            staff = self.desk.user_for_address(tx, parsed.sender.addr)
             refuse = None
             if staff is not None and self.desk.is_staff(staff.id):
                 # A new mail has no reply token: only the relay can vouch for its sender.
@@ -315,52 +310,50 @@ class Pipeline:
                 block = split_commands(parsed.text)
                 if block.items:
                     return self.desk.open_with_commands(
-                        s, m.group_id, staff.id, dataclasses.replace(mail, text=block.body),
+                        tx, m.group_id, staff.id, dataclasses.replace(mail, text=block.body),
                         block.items, refuse_all=refuse)
-            return self.desk.open_ticket(s, m.group_id, mail, copies=refuse is None)
+            return self.desk.open_ticket(tx, m.group_id, mail, copies=refuse is None)
         if isinstance(m, Hold):
             log.warning("journal %d held: %s", journal_id, m.reason)
             return Outcome(state=JournalState.HELD, outcome="held: borrowed reply token",
                            reason=m.reason)
         assert isinstance(m, Refuse)
-        return self.desk.refuse(s, mail, template=m.template, reason=m.reason)
+        return self.desk.refuse(tx, mail, template=m.template, reason=m.reason)
 
-    def _staff_reply(self, s: Session, m: ToTicket, parsed: Parsed, reply: MailIn) -> Outcome:
+    def _staff_reply(self, tx: Tx, m: ToTicket, parsed: Parsed, reply: MailIn) -> Outcome:
         """A mail in a staff member's name on a ticket. Access is read now, owners included:
         without edit nothing is written and they are told why. A mail that does not prove
         it is theirs is kept for staff only and its commands refused; else it acts."""
         block = split_commands(reply.text)
         body = dataclasses.replace(reply, text=block.body)
-        if not self.desk.may_write(s, m.ticket_id, m.author_id):
-            return self.desk.reply_with_commands(s, m.ticket_id, m.author_id, body, block.items)
-        unproven = self._distrust(s, m, parsed)
+        if not self.desk.may_write(tx, m.ticket_id, m.author_id):
+            return self.desk.reply_with_commands(tx, m.ticket_id, m.author_id, body, block.items)
+        unproven = self._distrust(tx, m, parsed)
         if unproven is not None:
-            return self.desk.unverified_reply(s, m.ticket_id, m.author_id, body, block.items,
+            return self.desk.unverified_reply(tx, m.ticket_id, m.author_id, body, block.items,
                                               reason=unproven.reason, how=unproven.how)
         if block.items:
-            return self.desk.reply_with_commands(s, m.ticket_id, m.author_id, body, block.items)
-        return self.desk.add_workunit(s, m.ticket_id, m.author_id, reply)
+            return self.desk.reply_with_commands(tx, m.ticket_id, m.author_id, body, block.items)
+        return self.desk.add_workunit(tx, m.ticket_id, m.author_id, reply)
 
-    def _distrust(self, s: Session, m: ToTicket, parsed: Parsed) -> Distrust | None:
+    def _distrust(self, tx: Tx, m: ToTicket, parsed: Parsed) -> Distrust | None:
         """Why this reply does not prove it is its sender's (see `match.distrust`), or None."""
         tid = m.token_user_id
-        issued = self.desk.user(s, tid).label if tid and tid != m.author_id else None
-        return distrust(m, author=self.desk.user(s, m.author_id).label, issued_to=issued,
+        issued = self.desk.user(tx, tid).label if tid and tid != m.author_id else None
+        return distrust(m, author=self.desk.user(tx, m.author_id).label, issued_to=issued,
                         unauthenticated=unauthenticated(parsed, require=self.config.command_auth,
                                                         authserv_id=self.config.authserv_id))
 
     def checkpoint(self) -> None:
         """The WAL into the database file, here rather than in an SMTP session's commit."""
-        bind = self.factory.kw.get("bind")
-        if isinstance(bind, Engine):
-            db.checkpoint(bind)
+        self.db.checkpoint()
 
     # -- the queue -----------------------------------------------------------------------------
     def next_batch(self, limit: int = 32,
                    max_bytes: int = 16 * 1024 * 1024) -> list[tuple[int, bytes, Envelope]]:
         """Pending rows with their mail, read in one transaction (not one per mail)."""
-        with transaction(self.reader) as s:
-            return journal.load_pending(s, limit, max_bytes)
+        with self.db.read() as tx:
+            return tx.journal.load_pending(limit, max_bytes)
 
 
 class Processor:

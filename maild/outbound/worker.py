@@ -34,8 +34,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from maild.clock import Clock
 from maild.domain import Notification, NotificationKind
 from maild.doorbell import pause
@@ -48,9 +46,8 @@ from maild.outbound.transport import Transport, TransportUnavailable
 from maild.outbound.webhook import post_json
 from maild.supervise import Backoff, Episode, Health, Retry, describe
 from maild.tokens import Signer
-from store import journal, outbox
-from store.db import transaction
 from store.outbox import OutgoingMail
+from store.unit import Database
 
 log = logging.getLogger("maild.outbound")
 # Short, and renewed every third of it while a row is in flight: a killed worker's rows are
@@ -120,8 +117,7 @@ def holder_alive(holder: str) -> bool:
 # -- the worker ------------------------------------------------------------------------------
 
 class DeliveryWorker:
-    def __init__(self, *, factory: sessionmaker[Session], reader: sessionmaker[Session],
-                 clock: Clock, renderer: Renderer,
+    def __init__(self, *, db: Database, clock: Clock, renderer: Renderer,
                  transport: Transport, signer: Signer, me: Identity, site: Site,
                  deadline: timedelta, concurrency: int = 8, tick_seconds: float = 5.0,
                  workorders: WorkOrders | None = None, hold: BurstHold | None = None,
@@ -129,7 +125,7 @@ class DeliveryWorker:
                  holder: str | None = None, lease: timedelta = LEASE,
                  database_retry: tuple[float, float] = DATABASE_BACKOFF,
                  relay_retry: tuple[float, float] = RELAY_BACKOFF) -> None:
-        self.factory, self.reader, self.clock, self.renderer = factory, reader, clock, renderer
+        self.db, self.clock, self.renderer = db, clock, renderer
         self.busy_poll = busy_poll_seconds  # see `doorbell.pause`
         self.workorders = workorders or WorkOrders()
         self.transport, self.signer, self.me, self.site = transport, signer, me, site
@@ -230,9 +226,9 @@ class DeliveryWorker:
         now = self.clock.now()
         if not self._reclaimed:
             self._reclaim(now)
-        with transaction(self.reader) as s:
+        with self.db.read() as tx:
             if self.hold is not None:
-                holding = self.hold.holding(journal.newest_id(s), time.monotonic())
+                holding = self.hold.holding(tx.journal.newest_id(), time.monotonic())
                 if holding != self._holding:
                     self._holding = holding
                     if holding:
@@ -242,21 +238,21 @@ class DeliveryWorker:
                         log.info("notifications go out again")
                 if holding:
                     return []
-            due = outbox.due(s, now, self.concurrency * 8)
+            due = tx.outbox.due(now, self.concurrency * 8)
         if not due:
             return []
-        with transaction(self.factory) as s:
-            return outbox.lease(s, due, now, self.lease, self.holder)
+        with self.db.write() as tx:
+            return tx.outbox.lease(due, now, self.lease, self.holder)
 
     def _reclaim(self, now: datetime) -> None:
         """Take back the rows leased by workers of this node whose process is gone (a worker
         killed and restarted): they go out now, not when their lease runs out."""
-        with transaction(self.reader) as s:
-            holders = outbox.holders_on(s, self.node, now)
+        with self.db.read() as tx:
+            holders = tx.outbox.holders_on(self.node, now)
         dead = [h for h in holders if h != self.holder and not holder_alive(h)]
         if dead:
-            with transaction(self.factory) as s:
-                taken = outbox.release(s, dead)
+            with self.db.write() as tx:
+                taken = tx.outbox.release(dead)
             log.info("took back %d notifications leased by %s (process gone)", taken,
                      ", ".join(dead))
         self._reclaimed = True
@@ -273,8 +269,8 @@ class DeliveryWorker:
                 log.debug("leases not renewed: %s", describe(exc))
 
     def _renew(self, ids: list[int]) -> None:
-        with transaction(self.factory) as s:
-            outbox.renew(s, ids, self.holder, self.clock.now() + self.lease)
+        with self.db.write() as tx:
+            tx.outbox.renew(ids, self.holder, self.clock.now() + self.lease)
 
     async def _deliver(self, mail: OutgoingMail, gate: asyncio.Semaphore) -> Result:
         """One row, whatever it holds: a Result, never an exception."""
@@ -347,8 +343,8 @@ class DeliveryWorker:
     def _record(self, results: list[Result]) -> None:
         now = self.clock.now()
         failed: list[tuple[Result, datetime | None]] = []
-        with transaction(self.factory) as s:
-            outbox.mark_sent(s, [r.mail.id for r in results if r.error is None], now)
+        with self.db.write() as tx:
+            tx.outbox.mark_sent([r.mail.id for r in results if r.error is None], now)
             for r in results:
                 if r.error is None:
                     continue
@@ -356,7 +352,7 @@ class DeliveryWorker:
                     when = self._outage_retry(r.mail, now)
                 else:
                     when = retry_at(r.mail, now, self.deadline) if r.transient else None
-                outbox.mark_failed(s, r.mail.id, r.error, retry_at=when)
+                tx.outbox.mark_failed(r.mail.id, r.error, retry_at=when)
                 failed.append((r, when))
         for r, when in failed:  # an outage is logged once, by its episode
             level = (logging.DEBUG if r.outage and when else logging.WARNING if when

@@ -12,12 +12,10 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
-
 from maild.domain import Notification, NotificationKind, Status
 from maild.rules.workflow import Rule, Seen, matches
-from store import outbox, queries, tickets
 from store.queries import TicketRow
+from store.unit import Tx
 
 if TYPE_CHECKING:
     from maild.service.desk import Desk
@@ -25,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("maild.workflow")
 
 
-def run(desk: Desk, s: Session, row: TicketRow, event: str, *, sender: str, subject: str,
+def run(desk: Desk, tx: Tx, row: TicketRow, event: str, *, sender: str, subject: str,
         body: str, now: datetime) -> TicketRow:
     """Apply the rules that match `row` for this change; returns the ticket as they left it."""
     rules = desk.config.workflow
@@ -38,12 +36,12 @@ def run(desk: Desk, s: Session, row: TicketRow, event: str, *, sender: str, subj
                     priority=row.priority, status=row.status, sender=sender, subject=subject,
                     body=body, custom={k: str(v) for k, v in (row.custom or {}).items()})
         if matches(rule, seen):
-            row = _apply(desk, s, row, rule, event, now, notes)
-    outbox.add_many(s, [n for n in notes if n], now)
+            row = _apply(desk, tx, row, rule, event, now, notes)
+    tx.outbox.add_many([n for n in notes if n], now)
     return row
 
 
-def _apply(desk: Desk, s: Session, row: TicketRow, rule: Rule, event: str, now: datetime,
+def _apply(desk: Desk, tx: Tx, row: TicketRow, rule: Rule, event: str, now: datetime,
            notes: list[Notification | None]) -> TicketRow:
     t, d = rule.then, desk.directory
     values: dict[str, Any] = {}
@@ -69,27 +67,27 @@ def _apply(desk: Desk, s: Session, row: TicketRow, rule: Rule, event: str, now: 
             history.append(("group", d.groups[row.group_id].name, t.group))
     if values:
         values["updated_at"] = now
-        tickets.update_ticket(s, row.id, values)
+        tx.tickets.update_ticket(row.id, values)
         row = dataclasses.replace(row, **{k: v for k, v in values.items()
                                           if k in TicketRow.__dataclass_fields__})
-    present = set(queries.ticket_cc(s, row.id))
+    present = set(tx.tickets.ticket_cc(row.id))
     added = [a for a in t.cc if a not in present]
-    tickets.add_cc(s, row.id, added)
+    tx.tickets.add_cc(row.id, added)
     history += [("cc", None, a) for a in added]
-    tickets.insert_history(s, [
+    tx.tickets.insert_history([
         {"ticket_id": row.id, "user_id": None, "at": now, "field": f, "old": o, "new": n}
         for f, o, n in [("workflow", None, rule.name[:200]), *history]])
     if values:
-        desk.refresh_sla(s, row.group_id, row.id, now)
+        desk.refresh_sla(tx, row.group_id, row.id, now)
     log.info("ticket %d: workflow rule %r (%s)", row.id, rule.name, event)
     if t.mail_to or t.webhook:
-        creator = desk.user(s, row.creator_id) if row.creator_id else None
-        ctx = desk.context(s, row, creator, rule=rule.name, event=event)
-        notes += [desk.outbox_row(s, t.mail_template, addr, ctx, (), ticket_id=row.id,
+        creator = desk.user(tx, row.creator_id) if row.creator_id else None
+        ctx = desk.context(tx, row, creator, rule=rule.name, event=event)
+        notes += [desk.outbox_row(tx, t.mail_template, addr, ctx, (), ticket_id=row.id,
                                   group_id=row.group_id, automatic=True) for addr in t.mail_to]
         if t.webhook:  # the worker POSTs the context to the URL
             notes.append(desk.outbox_row(
-                s, "webhook", t.webhook, {"rule": rule.name, "event": event,
+                tx, "webhook", t.webhook, {"rule": rule.name, "event": event,
                                           "ticket": ctx["ticket"]}, (),
                 ticket_id=row.id, group_id=row.group_id, kind=NotificationKind.WEBHOOK))
     return row

@@ -13,9 +13,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func
-from sqlalchemy.orm import Session
-
 from maild.domain import Command, JournalState, LineError, Notification, Status, UserKind
 from maild.rules.changes import (
     Change,
@@ -32,9 +29,8 @@ from maild.rules.transitions import Denied
 from maild.service import automation, survey
 from maild.service.values import MailIn, Opening, Outcome, clean_title
 from maild.service.workorders import workorder
-from store import outbox, queries, tickets
-from store.models import Ticket
 from store.queries import TicketRow, UserRef
+from store.unit import Tx
 
 if TYPE_CHECKING:
     from maild.service.desk import Desk
@@ -53,82 +49,82 @@ COLUMNS = {"status": "status", "owner_id": "owner_id", "group_id": "group_id",
 NOT_COLUMNS = frozenset({"id", "cc"})  # the key; the copies have their own table
 
 
-def reply_with_commands(desk: Desk, s: Session, ticket_id: int, author_id: int, mail: MailIn,
+def reply_with_commands(desk: Desk, tx: Tx, ticket_id: int, author_id: int, mail: MailIn,
                         items: Items, *, refuse_all: str | None) -> Outcome:
     now = desk.clock.now()
-    row = queries.ticket_row(s, ticket_id)
-    author = desk.user(s, author_id)
-    before = _state(row, queries.ticket_cc(s, ticket_id))
+    row = tx.tickets.ticket_row(ticket_id)
+    author = desk.user(tx, author_id)
+    before = _state(row, tx.tickets.ticket_cc(ticket_id))
     actor = desk.actor(author_id, row.group_id)
     writing = may(actor, "workunit", owner_id=row.owner_id)
     if isinstance(writing, Denied):
         # Access is read now, not when the reply address was issued: nothing is written.
         p = plan(items, actor=actor, ticket=before,
-                 facts=_facts(desk, s, items, now), refuse_all=writing.reason)
-        outbox.add_many(s, [n for n in [_outcome(desk, s, p, author, mail, row=row, wu_id=None,
+                 facts=_facts(desk, tx, items, now), refuse_all=writing.reason)
+        tx.outbox.add_many([n for n in [_outcome(desk, tx, p, author, mail, row=row, wu_id=None,
                                                   reason=writing.reason)] if n], now)
         return Outcome(state=JournalState.HELD, outcome="held: sender may not write here",
                        reason=f"{author.label} on ticket {ticket_id}: {writing.reason}",
                        ticket_id=ticket_id)
     files = tuple((a.filename, a.content_type) for a in mail.attachments)
-    p = plan(items, actor=actor, ticket=before, facts=_facts(desk, s, items, now, files),
+    p = plan(items, actor=actor, ticket=before, facts=_facts(desk, tx, items, now, files),
              refuse_all=refuse_all)
     if p.ok:
-        row, wu_id, notes = _carry_out(desk, s, row, p, author, mail, now,
+        row, wu_id, notes = _carry_out(desk, tx, row, p, author, mail, now,
                                        old_owner=before.owner_id)
     else:
-        wu_id, notes = _keep_internal(desk, s, ticket_id, author, mail, now), []
-    notes.append(_outcome(desk, s, p, author, mail, row=row, wu_id=wu_id))
-    outbox.add_many(s, [n for n in notes if n], now)
+        wu_id, notes = _keep_internal(desk, tx, ticket_id, author, mail, now), []
+    notes.append(_outcome(desk, tx, p, author, mail, row=row, wu_id=wu_id))
+    tx.outbox.add_many([n for n in notes if n], now)
     if p.ok and (p.changes or wu_id):
-        automation.run(desk, s, row, "update", sender=mail.sender.addr, subject=mail.subject,
+        automation.run(desk, tx, row, "update", sender=mail.sender.addr, subject=mail.subject,
                        body=mail.text, now=now)
     return Outcome(state=JournalState.DONE, outcome=_summary(p, ticket_id), ticket_id=ticket_id)
 
 
 
-def _carry_out(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef, mail: MailIn,
+def _carry_out(desk: Desk, tx: Tx, row: TicketRow, p: Plan, author: UserRef, mail: MailIn,
                now: datetime, *,
                old_owner: int | None,
                ) -> tuple[TicketRow, int | None, list[Notification | None]]:
     """An accepted block: the changes written, the text kept, everyone concerned told."""
     ticket_id, text = row.id, mail.text.strip()
-    row = _apply(s, row, p, author, text, now)
+    row = _apply(tx, row, p, author, text, now)
     # Closing turns the text into the epilogue; a workunit still holds time and files.
     if (text and not p.closes) or mail.attachments or p.workunit.time_used is not None:
-        wu_id: int | None = desk.workunit(s, ticket_id, author, mail, now, p.workunit)
+        wu_id: int | None = desk.workunit(tx, ticket_id, author, mail, now, p.workunit)
     else:
         wu_id = None
-        desk.remember(s, ticket_id, mail)
+        desk.remember(tx, ticket_id, mail)
     # A public word from staff answers the customer: the response clock stops.
     answered = bool(wu_id or p.closes) and not p.workunit.internal
-    tickets.touch(s, ticket_id, now, waiting=False if answered else None)
-    desk.refresh_sla(s, row.group_id, ticket_id, now)
-    notes = _tell(desk, s, row, p, author, mail, wu_text=text if wu_id else "",
+    tx.tickets.touch(ticket_id, now, waiting=False if answered else None)
+    desk.refresh_sla(tx, row.group_id, ticket_id, now)
+    notes = _tell(desk, tx, row, p, author, mail, wu_text=text if wu_id else "",
                   old_owner=old_owner)
     if p.closes:
-        notes.append(survey.request(desk, s, row, now))
+        notes.append(survey.request(desk, tx, row, now))
     if p.workorder:  # the worker renders the PDF and attaches it
-        ctx, _, order = workorder(desk, s, ticket_id, timezone=desk.config.timezone, now=now)
-        told = desk.direct(s, author, "commands/workorder", ctx, ticket_id=ticket_id,
+        ctx, _, order = workorder(desk, tx, ticket_id, timezone=desk.config.timezone, now=now)
+        told = desk.direct(tx, author, "commands/workorder", ctx, ticket_id=ticket_id,
                            group_id=row.group_id, refs=desk.refs(row, mail))
         notes.append(None if told is None else dataclasses.replace(told, workorder=order))
     return row, wu_id, notes
 
 
-def _keep_internal(desk: Desk, s: Session, ticket_id: int, author: UserRef, mail: MailIn,
+def _keep_internal(desk: Desk, tx: Tx, ticket_id: int, author: UserRef, mail: MailIn,
                    now: datetime) -> int | None:
     """A refused block: nothing changes, and the words stay for staff only."""
     wu_id = None
     if mail.text.strip() or mail.attachments:
-        wu_id = desk.workunit(s, ticket_id, author, mail, now,
+        wu_id = desk.workunit(tx, ticket_id, author, mail, now,
                               WorkunitOptions(time_used=0.0, internal=True))
     else:
-        desk.remember(s, ticket_id, mail)
-    tickets.touch(s, ticket_id, now)
+        desk.remember(tx, ticket_id, mail)
+    tx.tickets.touch(ticket_id, now)
     return wu_id
 
-def unverified_reply(desk: Desk, s: Session, ticket_id: int, author_id: int, mail: MailIn,
+def unverified_reply(desk: Desk, tx: Tx, ticket_id: int, author_id: int, mail: MailIn,
                      items: Items, *, reason: str, how: str) -> Outcome:
     """A mail in a staff member's name that does not prove it is theirs (no reply token of
     their own, or no relay pass where the desk requires one): its words are kept for staff
@@ -137,26 +133,26 @@ def unverified_reply(desk: Desk, s: Session, ticket_id: int, author_id: int, mai
     refused; and the staff member is told at their registered address, in a mail carrying
     their own reply address, so that if it was them they can answer it."""
     now = desk.clock.now()
-    row = queries.ticket_row(s, ticket_id)
-    author = desk.user(s, author_id)
+    row = tx.tickets.ticket_row(ticket_id)
+    author = desk.user(tx, author_id)
     text = mail.text.strip()
     note = f"{UNVERIFIED} {how[:1].upper()}{how[1:]}: kept for staff only, sent to nobody."
     kept = dataclasses.replace(mail, text=f"{note}\n\n{text}".strip(), html=None)
-    wu_id = desk.workunit(s, ticket_id, author, kept, now,
+    wu_id = desk.workunit(tx, ticket_id, author, kept, now,
                           WorkunitOptions(time_used=0.0, internal=True))
-    tickets.touch(s, ticket_id, now)  # updated, but nobody answered the customer
+    tx.tickets.touch(ticket_id, now)  # updated, but nobody answered the customer
     if items:
         p = plan(items, actor=desk.actor(author_id, row.group_id),
-                 ticket=_state(row, queries.ticket_cc(s, ticket_id)),
-                 facts=_facts(desk, s, items, now), refuse_all=reason)
-        told = _outcome(desk, s, p, author, mail, row=row, wu_id=wu_id, unverified=True)
+                 ticket=_state(row, tx.tickets.ticket_cc(ticket_id)),
+                 facts=_facts(desk, tx, items, now), refuse_all=reason)
+        told = _outcome(desk, tx, p, author, mail, row=row, wu_id=wu_id, unverified=True)
     else:
-        creator = desk.user(s, row.creator_id) if row.creator_id else None
-        ctx = desk.context(s, row, creator, wu_text=text, wu_user=author.name or author.label,
+        creator = desk.user(tx, row.creator_id) if row.creator_id else None
+        ctx = desk.context(tx, row, creator, wu_text=text, wu_user=author.name or author.label,
                            reason=reason, mail_subject=mail.subject)
-        told = desk.direct(s, author, "ticket/staff/unverified", ctx, ticket_id=ticket_id,
+        told = desk.direct(tx, author, "ticket/staff/unverified", ctx, ticket_id=ticket_id,
                            group_id=row.group_id, refs=desk.refs(row, mail))
-    outbox.add_many(s, [n for n in [told] if n], now)
+    tx.outbox.add_many([n for n in [told] if n], now)
     log.warning("ticket %d: mail in %s's name kept as internal note %d: %s", ticket_id,
                 author.label, wu_id, reason)
     return Outcome(state=JournalState.DONE, ticket_id=ticket_id,
@@ -164,40 +160,40 @@ def unverified_reply(desk: Desk, s: Session, ticket_id: int, author_id: int, mai
                            f"{author.label} ({reason})")
 
 
-def open_with_commands(desk: Desk, s: Session, group_id: int, author_id: int, mail: MailIn,
+def open_with_commands(desk: Desk, tx: Tx, group_id: int, author_id: int, mail: MailIn,
                        items: Items, *, refuse_all: str | None) -> Outcome:
     now = desk.clock.now()
     group = desk.directory.groups[group_id]
-    author = desk.user(s, author_id)
+    author = desk.user(tx, author_id)
     start = TicketState(id=None, status=Status.NEW, owner_id=group.default_owner_id,
                         group_id=group.id, priority=desk.config.default_priority,
                         resolution=None, title=clean_title(mail.subject), parent_id=None,
                         locked=False)
     p = plan(items, actor=desk.actor(author_id, group.id), ticket=start,
-             facts=_facts(desk, s, items, now), opening=True, refuse_all=refuse_all)
+             facts=_facts(desk, tx, items, now), opening=True, refuse_all=refuse_all)
     if not p.ok:
         # No ticket rather than a ticket for the wrong customer: the mail stays in the
         # journal (held, replayable) and the sender is told what to fix.
-        outbox.add_many(s, [n for n in [_outcome(desk, s, p, author, mail, row=None,
+        tx.outbox.add_many([n for n in [_outcome(desk, tx, p, author, mail, row=None,
                                                   wu_id=None)] if n], now)
         reasons = "; ".join(f"{r.line}: {r.message}" for r in p.refused)
         return Outcome(state=JournalState.HELD, outcome="held: commands refused",
                        reason=reasons[:4000])
     creator = author
     if p.creator:
-        creator = (desk.user_for_address(s, p.creator)
-                   or desk.new_customer(s, p.creator, p.creator, now))
+        creator = (desk.user_for_address(tx, p.creator)
+                   or desk.new_customer(tx, p.creator, p.creator, now))
     a = p.after
     opening = Opening(title=a.title, priority=a.priority, owner_id=a.owner_id,
                       editor=author.login or author.label, description=mail.text,
                       parent_id=a.parent_id, cc=a.cc, type_name=a.type_name,
                       custom=dict(a.custom))
-    row = desk.insert_ticket(s, group, creator, author, mail, opening, now, wu=p.workunit)
-    tickets.insert_history(s, _history(row.id, author.id, p.changes, now))
-    row = automation.run(desk, s, row, "create", sender=creator.email or "",
+    row = desk.insert_ticket(tx, group, creator, author, mail, opening, now, wu=p.workunit)
+    tx.tickets.insert_history(_history(row.id, author.id, p.changes, now))
+    row = automation.run(desk, tx, row, "create", sender=creator.email or "",
                          subject=mail.subject, body=mail.text, now=now)
-    desk.notify_created(s, row, creator, author, mail, now, cc=queries.ticket_cc(s, row.id))
-    outbox.add_many(s, [n for n in [_outcome(desk, s, p, author, mail, row=row, wu_id=None)]
+    desk.notify_created(tx, row, creator, author, mail, now, cc=tx.tickets.ticket_cc(row.id))
+    tx.outbox.add_many([n for n in [_outcome(desk, tx, p, author, mail, row=row, wu_id=None)]
                         if n], now)
     log.info("ticket %d opened in %s by %s for %s", row.id, group.name, author.label,
              creator.label)
@@ -215,13 +211,13 @@ def _state(row: TicketRow, cc: tuple[str, ...]) -> TicketState:
                        custom={k: str(v) for k, v in (row.custom or {}).items()})
 
 
-def _facts(desk: Desk, s: Session, items: Items, now: datetime,
+def _facts(desk: Desk, tx: Tx, items: Items, now: datetime,
            attachments: tuple[tuple[str, str], ...] = ()) -> Facts:
     d = desk.directory
     parents = {i.value for i in items
                if isinstance(i, Command) and i.name == "parent" and isinstance(i.value, int)}
     ancestors = {tid: chain for tid in parents
-                 if (chain := queries.ancestors(s, tid)) is not None}
+                 if (chain := tx.tickets.ancestors(tid)) is not None}
     return Facts(status_map=desk.config.status_map, priorities=desk.config.priorities,
                  resolutions=desk.config.resolutions,
                  logins={u.login.lower(): uid for uid, u in d.staff.items() if u.login},
@@ -237,20 +233,20 @@ def _facts(desk: Desk, s: Session, items: Items, now: datetime,
 
 # -- applying ------------------------------------------------------------------------------------
 
-def _apply(s: Session, row: TicketRow, p: Plan, author: UserRef, text: str,
+def _apply(tx: Tx, row: TicketRow, p: Plan, author: UserRef, text: str,
            now: datetime) -> TicketRow:
     a, b = p.after, p.before
     values: dict[str, Any] = {"updated_at": now, **_columns(b, a, changed_only=True)}
     if a.status is not b.status:
         values["status_changed_at"] = now
-        if b.status is Status.NEW and a.status is Status.ASSIGNED:  # the first response
-            values["first_response_at"] = func.coalesce(Ticket.first_response_at, now)
     if p.closes:
         values.update(closed_at=now, closed_by_id=author.id, epilogue=text or None)
-    tickets.update_ticket(s, row.id, values)
-    tickets.add_cc(s, row.id, [c.new for c in p.changes if c.field == "cc" and c.new])
-    tickets.remove_cc(s, row.id, [c.old for c in p.changes if c.field == "cc" and c.old])
-    tickets.insert_history(s, _history(row.id, author.id, p.changes, now))
+    tx.tickets.update_ticket(row.id, values)
+    if b.status is Status.NEW and a.status is Status.ASSIGNED:  # the first response
+        tx.tickets.record_first_response(row.id, now)
+    tx.tickets.add_cc(row.id, [c.new for c in p.changes if c.field == "cc" and c.new])
+    tx.tickets.remove_cc(row.id, [c.old for c in p.changes if c.field == "cc" and c.old])
+    tx.tickets.insert_history(_history(row.id, author.id, p.changes, now))
     return dataclasses.replace(row, updated_at=now, **_columns(b, a, changed_only=False))
 
 
@@ -274,7 +270,7 @@ def _history(ticket_id: int, user_id: int, changes: tuple[Change, ...],
 
 # -- telling people ------------------------------------------------------------------------------
 
-def _tell(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef, mail: MailIn, *,
+def _tell(desk: Desk, tx: Tx, row: TicketRow, p: Plan, author: UserRef, mail: MailIn, *,
           wu_text: str, old_owner: int | None) -> list[Notification | None]:
     """Everyone associated hears of the changes (staff of all of them; customers and third
     parties of the public ones, and of nothing when the mail was internal)."""
@@ -282,31 +278,31 @@ def _tell(desk: Desk, s: Session, row: TicketRow, p: Plan, author: UserRef, mail
         return []
     internal = p.workunit.internal
     public = list(p.public)
-    creator = desk.user(s, row.creator_id) if row.creator_id else None
+    creator = desk.user(tx, row.creator_id) if row.creator_id else None
     epilogue = (mail.text.strip() or None) if p.closes else None
     refs = desk.refs(row, mail)
 
-    base = desk.context(s, row, creator, wu_text=wu_text, wu_user=author.name or author.label,
+    base = desk.context(tx, row, creator, wu_text=wu_text, wu_user=author.name or author.label,
                         closed=p.closes, epilogue=epilogue)
 
     def ctx(changes: list[Change]) -> dict[str, Any]:
         return {**base, "changes": [dataclasses.asdict(c) for c in changes]}
 
     event = _event(p)
-    people = queries.associated_user_ids(s, row.id)
+    people = tx.tickets.associated_user_ids(row.id)
     if old_owner is not None and old_owner not in people:
         people.append(old_owner)  # who just lost the ticket hears to whom it went
     notes: list[Notification | None] = []
     for uid in people:
         if uid == author.id:
             continue
-        user = desk.user(s, uid)
+        user = desk.user(tx, uid)
         if user.kind is UserKind.STAFF:
-            notes.append(desk.note(s, row, user, event, ctx(list(p.changes)), refs))
+            notes.append(desk.note(tx, row, user, event, ctx(list(p.changes)), refs))
         elif not internal and (public or wu_text):
-            notes.append(desk.note(s, row, user, event, ctx(public), refs))
+            notes.append(desk.note(tx, row, user, event, ctx(public), refs))
     if not internal and (public or wu_text):
-        notes += desk.copies(s, row, queries.ticket_cc(s, row.id), event, ctx(public), refs)
+        notes += desk.copies(tx, row, tx.tickets.ticket_cc(row.id), event, ctx(public), refs)
     return notes
 
 
@@ -320,7 +316,7 @@ def _event(p: Plan) -> str:
     return "owner" if "owner" in fields else "updated"
 
 
-def _outcome(desk: Desk, s: Session, p: Plan, author: UserRef, mail: MailIn, *,
+def _outcome(desk: Desk, tx: Tx, p: Plan, author: UserRef, mail: MailIn, *,
              row: TicketRow | None, wu_id: int | None, reason: str | None = None,
              unverified: bool = False) -> Notification | None:
     lines = [{"line": r.line, "applied": r.applied, "message": r.message} for r in p.results]
@@ -330,10 +326,10 @@ def _outcome(desk: Desk, s: Session, p: Plan, author: UserRef, mail: MailIn, *,
     ctx: dict[str, Any] = {"result": result, "help": _help(desk, p, author) if p.help else None}
     refs = tuple(r for r in (mail.message_id,) if r)
     if row is not None:
-        creator = desk.user(s, row.creator_id) if row.creator_id else None
-        ctx = desk.context(s, row, creator, **ctx)
+        creator = desk.user(tx, row.creator_id) if row.creator_id else None
+        ctx = desk.context(tx, row, creator, **ctx)
         refs = desk.refs(row, mail)
-    return desk.direct(s, author, "commands/outcome", ctx, ticket_id=row.id if row else None,
+    return desk.direct(tx, author, "commands/outcome", ctx, ticket_id=row.id if row else None,
                        group_id=row.group_id if row else None, refs=refs)
 
 

@@ -4,9 +4,9 @@ Three steps, one function each:
 
 - `read(data, …)` turns the file's bytes into records (a line number and its cells), finds a
   header row and the custom-field names; a file that cannot be read raises `CsvFileError`.
-- `check(s, sheet, …)` turns each record into a `TicketIn` or into `BadLine`s (line, column,
+- `check(tx, sheet, …)` turns each record into a `TicketIn` or into `BadLine`s (line, column,
   reason); it only reads the store.
-- `write(s, rows, …)` inserts checked tickets in the caller's transaction, so any failure
+- `write(tx, rows, …)` inserts checked tickets in the caller's transaction, so any failure
   leaves nothing half-imported.
 
 Where the spec gives no mapping of the Integria IMS values, `csv_cells` documents the one
@@ -25,14 +25,12 @@ from datetime import datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session
-
 from maild.domain import DEFAULT_PRIORITIES, DEFAULT_RESOLUTIONS, Status
 from maild.errors import MaildError
 from maild.service import csv_cells
 from maild.service.csv_cells import CellError
-from store import queries, ratings, tickets
 from store.queries import GroupRef
+from store.unit import Tx
 
 COLUMNS = (
     "Beginning", "Closing", "Title", "Description", "User ID", "State", "Priority", "Group ID",
@@ -229,17 +227,17 @@ T = TypeVar("T")
 class _Lookup:
     """People and groups, each key looked up once (a file names the same people again)."""
 
-    def __init__(self, s: Session, groups: Mapping[int, GroupRef]) -> None:
-        self.s = s
+    def __init__(self, tx: Tx, groups: Mapping[int, GroupRef]) -> None:
+        self.tx = tx
         self.groups = groups
         self.by_name = {g.name.lower(): g for g in groups.values()}
         self.users: dict[str, int | None] = {}
 
     def user(self, key: str) -> int | None:
         if key not in self.users:
-            ref = queries.user_by_login(self.s, key)
+            ref = self.tx.people.user_by_login(key)
             if ref is None and "@" in key:
-                ref = queries.user_by_address(self.s, key)
+                ref = self.tx.people.user_by_address(key)
             self.users[key] = None if ref is None else ref.id
         return self.users[key]
 
@@ -254,10 +252,10 @@ class _Lookup:
         return found
 
 
-def check(s: Session, sheet: Sheet, groups: Mapping[int, GroupRef], config: ImportConfig, *,
+def check(tx: Tx, sheet: Sheet, groups: Mapping[int, GroupRef], config: ImportConfig, *,
           progress: Progress | None = None) -> Checked:
     """Every record checked; a line is good only when all of its cells are."""
-    lookup = _Lookup(s, groups)
+    lookup = _Lookup(tx, groups)
     rows: list[TicketIn] = []
     bad: list[BadLine] = []
     seen: dict[tuple[str, datetime, int], int] = {}  # a ticket's identity → its line
@@ -267,7 +265,7 @@ def check(s: Session, sheet: Sheet, groups: Mapping[int, GroupRef], config: Impo
         if isinstance(result, TicketIn):
             # The same file imported twice (or a line given twice) must not double tickets.
             key = (result.title, result.created_at, result.group_id)
-            earlier = _imported_before(s, key, config.editor)
+            earlier = _imported_before(tx, key, config.editor)
             if earlier is not None:
                 bad.append(BadLine(line=record.line, column=None,
                                    reason=f"already imported as ticket {earlier}"))
@@ -284,10 +282,10 @@ def check(s: Session, sheet: Sheet, groups: Mapping[int, GroupRef], config: Impo
     return Checked(rows=tuple(rows), bad=tuple(bad))
 
 
-def _imported_before(s: Session, key: tuple[str, datetime, int], editor: str) -> int | None:
+def _imported_before(tx: Tx, key: tuple[str, datetime, int], editor: str) -> int | None:
     """The ticket an earlier import made from this line (same title, start and group)."""
     title, created, group_id = key
-    return queries.ticket_entered_as(s, editor=editor, title=title, created_at=created,
+    return tx.tickets.ticket_entered_as(editor=editor, title=title, created_at=created,
                                      group_id=group_id)
 
 
@@ -407,7 +405,7 @@ def _closer(text: str, lookup: _Lookup) -> int | None:
 
 # -- writing ---------------------------------------------------------------------------------
 
-def write(s: Session, rows: Sequence[TicketIn], config: ImportConfig, *,
+def write(tx: Tx, rows: Sequence[TicketIn], config: ImportConfig, *,
           progress: Progress | None = None) -> Imported:
     """All the rows in the caller's transaction: its commit makes them all, or none, true."""
     accounts: dict[str, int] = {}
@@ -419,27 +417,27 @@ def write(s: Session, rows: Sequence[TicketIn], config: ImportConfig, *,
             address = row.new_customer or ""
             if address not in accounts:
                 # Looked up again: a mail from it may have made the account since the check.
-                ref = tickets.customer_by_address(s, address)
+                ref = tx.people.customer_by_address(address)
                 if ref is None:
-                    ref = tickets.insert_customer(s, address=address, name=address,
+                    ref = tx.people.insert_customer(address=address, name=address,
                                                   now=row.created_at)
                     made += 1
                 accounts[address] = ref.id
             creator = accounts[address]
-        ids.append(_insert(s, row, creator, config))
+        ids.append(_insert(tx, row, creator, config))
         if progress is not None:
             progress(n, len(rows))
     return Imported(ticket_ids=tuple(ids), customers=made,
                     open=sum(1 for r in rows if r.status is not Status.CLOSED))
 
 
-def _insert(s: Session, row: TicketIn, creator: int, config: ImportConfig) -> int:
+def _insert(tx: Tx, row: TicketIn, creator: int, config: ImportConfig) -> int:
     # The status is taken to have changed when the ticket closed or was last updated: the
     # file says no more, and the SLA reads the change from the history row.
     changed = ((row.closed_at or row.updated_at) if row.status is not Status.NEW
                else row.created_at)
-    tid = tickets.insert_ticket(
-        s, title=row.title, description=row.description, status=row.status.value,
+    tid = tx.tickets.insert_ticket(
+        title=row.title, description=row.description, status=row.status.value,
         resolution=row.resolution, priority=row.priority, group_id=row.group_id,
         creator_id=creator, owner_id=row.owner_id, editor=config.editor,
         creator_group_id=row.group_id, blocked=row.blocked, epilogue=row.epilogue,
@@ -453,9 +451,9 @@ def _insert(s: Session, row: TicketIn, creator: int, config: ImportConfig) -> in
     if row.status is not Status.NEW:
         history.append({"ticket_id": tid, "user_id": row.closed_by_id, "at": changed,
                         "field": "status", "old": Status.NEW.value, "new": row.status.value})
-    tickets.insert_history(s, history)
-    tickets.add_cc(s, tid, list(row.cc))
+    tx.tickets.insert_history(history)
+    tx.tickets.add_cc(tid, list(row.cc))
     if row.rating is not None:
-        ratings.put(s, ticket_id=tid, user_id=creator, good=row.rating,
+        tx.ratings.put(ticket_id=tid, user_id=creator, good=row.rating,
                     comment=row.rating_comment, now=row.closed_at or row.updated_at)
     return tid

@@ -14,14 +14,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session
-
 from maild.domain import Status, UserKind
 from maild.errors import NotFound
 from maild.rules.sla import Compliance, compliance, timeline
-from store import queries
 from store import reports as store
 from store import sla as book
+from store.unit import Tx
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,13 +56,13 @@ def _sum(items: Iterable[Compliance]) -> Compliance:
                       breached_seconds=sum(c.breached_seconds for c in items))
 
 
-def sla_report(s: Session, ids: list[int], now: datetime, tz: str, *, lo: date | None = None,
+def sla_report(tx: Tx, ids: list[int], now: datetime, tz: str, *, lo: date | None = None,
                hi: date | None = None, intervals: bool = True) -> dict[str, Any]:
     """Compliance of these tickets per period, and (for one ticket) its intervals."""
-    lives = {x.id: x for x in store.lives(s, ids)}
+    lives = {x.id: x for x in tx.reports.lives(ids)}
     eps: dict[int, list[book.BreachRow]] = {}
     for chunk in store.chunks(ids):
-        for b in book.breaches(s, ticket_ids=chunk):
+        for b in tx.sla.breaches(ticket_ids=chunk):
             eps.setdefault(b.ticket_id, []).append(b)
     out: dict[str, Any] = {"tickets": len(lives), "periods": []}
     for p in periods(now, tz, lo, hi):
@@ -90,43 +88,43 @@ def sla_report(s: Session, ids: list[int], now: datetime, tz: str, *, lo: date |
     return out
 
 
-def scope(s: Session, *, ticket: int | None = None, group: str | None = None,
+def scope(tx: Tx, *, ticket: int | None = None, group: str | None = None,
           owner: str | None = None) -> list[int]:
     """The tickets a report is about: one ticket, a group's, or an owner's."""
     if ticket is not None:
-        if not queries.ticket_exists(s, ticket):
+        if not tx.tickets.ticket_exists(ticket):
             raise NotFound(f"no ticket {ticket}")
         return [ticket]
     if group is not None:
-        found = queries.group_by_name(s, group)
+        found = tx.people.group_by_name(group)
         if found is None:
             raise NotFound(f"no group is named {group!r}")
-        return store.ticket_ids(s, group_id=found.id)
+        return tx.reports.ticket_ids(group_id=found.id)
     if owner is not None:
-        user = queries.user_by_login(s, owner)
+        user = tx.people.user_by_login(owner)
         if user is None or user.kind is not UserKind.STAFF:
             raise NotFound(f"no staff member has the login {owner!r}")
-        return store.ticket_ids(s, owner_id=user.id)
+        return tx.reports.ticket_ids(owner_id=user.id)
     raise ValueError("name a ticket, a group or an owner")
 
 
-def ticket_timeline(s: Session, tid: int, now: datetime) -> list[tuple[datetime, datetime, bool]]:
-    found = store.lives(s, [tid])
+def ticket_timeline(tx: Tx, tid: int, now: datetime) -> list[tuple[datetime, datetime, bool]]:
+    found = tx.reports.lives([tid])
     if not found:
         raise NotFound(f"no ticket {tid}")
     x = found[0]
-    eps = [(b.started_at, b.ended_at) for b in book.breaches(s, ticket_ids=[tid])]
+    eps = [(b.started_at, b.ended_at) for b in tx.sla.breaches(ticket_ids=[tid])]
     return timeline((x.created_at, x.closed_at), eps, x.created_at, x.closed_at or now)
 
 
-def ticket_stats(s: Session, ids: list[int], now: datetime) -> dict[str, Any]:
+def ticket_stats(tx: Tx, ids: list[int], now: datetime) -> dict[str, Any]:
     """The spec's statistics, for one ticket or summed over many."""
-    lives = store.lives(s, ids)
+    lives = tx.reports.lives(ids)
     if not lives:
         return {"tickets": 0}
     in_status: dict[str, float] = {}
     for chunk in store.chunks([x.id for x in lives]):
-        for row in book.rows(s, chunk):
+        for row in tx.sla.rows(chunk):
             for i, (start, status) in enumerate(row.statuses):
                 end = row.statuses[i + 1][0] if i + 1 < len(row.statuses) else now
                 if status is not Status.CLOSED:
@@ -134,7 +132,7 @@ def ticket_stats(s: Session, ids: list[int], now: datetime) -> dict[str, Any]:
                                                + (end - start).total_seconds())
     creators = {x.id: x.creator_id for x in lives}
     owners = {x.id: x.owner_id for x in lives}
-    work = store.work(s, [x.id for x in lives])
+    work = tx.reports.work([x.id for x in lives])
     roles: Counter[str] = Counter()
     for w in work:
         if w.author_id is not None and w.author_id == creators.get(w.ticket_id):
@@ -148,7 +146,7 @@ def ticket_stats(s: Session, ids: list[int], now: datetime) -> dict[str, Any]:
     responses = [(x.first_response_at - x.created_at).total_seconds() for x in lives
                  if x.first_response_at]
     closes = [(x.closed_at - x.created_at).total_seconds() for x in lives if x.closed_at]
-    sla = sla_report(s, [x.id for x in lives], now, "UTC", intervals=False)
+    sla = sla_report(tx, [x.id for x in lives], now, "UTC", intervals=False)
     return {
         "tickets": len(lives),
         "open": sum(1 for x in lives if x.closed_at is None),

@@ -17,13 +17,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
-
 from maild.domain import Notification, Status
 from maild.rules.business_time import Calendar
 from maild.rules.sla import Metric, Sla, TicketPast, counts, deadlines, next_due, over_open_limit
-from store import meta, outbox, queries
 from store import sla as book
+from store.unit import Tx
 
 if TYPE_CHECKING:
     from maild.service.desk import Desk
@@ -69,13 +67,13 @@ class SlaKeeper:
         past = TicketPast(statuses=((now, Status.NEW),), waiting_since=now, last_activity=now)
         return next_due(deadlines(sla, self.calendars[sla.name], past), now)
 
-    def refresh(self, s: Session, ticket_ids: list[int], now: datetime) -> SweepReport:
+    def refresh(self, tx: Tx, ticket_ids: list[int], now: datetime) -> SweepReport:
         """Recompute deadlines, start the episodes that have come, end the cleared ones."""
-        rows = book.rows(s, ticket_ids)
+        rows = tx.sla.rows(ticket_ids)
         if not rows:
             return SweepReport()
         open_eps: dict[int, dict[str, book.BreachRow]] = {}
-        for b in book.breaches(s, ticket_ids=[r.id for r in rows], open_only=True):
+        for b in tx.sla.breaches(ticket_ids=[r.id for r in rows], open_only=True):
             open_eps.setdefault(b.ticket_id, {})[b.metric] = b
         dues: list[tuple[int, datetime | None]] = []
         ended: list[int] = []
@@ -100,17 +98,17 @@ class SlaKeeper:
                 if when <= now and metric.value not in episodes:
                     starting.append((row, sla, metric, when))
             dues.append((row.id, next_due(found, now)))
-        book.end_breaches(s, ended, now)
+        tx.sla.end_breaches(ended, now)
         current = {r.id: r.sla_due_at for r in rows}
-        book.set_due(s, [d for d in dues if d[1] != current[d[0]]])
-        self._start(s, starting, now)
+        tx.sla.set_due([d for d in dues if d[1] != current[d[0]]])
+        self._start(tx, starting, now)
         return SweepReport(checked=len(rows), breached=len(starting))
 
     # -- the scheduler's work --------------------------------------------------------------------
-    def sweep(self, s: Session, now: datetime, limit: int = 1000) -> SweepReport:
-        return self.refresh(s, book.due_ids(s, now, limit), now)
+    def sweep(self, tx: Tx, now: datetime, limit: int = 1000) -> SweepReport:
+        return self.refresh(tx, tx.sla.due_ids(now, limit), now)
 
-    def check_open_limits(self, s: Session, now: datetime) -> SweepReport:
+    def check_open_limits(self, tx: Tx, now: datetime) -> SweepReport:
         """Per group: the tickets beyond `max_open_tickets`, newest first, are in breach."""
         report = SweepReport()
         for gid, group in self.desk.directory.groups.items():
@@ -118,54 +116,54 @@ class SlaKeeper:
             if sla is None or not sla.max_open_tickets:
                 continue
             statuses = [st.value for st in Status if counts(sla.type, st)]
-            over = set(over_open_limit(book.counting_in_group(s, gid, statuses),
+            over = set(over_open_limit(tx.sla.counting_in_group(gid, statuses),
                                        sla.max_open_tickets))
-            current = {b.ticket_id: b for b in book.breaches(
-                s, group_id=gid, metric=Metric.OPEN_TICKETS.value, open_only=True)}
-            book.end_breaches(s, [b.id for t, b in current.items() if t not in over], now)
+            current = {b.ticket_id: b for b in tx.sla.breaches(
+                group_id=gid, metric=Metric.OPEN_TICKETS.value, open_only=True)}
+            tx.sla.end_breaches([b.id for t, b in current.items() if t not in over], now)
             new = sorted(over - set(current))
-            self._start(s, [(r, sla, Metric.OPEN_TICKETS, now) for r in book.rows(s, new)], now)
+            self._start(tx, [(r, sla, Metric.OPEN_TICKETS, now) for r in tx.sla.rows(new)], now)
             report += SweepReport(checked=len(over), breached=len(new))
         return report
 
-    def auto_close(self, s: Session, now: datetime, hours: float, limit: int = 500) -> int:
+    def auto_close(self, tx: Tx, now: datetime, hours: float, limit: int = 500) -> int:
         """Tickets pending close for `hours` become closed (resolution expired)."""
         if hours <= 0:
             return 0
-        ids = book.pending_close_before(s, now - timedelta(hours=hours), limit)
+        ids = tx.sla.pending_close_before(now - timedelta(hours=hours), limit)
         for tid in ids:
-            self.desk.close_expired(s, tid, now, hours=hours)
+            self.desk.close_expired(tx, tid, now, hours=hours)
         return len(ids)
 
-    def recompute(self, s: Session, now: datetime, *, after_id: int = 0,
+    def recompute(self, tx: Tx, now: datetime, *, after_id: int = 0,
                   batch: int = 1000) -> tuple[int, int | None]:
         """One batch of a full recomputation: (tickets done, last id or None when finished)."""
-        ids = book.open_ids(s, after_id, batch)
+        ids = tx.sla.open_ids(after_id, batch)
         if not ids:
-            meta.set_meta(s, FINGERPRINT, self.fingerprint())
+            tx.meta.set(FINGERPRINT, self.fingerprint())
             return 0, None
-        self.refresh(s, ids, now)
+        self.refresh(tx, ids, now)
         return len(ids), ids[-1]
 
-    def stale(self, s: Session) -> bool:
+    def stale(self, tx: Tx) -> bool:
         """Whether the deadlines in the store were made by another SLA configuration."""
-        return meta.meta(s, FINGERPRINT) != self.fingerprint()
+        return tx.meta.get(FINGERPRINT) != self.fingerprint()
 
     # -- breaches begin ------------------------------------------------------------------------
-    def _start(self, s: Session, starting: list[tuple[book.SlaRow, Sla, Metric, datetime]],
+    def _start(self, tx: Tx, starting: list[tuple[book.SlaRow, Sla, Metric, datetime]],
                now: datetime) -> None:
         """Store the new episodes and mail each owner once, a few statements for them all."""
         if not starting:
             return
-        book.start_breaches(s, [{"ticket_id": row.id, "group_id": row.group_id,
+        tx.sla.start_breaches([{"ticket_id": row.id, "group_id": row.group_id,
                                  "owner_id": row.owner_id, "sla_name": sla.name,
                                  "metric": metric.value, "started_at": when, "ended_at": None}
                                 for row, sla, metric, when in starting])
         log.warning("SLA limits passed: %s", ", ".join(
             f"#{row.id} {metric.value}" for row, _, metric, _ in starting[:20])
             + (f" and {len(starting) - 20} more" if len(starting) > 20 else ""))
-        tickets = queries.ticket_rows(s, [row.id for row, *_ in starting])
-        people = queries.user_refs(s, [uid for t in tickets.values()
+        tickets = tx.tickets.ticket_rows([row.id for row, *_ in starting])
+        people = tx.people.user_refs([uid for t in tickets.values()
                                        for uid in (t.creator_id, t.owner_id) if uid])
         notes: list[Notification | None] = []
         for row, sla, metric, when in starting:
@@ -175,9 +173,9 @@ class SlaKeeper:
             creator = people.get(ticket.creator_id) if ticket.creator_id else None
             limit: Any = (sla.max_open_tickets if metric is Metric.OPEN_TICKETS
                           else sla.limit(metric) / 3600)
-            ctx = self.desk.context(s, ticket, creator, sla={
+            ctx = self.desk.context(tx, ticket, creator, sla={
                 "name": sla.name, "metric": metric.value, "limit": limit,
                 "since": when.isoformat(), "type": sla.type})
-            notes.append(self.desk.note(s, ticket, people[ticket.owner_id], "sla_triggered",
+            notes.append(self.desk.note(tx, ticket, people[ticket.owner_id], "sla_triggered",
                                         ctx, (ticket.thread_id,)))
-        outbox.add_many(s, [n for n in notes if n], now)
+        tx.outbox.add_many([n for n in notes if n], now)

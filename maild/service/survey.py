@@ -10,12 +10,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
-
 from maild.domain import Notification, SurveyLink, UserKind
 from maild.errors import NotFound
-from store import queries, ratings
 from store.queries import TicketRow
+from store.unit import Tx
 
 if TYPE_CHECKING:
     from maild.service.desk import Desk
@@ -46,51 +44,51 @@ class Page:
     last_day: date
 
 
-def request(desk: Desk, s: Session, row: TicketRow, now: datetime) -> Notification | None:
+def request(desk: Desk, tx: Tx, row: TicketRow, now: datetime) -> Notification | None:
     """On close: the creator (a customer) is asked, when the survey is on for the group."""
     cfg = desk.config.survey
     group = desk.directory.groups.get(row.group_id)
     if not cfg.enabled or group is None or group.name not in cfg.groups or not row.creator_id:
         return None
-    creator = desk.user(s, row.creator_id)
+    creator = desk.user(tx, row.creator_id)
     if creator.kind is UserKind.STAFF:
         return None
     last_day = day_number(now) + cfg.link_days
     link = SurveyLink(ticket_id=row.id, user_id=creator.id, last_day=last_day,
                       days=cfg.link_days,
                       until=(EPOCH + timedelta(days=last_day)).isoformat())
-    ctx = desk.context(s, row, creator)
-    note = desk.note(s, row, creator, "satisfaction", ctx, (row.thread_id,), creator=True)
+    ctx = desk.context(tx, row, creator)
+    note = desk.note(tx, row, creator, "satisfaction", ctx, (row.thread_id,), creator=True)
     return None if note is None else replace(note, survey=link)
 
 
-def rating_for(s: Session, ticket_id: int, viewer_id: int) -> dict[str, object] | None:
+def rating_for(tx: Tx, ticket_id: int, viewer_id: int) -> dict[str, object] | None:
     """The rating as `viewer` may see it: QA staff and the creator do, the owner never."""
-    row = queries.ticket_row(s, ticket_id)
-    found = ratings.get(s, ticket_id)
+    row = tx.tickets.ticket_row(ticket_id)
+    found = tx.ratings.get(ticket_id)
     if found is None or viewer_id == row.owner_id:
         return None
-    if viewer_id != row.creator_id and not queries.is_qa(s, viewer_id):
+    if viewer_id != row.creator_id and not tx.people.is_qa(viewer_id):
         return None
     return {"rating": "good" if found.good else "bad", "comment": found.comment,
             "rated_at": found.rated_at.isoformat(), "changed_at": found.changed_at.isoformat()}
 
 
-def page(s: Session, ticket_id: int, user_id: int, last_day: int, now: datetime) -> Page:
-    row = queries.ticket_row(s, ticket_id)
+def page(tx: Tx, ticket_id: int, user_id: int, last_day: int, now: datetime) -> Page:
+    row = tx.tickets.ticket_row(ticket_id)
     if row.creator_id != user_id:
         raise NotFound("this link was made for someone who no longer created the ticket")
-    found = ratings.get(s, ticket_id)
+    found = tx.ratings.get(ticket_id)
     return Page(ticket_id=ticket_id, title=row.title, good=found.good if found else None,
                 comment=found.comment if found else "", expired=day_number(now) > last_day,
                 last_day=EPOCH + timedelta(days=last_day))
 
 
-def rate(s: Session, ticket_id: int, user_id: int, last_day: int, *, good: bool,
+def rate(tx: Tx, ticket_id: int, user_id: int, last_day: int, *, good: bool,
          comment: str, now: datetime) -> Page:
-    current = page(s, ticket_id, user_id, last_day, now)
+    current = page(tx, ticket_id, user_id, last_day, now)
     if current.expired:
         return current
-    ratings.put(s, ticket_id=ticket_id, user_id=user_id, good=good, comment=comment[:2000],
+    tx.ratings.put(ticket_id=ticket_id, user_id=user_id, good=good, comment=comment[:2000],
                 now=now)
-    return page(s, ticket_id, user_id, last_day, now)
+    return page(tx, ticket_id, user_id, last_day, now)

@@ -20,8 +20,8 @@ from maild.service.commanding import COLUMNS, NOT_COLUMNS
 from maild.settings import load_settings
 from maild.tokens import Signer, make_address, split_address
 from store import queries
-from store.db import transaction
 from tests.conftest import SECRET, Daemon, Received, mail, stop_daemon
+from tests.orm import orm
 
 TEAM = """
 [[users]]
@@ -61,7 +61,7 @@ def reply_address(received: Received) -> str:
 
 
 def user_id(d: Daemon, address: str) -> int:
-    with transaction(d.parts.reader) as s:
+    with orm(d.parts.db) as s:
         user = queries.user_by_address(s, address)
     assert user is not None, address
     return user.id

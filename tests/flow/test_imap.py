@@ -478,7 +478,7 @@ async def test_an_outage_is_one_error_health_fails_then_recovers(make_settings, 
     parts = app.build(settings, clock=clock)
     health = Health()
     [box] = settings.inbound.imap
-    reader = MailboxReader(box, ImapJournal(parts.factory, parts.clock),
+    reader = MailboxReader(box, ImapJournal(parts.db, parts.clock),
                            group_address="support@example.com", reply_local="support",
                            reply_domain="example.com", first_backoff=0.05, max_backoff=0.2,
                            health=health)
@@ -513,7 +513,7 @@ async def test_an_outage_is_one_error_health_fails_then_recovers(make_settings, 
         stop.set()
         await asyncio.wait_for(task, 10)
         await gateway.down()
-        parts.engine.dispose()
+        parts.db.dispose()
     records = [r for r in caplog.records if r.name == "maild.imap"]
     errors = [r.getMessage() for r in records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "failing: ConnectionRefusedError" in errors[0], errors

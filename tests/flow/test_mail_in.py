@@ -12,9 +12,9 @@ import pytest
 from maild.domain import JournalState, Status
 from maild.errors import TransientStoreError
 from maild.tokens import Signer, make_address, split_address
-from store.db import transaction
 from store.models import Bounce, Outbox
 from tests.conftest import SECRET, Daemon, mail
+from tests.orm import orm
 
 
 def reply_token(received) -> str:
@@ -218,7 +218,7 @@ async def test_bounce_is_recorded_against_notification(database, make_settings, 
     assert entry.state is JournalState.DONE
     assert "bounce recorded for alice@customer.example" in (entry.outcome or "")
     assert len(d.sink.received) == sent
-    with transaction(d.parts.reader) as s:
+    with orm(d.parts.db) as s:
         row = s.query(Outbox).filter_by(message_id=ack["Message-ID"]).one()
         [bounce] = s.query(Bounce).all()
     assert row.bounced_at is not None
@@ -341,7 +341,7 @@ def close_ticket(d: Daemon, ticket_id: int, *, locked: bool) -> None:
 
     from store.models import Ticket
 
-    with transaction(d.parts.factory) as s:
+    with orm(d.parts.db, write=True) as s:
         s.execute(update(Ticket).where(Ticket.id == ticket_id).values(
             status="closed", blocked=locked, closed_at=d.parts.clock.now()))
 

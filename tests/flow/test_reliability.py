@@ -9,9 +9,9 @@ from dataclasses import replace
 
 from maild import app, cli
 from maild.domain import JournalState
-from store.db import transaction
 from store.models import Outbox
 from tests.conftest import mail, stop_daemon
+from tests.orm import orm
 
 
 def many_headers(n: int) -> dict[str, str]:
@@ -49,7 +49,7 @@ def test_a_failing_mail_in_a_batch_is_quarantined_alone(database, make_settings,
     from store.journal import Incoming
 
     parts = app.build(make_settings(database), clock=clock)
-    intake = Intake(parts.factory, clock)
+    intake = Intake(parts.db, clock)
     subjects = ["Printer on fire", "Scanner jammed", "Boom", "Fax silent", "Modem dead"]
     rows = []
     for i, subject in enumerate(subjects):
@@ -73,7 +73,7 @@ def test_a_failing_mail_in_a_batch_is_quarantined_alone(database, make_settings,
         JournalState.DONE, JournalState.DONE, JournalState.QUARANTINED, JournalState.DONE,
         JournalState.DONE]
     assert "disk on fire" in (outcomes[2].reason or "")
-    with transaction(parts.reader) as s:
+    with orm(parts.db) as s:
         from store.models import Ticket
 
         titles = sorted(t.title for t in s.query(Ticket))
@@ -81,7 +81,7 @@ def test_a_failing_mail_in_a_batch_is_quarantined_alone(database, make_settings,
     assert titles == sorted(t for t in subjects if t != "Boom")
     assert senders == ["c0@customer.example", "c1@customer.example", "c3@customer.example",
                        "c4@customer.example"]
-    parts.engine.dispose()
+    parts.db.dispose()
 
 
 async def test_crash_between_commit_and_delivery_sends_once(database, make_settings,
@@ -93,14 +93,14 @@ async def test_crash_between_commit_and_delivery_sends_once(database, make_setti
     from maild.inbound.intake import Intake
     from store.journal import Incoming
 
-    jid = Intake(parts.factory, clock).commit_now(Incoming(
+    jid = Intake(parts.db, clock).commit_now(Incoming(
         envelope=Envelope(mail_from="alice@customer.example",
                           rcpt_tos=("support@example.com",), channel=Channel.SMTP),
         raw=mail()))
     assert parts.pipeline.run_one(jid) is not None
-    with transaction(parts.reader) as s:
+    with orm(parts.db) as s:
         stored = {r.to_addr: r.message_id for r in s.query(Outbox)}
-    parts.engine.dispose()
+    parts.db.dispose()
     assert set(stored) == {"alice@customer.example", "ramon@example.com"}
 
     d = await start_daemon(settings)  # the restart
@@ -118,13 +118,13 @@ async def test_relay_failure_retries_with_same_message_id(database, make_setting
     await d.send(mail())
 
     def failed_once() -> bool:
-        with transaction(d.parts.reader) as s:
+        with orm(d.parts.db) as s:
             rows = list(s.query(Outbox))
         return len(rows) == 2 and all(r.last_error and "451" in r.last_error for r in rows)
 
     await d.until(failed_once)
     assert sink.received == []
-    with transaction(d.parts.reader) as s:
+    with orm(d.parts.db) as s:
         rows = list(s.query(Outbox))
     sink.fail_with = None
     clock.advance(minutes=2)  # past the first backoff
@@ -222,7 +222,7 @@ async def test_html_only_mail_is_sanitised_and_readable(database, make_settings,
     view = d.ticket(t.id)
     assert "The checkout page fails." in view.description
     assert "Second" in view.description and "<" not in view.description
-    with transaction(d.parts.reader) as s:
+    with orm(d.parts.db) as s:
         from store.models import Workunit
 
         html = s.query(Workunit).one().html

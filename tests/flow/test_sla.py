@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 
 from maild.domain import Status
 from store import sla as book
-from store.db import transaction
 from tests.conftest import Daemon, mail
 from tests.flow.test_commands_by_mail import RAMON, minted, write
+from tests.orm import orm
 
 MADRID = ZoneInfo("Europe/Madrid")
 
@@ -52,7 +52,7 @@ async def sweep(d: Daemon) -> None:
 
 
 def episodes(d: Daemon, tid: int) -> list[tuple[str, datetime, datetime | None]]:
-    with transaction(d.parts.reader) as s:
+    with orm(d.parts.db) as s:
         return [(b.metric, b.started_at, b.ended_at) for b in book.breaches(s, ticket_ids=[tid])]
 
 

@@ -22,9 +22,9 @@ from maild.health import Children, HealthCheck, Lags
 from maild.inbound import process
 from maild.supervise import Backoff, Health
 from store import journal
-from store.db import transaction
 from store.journal import Incoming
 from tests.conftest import mail
+from tests.orm import orm
 
 
 async def healthz(d: Any) -> tuple[int, dict[str, Any]]:
@@ -53,7 +53,7 @@ async def test_a_mail_that_crashes_the_parser_is_quarantined_alone(
     assert (await healthz(d))[0] == 200  # one bad mail is not a sick daemon
 
     monkeypatch.setattr(process, "parse_mail", real)  # the bug fixed: replay it
-    with transaction(d.parts.factory) as s:
+    with orm(d.parts.db, write=True) as s:
         journal.requeue(s, poisoned[0].id)
     d.running.processor.wake()
     await d.settle()
@@ -134,14 +134,14 @@ async def test_a_task_that_ends_takes_its_process_down(
 def test_health_reports_lag_and_dead_workers(make_settings: Any, clock: Any) -> None:
     parts = app.build(make_settings(), clock=clock)
     try:
-        with transaction(parts.factory) as s:
+        with orm(parts.db, write=True) as s:
             journal.insert_many(s, [Incoming(envelope=Envelope(
                 mail_from="a@b.example", rcpt_tos=("support@example.com",)), raw=mail())],
                 clock.now())
         children = Children()
         children.started("process", 100)
         children.started("deliver", 101)
-        check = HealthCheck(reader=parts.reader, clock=clock, local=Health(),
+        check = HealthCheck(db=parts.db, clock=clock, local=Health(),
                             children=children, lags=Lags(journal_seconds=60))
         report = check.report()
         assert report["status"] == "ok", report
@@ -158,5 +158,5 @@ def test_health_reports_lag_and_dead_workers(make_settings: Any, clock: Any) -> 
         assert check.report()["checks"]["deliver worker"] == {
             "ok": True, "pid": 102, "restarts": 1, "last_exit": -9, "reason": None}
     finally:
-        parts.engine.dispose()
+        parts.db.dispose()
 

@@ -10,7 +10,6 @@ import sqlite3
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.orm import sessionmaker
 
 from maild import app
 from maild.domain import Channel, Envelope
@@ -18,9 +17,10 @@ from maild.errors import TransientStoreError
 from maild.inbound.intake import Intake
 from maild.supervise import Health
 from store import journal
-from store.db import transaction
 from store.journal import Incoming
+from store.unit import Database
 from tests.conftest import mail
+from tests.orm import orm
 
 
 def incoming(sender: str, subject: str = "Printer on fire") -> Incoming:
@@ -31,8 +31,8 @@ def incoming(sender: str, subject: str = "Printer on fire") -> Incoming:
 
 def refuse_inserts(parts: app.Parts, message: str) -> None:
     """A trigger that makes the database refuse every new journal row."""
-    with transaction(parts.factory) as s:
-        if parts.engine.dialect.name == "sqlite":
+    with orm(parts.db, write=True) as s:
+        if parts.db.dialect == "sqlite":
             s.execute(text("CREATE TRIGGER journal_refuses BEFORE INSERT ON journal "
                            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"))
         else:
@@ -43,8 +43,8 @@ def refuse_inserts(parts: app.Parts, message: str) -> None:
 
 
 def accept_inserts(parts: app.Parts) -> None:
-    with transaction(parts.factory) as s:
-        s.execute(text("DROP TRIGGER journal_refuses" if parts.engine.dialect.name == "sqlite"
+    with orm(parts.db, write=True) as s:
+        s.execute(text("DROP TRIGGER journal_refuses" if parts.db.dialect == "sqlite"
                        else "DROP TRIGGER journal_refuses ON journal"))
 
 
@@ -53,7 +53,7 @@ async def test_a_mail_the_database_refuses_fails_alone(database, make_settings, 
     aiosmtpd hands them over: lone surrogates). The eight others are committed."""
     parts = app.build(make_settings(database), clock=clock)
     health = Health()
-    intake = Intake(parts.factory, clock, health=health)
+    intake = Intake(parts.db, clock, health=health)
     items = [incoming(f"c{i}@customer.example", f"Problem {i}") for i in range(8)]
     items.insert(3, incoming("evil\udcff@attacker.example"))
     try:
@@ -63,7 +63,7 @@ async def test_a_mail_the_database_refuses_fails_alone(database, make_settings, 
         bad = results.pop(3)
         assert isinstance(bad, Exception)
         assert all(isinstance(r, int) for r in results), results
-        with transaction(parts.reader) as s:
+        with orm(parts.db) as s:
             kept = sorted(e.mail_from for e in journal.entries(s))
         assert kept == sorted(f"c{i}@customer.example" for i in range(8))
         assert health.snapshot()["intake"].ok
@@ -71,14 +71,14 @@ async def test_a_mail_the_database_refuses_fails_alone(database, make_settings, 
         assert len(said) == 2  # the batch, then the one mail that failed
         assert "each alone, 1 failed" in said[0] and "attacker" in said[1]
     finally:
-        parts.engine.dispose()
+        parts.db.dispose()
 
 
 async def test_a_refusing_database_fails_every_mail_then_recovers(database, make_settings,
                                                                    clock, caplog):
     parts = app.build(make_settings(database), clock=clock)
     health = Health()
-    intake = Intake(parts.factory, clock, health=health)
+    intake = Intake(parts.db, clock, health=health)
     try:
         refuse_inserts(parts, "journal refused by the test")
         with caplog.at_level(logging.INFO, logger="maild.intake"):
@@ -96,7 +96,7 @@ async def test_a_refusing_database_fails_every_mail_then_recovers(database, make
         assert len(failing) == 1  # the outage once, not once a batch
     finally:
         intake.close()
-        parts.engine.dispose()
+        parts.db.dispose()
 
 
 async def test_an_unwritable_database_fails_the_batch_without_retrying_each(
@@ -104,12 +104,12 @@ async def test_an_unwritable_database_fails_the_batch_without_retrying_each(
     """A database that is read-only (or away, or locked) fails every mail alike: the batch is
     answered at once, not retried mail by mail."""
     parts = app.build(make_settings(), clock=clock)  # creates the schema
-    parts.engine.dispose()
+    parts.db.dispose()
     path = tmp_path / "maild.db"
     engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(
         f"file:{path}?mode=ro", uri=True, check_same_thread=False))
     health = Health()
-    intake = Intake(sessionmaker(engine), clock, health=health)
+    intake = Intake(Database.over(engine), clock, health=health)
     try:
         with caplog.at_level(logging.INFO, logger="maild.intake"):
             results = await asyncio.gather(

@@ -29,9 +29,9 @@ from maild.inbound.intake import Intake
 from maild.inbound.smtp import MailHandler, start_server
 from maild.settings import load_settings
 from store import journal
-from store.db import transaction
 from tests.conftest import BASE_CONFIG, SECRET
 from tests.flow.test_listener_faults import Peer, data_block, leaks
+from tests.orm import orm
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Listener:
     parts: app.Parts
 
     def raws(self) -> list[bytes]:
-        with transaction(self.parts.reader) as s:
+        with orm(self.parts.db) as s:
             return [journal.raw(s, e.id) for e in reversed(journal.entries(s))]
 
 
@@ -52,7 +52,7 @@ async def listen(make_settings, clock) -> AsyncIterator[Callable[..., Any]]:
     async def start(*, accepts: Callable[[str], bool] | None = None,
                     **limits: Any) -> Listener:
         parts = app.build(make_settings(), clock=clock)
-        handler = MailHandler(Intake(parts.factory, clock), channel=Channel.SMTP,
+        handler = MailHandler(Intake(parts.db, clock), channel=Channel.SMTP,
                               accepts=accepts or (lambda a: a.endswith("@example.com")))
         stats = ConnectionStats()
         server = await start_server(handler, host="127.0.0.1", port=0, protocol="smtp",
@@ -65,7 +65,7 @@ async def listen(make_settings, clock) -> AsyncIterator[Callable[..., Any]]:
     for server, parts in servers:
         server.close()
         await server.wait_closed()
-        parts.engine.dispose()
+        parts.db.dispose()
 
 
 async def transaction_(p: Peer, raw: bytes) -> bytes:

@@ -21,8 +21,8 @@ from maild.outbound.transport import SmtpRelay, Transport
 from maild.outbound.worker import DeliveryWorker, Site
 from maild.settings import Settings
 from store import outbox
-from store.db import transaction
 from tests.conftest import Sink
+from tests.orm import orm
 
 CONTEXT = {k: v for k, v in SAMPLE.items() if k not in ("workorder", "survey", "site")}
 
@@ -32,13 +32,13 @@ def parts(make_settings: Callable[..., Settings]) -> Iterator[app.Parts]:
     """The daemon's parts on a SQLite file, with a real clock (retries are in real time)."""
     built = app.build(make_settings(), clock=SystemClock())
     yield built
-    built.engine.dispose()
+    built.db.dispose()
 
 
 def make_worker(parts: app.Parts, transport: Transport, **kw: Any) -> DeliveryWorker:
     s = parts.settings
     return DeliveryWorker(
-        factory=parts.factory, reader=parts.reader, clock=parts.clock, renderer=parts.renderer,
+        db=parts.db, clock=parts.clock, renderer=parts.renderer,
         transport=transport, signer=parts.signer, site=Site(name=s.site.name, url=s.site.url),
         me=Identity(from_addr=s.outbound.from_addr, from_name=s.outbound.from_name,
                     reply_local=s.outbound.reply_local, reply_domain=s.outbound.reply_domain),
@@ -51,7 +51,7 @@ def queue(parts: app.Parts, to: str, *, name: str = "", in_reply_to: str | None 
     """One notification, as the service writes an automatic answer (`outbox.add`)."""
     context = {**CONTEXT, "ticket": {**CONTEXT["ticket"], "title": title},
                "recipient": {"name": name, "email": to}}
-    with transaction(parts.factory) as s:
+    with orm(parts.db, write=True) as s:
         return outbox.add(s, now=parts.clock.now(), template="ticket/creator/created",
                           to_addr=to, to_user_id=None, ticket_id=None, group_id=None,
                           message_id=message_id or f"<{uuid.uuid4().hex}@example.com>",
@@ -59,12 +59,12 @@ def queue(parts: app.Parts, to: str, *, name: str = "", in_reply_to: str | None 
 
 
 def row(parts: app.Parts, outbox_id: int) -> outbox.OutboxEntry:
-    with transaction(parts.reader) as s:
+    with orm(parts.db) as s:
         return outbox.entry(s, outbox_id)
 
 
 def due_now(parts: app.Parts) -> bool:
-    with transaction(parts.reader) as s:
+    with orm(parts.db) as s:
         due = outbox.next_due(s)
     return due is not None and due <= parts.clock.now()
 

@@ -17,9 +17,9 @@ from maild import app, cli
 from maild.domain import Envelope, OutboxState
 from maild.outbound.burst import BurstHold
 from store import journal, outbox
-from store.db import transaction
 from store.journal import Incoming
 from tests.conftest import mail
+from tests.orm import orm
 from tests.outbound.conftest import Relay, due_now, make_worker, queue, row, until
 
 JOSE = "j\u00f6s\u00e9@example.org"
@@ -198,7 +198,7 @@ async def test_the_daemon_answers_others_after_a_poison_mail(make_settings: Any,
     await d.send(mail(sender="Bob <bob@customer.example>", subject="Third"))
     await d.settle()
     assert not d.task.done()
-    with transaction(d.parts.reader) as s:
+    with orm(d.parts.db) as s:
         dead = outbox.entries(s, state="dead")
     assert [e.to_addr for e in dead] == [JOSE]
     assert "SMTPUTF8" in (dead[0].last_error or "")
@@ -217,7 +217,7 @@ async def test_the_burst_hold_says_when_notifications_wait_and_go_again(
     assert await worker.run_once() == 1  # no burst yet
 
     def burst() -> None:
-        with transaction(parts.factory) as s:
+        with orm(parts.db, write=True) as s:
             journal.insert_many(s, [Incoming(envelope=Envelope(
                 mail_from="a@b.example", rcpt_tos=("support@example.com",)),
                 raw=b"Subject: x\r\n\r\nx\r\n") for _ in range(30)], parts.clock.now())

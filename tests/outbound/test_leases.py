@@ -26,6 +26,7 @@ from maild.outbound.worker import holder_alive, make_holder, node_name
 from maild.settings import load_settings
 from store import db, outbox
 from store.db import transaction
+from tests.orm import orm
 from tests.outbound.conftest import Relay, make_worker, queue, row, until
 from tests.outbound.test_relay_faults import HeldSink
 from tests.processes import run_config
@@ -137,9 +138,9 @@ async def test_a_restarted_worker_takes_back_a_dead_holder_s_rows_at_once(
     dead, alive = f"{node}:{dead_pid()}:dead", f"{node}:{os.getpid()}:other"
     elsewhere = f"another-node:{dead_pid()}:x"
     now = parts.clock.now()
-    with transaction(parts.reader) as s:
+    with orm(parts.db) as s:
         mails = outbox.due(s, now, 10)
-    with transaction(parts.factory) as s:
+    with orm(parts.db, write=True) as s:
         for mail, holder in zip(mails, (dead, dead, alive, elsewhere), strict=True):
             outbox.lease(s, [mail], now, timedelta(seconds=8), holder)
     worker = make_worker(parts, transport)
@@ -235,4 +236,4 @@ async def test_after_kill_9_and_a_restart_its_notifications_go_out_within_second
                     proc.wait()
         server.close()
         await server.wait_closed()
-        parts.engine.dispose()
+        parts.db.dispose()

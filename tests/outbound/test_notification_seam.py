@@ -23,8 +23,8 @@ from maild.domain import (
 )
 from maild.outbound.sample import SAMPLE
 from store import outbox
-from store.db import transaction
 from store.models import Outbox
+from tests.orm import orm
 from tests.outbound.conftest import CONTEXT, Relay, due_now, make_worker, row, until
 
 BASE = {k: v for k, v in CONTEXT.items() if k != "recipient"}  # a template context
@@ -41,19 +41,19 @@ HOOK = {"rule": "Urgent to Javi", "event": "create", "ticket": BASE["ticket"]}
 def old_row(parts: app.Parts, template: str, to: str, context: dict[str, Any]) -> int:
     """A row as the service wrote it before the seam was typed: its parts in the context
     (no ticket or user in this empty database: the survey link names them)."""
-    with transaction(parts.factory) as s:
+    with orm(parts.db, write=True) as s:
         return outbox.add(s, now=parts.clock.now(), template=template, to_addr=to,
                           to_user_id=None, ticket_id=None, group_id=None,
                           message_id=f"<{uuid.uuid4().hex}@example.com>", context=context)
 
 
 def stored_context(parts: app.Parts, message_id: str) -> Any:
-    with transaction(parts.reader) as s:
+    with orm(parts.db) as s:
         return s.scalar(select(Outbox.context).where(Outbox.message_id == message_id))
 
 
 def read(parts: app.Parts) -> dict[str, Notification]:
-    with transaction(parts.reader) as s:
+    with orm(parts.db) as s:
         mails = outbox.due(s, parts.clock.now(), 100)
     assert all(m.unreadable is None for m in mails)
     return {m.notification.message_id: m.notification for m in mails}
@@ -73,7 +73,7 @@ def test_notifications_are_stored_as_rows_always_were_and_read_back_typed(
     order = note(template="commands/workorder", workorder=ORDER)
     hook = note(kind=NotificationKind.WEBHOOK, template="webhook", context=HOOK,
                 recipient=Recipient(email="https://hooks.example/x"))
-    with transaction(parts.factory) as s:
+    with orm(parts.db, write=True) as s:
         outbox.add_many(s, [survey, order, hook], parts.clock.now())
     assert read(parts) == {n.message_id: n for n in (survey, order, hook)}
     # The stored form is the one rows had before: an older worker still reads them.
@@ -83,7 +83,7 @@ def test_notifications_are_stored_as_rows_always_were_and_read_back_typed(
                                                        "workorder": WORKORDER}
     assert stored_context(parts, hook.message_id) == {
         **HOOK, "recipient": {"name": "", "email": "https://hooks.example/x"}}
-    with transaction(parts.reader) as s:
+    with orm(parts.db) as s:
         assert s.scalar(select(Outbox.template).where(
             Outbox.message_id == hook.message_id)) == "webhook"
 
@@ -96,7 +96,7 @@ def test_rows_queued_before_the_seam_read_as_typed_notifications(parts: app.Part
                    {**BASE, **person, "workorder": WORKORDER}),
            old_row(parts, "webhook", "https://hooks.example/x",
                    {**HOOK, "recipient": {"name": "", "email": "https://hooks.example/x"}})]
-    with transaction(parts.reader) as s:
+    with orm(parts.db) as s:
         mails = {m.id: m.notification for m in outbox.due(s, parts.clock.now(), 100)}
     survey, order, hook = (mails[i] for i in ids)
     assert (survey.kind, survey.survey, survey.workorder) == (
@@ -116,7 +116,7 @@ async def test_an_old_survey_row_gets_its_signed_link_and_an_unreadable_row_dies
     broken = {k: v for k, v in SURVEY.items() if k != "user_id"}
     bad = old_row(parts, "ticket/creator/satisfaction", "dan@acme.example",
                   {**BASE, **person, "survey": broken})
-    with transaction(parts.factory) as s:  # and one queued now, typed
+    with orm(parts.db, write=True) as s:  # and one queued now, typed
         outbox.add_many(s, [replace(note(survey=SurveyLink(**SURVEY)),
                                     recipient=Recipient(email="eve@acme.example"))],
                         parts.clock.now())

@@ -191,7 +191,7 @@ async def test_database_cut_is_one_episode_and_a_sent_mail_is_recorded_after(
         await transport.close()
         server.close()
         await server.wait_closed()
-        parts.engine.dispose()
+        parts.db.dispose()
         direct.dispose()
         proxy.close()
 
