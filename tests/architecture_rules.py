@@ -73,7 +73,7 @@ LIBRARIES: dict[str, str] = {
     "alembic": "store",
     "psycopg": "store",  # reached through SQLAlchemy's URL; never imported by hand
     "aiosmtpd": "maild.inbound.smtp",
-    "aioimaplib": "maild.inbound.imap",
+    "aioimaplib": "maild.inbound.imap_client",
     "mailparser": "maild.inbound.parse",
     "bleach": "maild.inbound.sanitize",
     "jinja2": "maild.outbound.render",
