@@ -26,6 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.errors import StoreError, TransientStoreError
+from store.prepared import Dynamic
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 AUTOCHECKPOINT_PAGES = 8000  # ~32 MB of WAL
@@ -173,11 +174,14 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+_PING = Dynamic(text("SELECT 1"))
+
+
 def ping(factory: sessionmaker[Session]) -> str | None:
     """Whether the database answers: None, or why not (for health and supervisors)."""
     try:
         with transaction(factory) as s:
-            s.execute(text("SELECT 1"))
+            _PING.scalar(s)
     except StoreError as exc:
         return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
     return None

@@ -10,7 +10,15 @@ from sqlalchemy.orm import Session
 
 from maild.domain import Access, UserKind
 from store.models import Company, Group, GroupAddress, Membership, User, UserEmail
-from store.queries import GroupRef, UserRef
+from store.prepared import Prepared
+from store.queries import (
+    GROUP_COLUMNS,
+    USER_COLUMNS,
+    GroupRef,
+    UserRef,
+    group_from_row,
+    user_from_row,
+)
 
 
 @dataclass(frozen=True)
@@ -37,27 +45,30 @@ class Directory:
         return self.access.get((user_id, group_id))
 
 
+_GROUPS = Prepared(select(*GROUP_COLUMNS).where(Group.active.is_(True)))
+_GROUP_ADDRESSES = Prepared(select(GroupAddress.address, GroupAddress.group_id))
+_COMPANIES = Prepared(select(Company.id, Company.name))
+_STAFF = Prepared(select(*USER_COLUMNS, User.company_id, UserEmail.address)
+                  .join(UserEmail, UserEmail.user_id == User.id)
+                  .where(User.kind == UserKind.STAFF.value, User.active.is_(True))
+                  .order_by(UserEmail.id))
+_MEMBERSHIPS = Prepared(select(Membership.user_id, Membership.group_id, Membership.access))
+
+
 def load_directory(s: Session) -> Directory:
-    groups = {g.id: GroupRef(id=g.id, name=g.name, default_owner_id=g.default_owner_id,
-                             accept_unknown_senders=g.accept_unknown_senders)
-              for g in s.scalars(select(Group).where(Group.active.is_(True)))}
-    by_addr = {a.address: a.group_id for a in s.scalars(select(GroupAddress))
-               if a.group_id in groups}
-    companies = {c.id: c.name for c in s.scalars(select(Company))}
+    groups = {g.id: group_from_row(g) for g in _GROUPS.rows(s)}
+    by_addr = {a.address: a.group_id for a in _GROUP_ADDRESSES.rows(s) if a.group_id in groups}
+    companies = {c.id: c.name for c in _COMPANIES.rows(s)}
     staff: dict[int, UserRef] = {}
     staff_addr: dict[str, int] = {}
     admins: set[int] = set()
-    rows = s.execute(select(User, UserEmail.address).join(UserEmail, UserEmail.user_id == User.id)
-                     .where(User.kind == UserKind.STAFF.value, User.active.is_(True))
-                     .order_by(UserEmail.id))
-    for user, address in rows:
-        if user.id not in staff:
-            staff[user.id] = UserRef(id=user.id, login=user.login, name=user.name,
-                                     kind=UserKind.STAFF, email=address, admin=user.admin,
-                                     company=companies.get(user.company_id or 0))
-        staff_addr[address] = user.id
-        if user.admin:
-            admins.add(user.id)
-    access = {(m.user_id, m.group_id): Access(m.access) for m in s.scalars(select(Membership))}
+    for row in _STAFF.rows(s):
+        if row.id not in staff:  # their first address is where their mail goes
+            staff[row.id] = user_from_row(row, email=row.address,
+                                          company=companies.get(row.company_id or 0))
+        staff_addr[row.address] = row.id
+        if row.admin:
+            admins.add(row.id)
+    access = {(m.user_id, m.group_id): Access(m.access) for m in _MEMBERSHIPS.rows(s)}
     return Directory(groups=groups, group_by_address=by_addr, staff=staff,
                      staff_by_address=staff_addr, access=access, admins=frozenset(admins))

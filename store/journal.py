@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from maild.domain import Channel, Envelope, JournalState
 from maild.errors import NotFound
 from store.models import Journal, JournalRaw
-from store.prepared import Prepared
+from store.prepared import Dynamic, Prepared
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,16 +65,16 @@ def known_sha256(s: Session, digests: list[str]) -> set[str]:
     """Which of these contents are in the journal already (an IMAP message read twice)."""
     if not digests:
         return set()
-    return set(s.scalars(select(Journal.sha256).where(Journal.sha256.in_(digests))))
+    return set(Dynamic(select(Journal.sha256).where(Journal.sha256.in_(digests))).scalars(s))
 
 
-_LOAD = (select(JournalRaw.raw, Journal.mail_from, Journal.rcpt_tos, Journal.channel,
+_LOAD = Prepared(select(JournalRaw.raw, Journal.mail_from, Journal.rcpt_tos, Journal.channel,
                 Journal.state).join(JournalRaw, JournalRaw.id == Journal.id)
          .where(Journal.id == bindparam("jid")))
 
 
 def load(s: Session, journal_id: int) -> tuple[bytes, Envelope, JournalState]:
-    row = s.connection().execute(_LOAD, {"jid": journal_id}).first()
+    row = _LOAD.first(s, {"jid": journal_id})
     if row is None:
         raise NotFound(f"no journal entry {journal_id}")
     env = _envelope(row.mail_from, row.rcpt_tos, row.channel)
@@ -104,37 +105,40 @@ def finish(s: Session, journal_id: int, state: JournalState, now: datetime, *,
 
 def requeue(s: Session, journal_id: int) -> JournalState:
     """Put a quarantined or held row back in the queue (the CLI's replay)."""
-    row = s.get(Journal, journal_id)
-    if row is None:
+    previous = _STATE.scalar(s, {"jid": journal_id})
+    if previous is None:
         raise NotFound(f"no journal entry {journal_id}")
-    previous = JournalState(row.state)
-    row.state = JournalState.PENDING.value
-    row.lease_until = None
-    return previous
+    _REQUEUE.run(s, {"jid": journal_id})
+    return JournalState(previous)
+
+
+_STATE = Prepared(select(Journal.state).where(Journal.id == bindparam("jid")))
+_REQUEUE = Prepared(update(Journal).where(Journal.id == bindparam("jid")).values(
+    state=JournalState.PENDING.value, lease_until=None))
+_PENDING_IDS = Prepared(
+    select(Journal.id).where(Journal.state == JournalState.PENDING.value,
+                             or_(Journal.lease_until.is_(None),
+                                 Journal.lease_until < bindparam("now")))
+    .order_by(Journal.id).limit(bindparam("limit")))
 
 
 def pending_ids(s: Session, now: datetime, limit: int = 100) -> list[int]:
-    q = (select(Journal.id)
-         .where(Journal.state == JournalState.PENDING.value,
-                or_(Journal.lease_until.is_(None), Journal.lease_until < now))
-         .order_by(Journal.id).limit(limit))
-    return list(s.scalars(q))
+    return _PENDING_IDS.scalars(s, {"now": now, "limit": limit})
 
 
-_PENDING_SIZES = (select(Journal.id, Journal.size)
+_PENDING_SIZES = Prepared(select(Journal.id, Journal.size)
                   .where(Journal.state == JournalState.PENDING.value)
                   .order_by(Journal.id).limit(bindparam("limit")))
-_LOAD_MANY = (select(Journal.id, JournalRaw.raw, Journal.mail_from, Journal.rcpt_tos,
+_LOAD_MANY = Dynamic(select(Journal.id, JournalRaw.raw, Journal.mail_from, Journal.rcpt_tos,
                      Journal.channel).join(JournalRaw, JournalRaw.id == Journal.id)
               .where(Journal.id.in_(bindparam("ids", expanding=True))).order_by(Journal.id))
 
 
 def load_pending(s: Session, limit: int, max_bytes: int) -> list[tuple[int, bytes, Envelope]]:
     """The next pending rows with their mail, as many as fit in `max_bytes` (at least one)."""
-    conn = s.connection()
     ids: list[int] = []
     total = 0
-    for jid, size in conn.execute(_PENDING_SIZES, {"limit": limit}):
+    for jid, size in _PENDING_SIZES.rows(s, {"limit": limit}):
         if ids and total + size > max_bytes:
             break
         ids.append(jid)
@@ -142,7 +146,7 @@ def load_pending(s: Session, limit: int, max_bytes: int) -> list[tuple[int, byte
     if not ids:
         return []
     return [(r.id, bytes(r.raw), _envelope(r.mail_from, r.rcpt_tos, r.channel))
-            for r in conn.execute(_LOAD_MANY, {"ids": ids})]
+            for r in _LOAD_MANY.rows(s, {"ids": ids})]
 
 
 def _envelope(mail_from: str, rcpt_tos: str, channel: str) -> Envelope:
@@ -177,7 +181,7 @@ def seen_message_id(s: Session, message_id: str, before_id: int,
     return ids[:limit]
 
 
-_RAWS = (select(JournalRaw.id, JournalRaw.raw)
+_RAWS = Dynamic(select(JournalRaw.id, JournalRaw.raw)
          .where(JournalRaw.id.in_(bindparam("ids", expanding=True))).order_by(JournalRaw.id))
 
 
@@ -186,19 +190,26 @@ def raws(s: Session, journal_ids: list[int]) -> dict[int, bytes]:
     if not journal_ids:
         return {}
     return {int(r.id): bytes(r.raw)
-            for r in s.connection().execute(_RAWS, {"ids": journal_ids})}
+            for r in _RAWS.rows(s, {"ids": journal_ids})}
 
 
 def entries(s: Session, *, state: JournalState | None = None,
             limit: int = 100) -> list[JournalEntry]:
-    q = select(Journal).order_by(Journal.id.desc()).limit(limit)
+    q = select(*_ENTRY).order_by(Journal.id.desc()).limit(limit)
     if state is not None:
         q = q.where(Journal.state == state.value)
-    return [_entry(r) for r in s.scalars(q)]
+    return [_entry(r) for r in Dynamic(q).rows(s)]
+
+
+_ENTRY = (Journal.id, Journal.received_at, Journal.channel, Journal.source, Journal.mail_from,
+          Journal.rcpt_tos, Journal.size, Journal.sha256, Journal.message_id, Journal.state,
+          Journal.reason, Journal.outcome, Journal.ticket_id, Journal.attempts,
+          Journal.processed_at)
+_ENTRY_BY_ID = Prepared(select(*_ENTRY).where(Journal.id == bindparam("jid")))
 
 
 def entry(s: Session, journal_id: int) -> JournalEntry:
-    row = s.get(Journal, journal_id)
+    row = _ENTRY_BY_ID.first(s, {"jid": journal_id})
     if row is None:
         raise NotFound(f"no journal entry {journal_id}")
     return _entry(row)
@@ -208,7 +219,7 @@ def raw(s: Session, journal_id: int) -> bytes:
     return load(s, journal_id)[0]
 
 
-def _entry(r: Journal) -> JournalEntry:
+def _entry(r: Any) -> JournalEntry:
     return JournalEntry(id=r.id, received_at=r.received_at, channel=r.channel, source=r.source,
                         mail_from=r.mail_from, rcpt_tos=tuple(filter(None, r.rcpt_tos.split("\n"))),
                         size=r.size, sha256=r.sha256, message_id=r.message_id,

@@ -27,7 +27,7 @@ from maild.domain import (
 )
 from maild.errors import MaildError, NotFound
 from store.models import Bounce, MessageRef, Outbox
-from store.prepared import Prepared
+from store.prepared import Dynamic, Prepared
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,19 +95,39 @@ def _recipient(n: Notification) -> dict[str, Any]:
     return {"name": n.recipient.name, "email": n.recipient.email}
 
 
-def _stored(n: Notification) -> dict[str, Any]:
-    """A Notification as the values of its outbox row."""
+def _stored(n: Notification, now: datetime) -> dict[str, Any]:
+    """A Notification as the values of its new outbox row."""
     context: dict[str, Any] = {**n.context, "recipient": _recipient(n)}
     if n.survey is not None:
         context["survey"] = asdict(n.survey)
     if n.workorder is not None:
         context["workorder"] = asdict(n.workorder)
-    return {"template": WEBHOOK_TEMPLATE if n.kind is NotificationKind.WEBHOOK else n.template,
-            "to_addr": n.recipient.email, "to_user_id": n.recipient.user_id,
-            "ticket_id": n.ticket_id, "group_id": n.group_id, "message_id": n.message_id,
-            "context": context, "in_reply_to": n.in_reply_to,
-            "references": " ".join(n.references) or None, "automatic": n.automatic,
-            "state": (OutboxState.HELD_BACK if n.held_back else OutboxState.PENDING).value}
+    return _row(now=now, template=WEBHOOK_TEMPLATE if n.kind is NotificationKind.WEBHOOK
+                else n.template, to_addr=n.recipient.email, to_user_id=n.recipient.user_id,
+                ticket_id=n.ticket_id, group_id=n.group_id, message_id=n.message_id,
+                context=context, in_reply_to=n.in_reply_to, references=n.references,
+                automatic=n.automatic,
+                state=OutboxState.HELD_BACK if n.held_back else OutboxState.PENDING)
+
+
+def _row(*, now: datetime, template: str, to_addr: str, to_user_id: int | None,
+         ticket_id: int | None, group_id: int | None, message_id: str,
+         context: dict[str, Any], in_reply_to: str | None, references: tuple[str, ...],
+         automatic: bool, state: OutboxState) -> dict[str, Any]:
+    """The values of a new outbox row: the one place that builds one."""
+    return {"created_at": now, "next_attempt_at": now, "attempts": 0, "template": template,
+            "to_addr": to_addr, "to_user_id": to_user_id, "ticket_id": ticket_id,
+            "group_id": group_id, "message_id": message_id, "context": context,
+            "in_reply_to": in_reply_to, "references": " ".join(references) or None,
+            "automatic": automatic, "state": state.value}
+
+
+def _refs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The Message-IDs of the new rows that are pending and about a ticket (replies to them
+    find it)."""
+    return [{"message_id": r["message_id"], "ticket_id": r["ticket_id"], "sent": True}
+            for r in rows
+            if r["ticket_id"] is not None and r["state"] == OutboxState.PENDING.value]
 
 
 def _addressing(r: Any) -> Notification:
@@ -157,33 +177,27 @@ def add(s: Session, *, now: datetime, template: str, to_addr: str, to_user_id: i
         ticket_id: int | None, group_id: int | None, message_id: str, context: dict[str, Any],
         in_reply_to: str | None = None, references: tuple[str, ...] = (),
         automatic: bool = False, state: OutboxState = OutboxState.PENDING) -> int:
-    row = Outbox(created_at=now, ticket_id=ticket_id, group_id=group_id, template=template,
-                 to_addr=to_addr, to_user_id=to_user_id, automatic=automatic,
-                 message_id=message_id, in_reply_to=in_reply_to,
-                 references=" ".join(references) or None, context=context, state=state.value,
-                 attempts=0, next_attempt_at=now)
-    s.add(row)
-    if ticket_id is not None and state is OutboxState.PENDING:
-        s.add(MessageRef(message_id=message_id, ticket_id=ticket_id, sent=True))
-    s.flush()
-    return row.id
+    """One row with its context as given (not a Notification's: the tests write rows in the
+    formats of older mailds with it); its id."""
+    row = _row(now=now, template=template, to_addr=to_addr, to_user_id=to_user_id,
+               ticket_id=ticket_id, group_id=group_id, message_id=message_id, context=context,
+               in_reply_to=in_reply_to, references=references, automatic=automatic,
+               state=state)
+    new_id = int(_INSERT_ID.scalar(s, row))
+    _INSERT_REF.run_many(s, _refs([row]))
+    return new_id
 
 
 def add_many(s: Session, notes: Sequence[Notification], now: datetime) -> None:
     """Queue notifications in one statement (the ingest hot path), with the Message-IDs of
     the pending ones that are about a ticket (replies to them find it)."""
-    if not notes:
-        return
-    rows = [{"created_at": now, "next_attempt_at": now, "attempts": 0, **_stored(n)}
-            for n in notes]
+    rows = [_stored(n, now) for n in notes]
     _INSERT.run_many(s, rows)
-    _INSERT_REF.run_many(s, [
-        {"message_id": r["message_id"], "ticket_id": r["ticket_id"], "sent": True}
-        for r in rows if r["ticket_id"] is not None
-        and r["state"] == OutboxState.PENDING.value])
+    _INSERT_REF.run_many(s, _refs(rows))
 
 
 _INSERT = Prepared(insert(Outbox))
+_INSERT_ID = Prepared(insert(Outbox).returning(Outbox.id))
 _INSERT_REF = Prepared(insert(MessageRef))
 _AUTOMATIC_SINCE = Prepared(select(func.count(Outbox.id)).where(
     Outbox.to_addr == bindparam("to"), Outbox.created_at >= bindparam("since"),
@@ -231,27 +245,25 @@ def renew(s: Session, ids: list[int], holder: str, until: datetime) -> int:
     """Extend the leases `holder` still has on these rows; how many it still had."""
     if not ids:
         return 0
-    result = s.execute(update(Outbox).where(
+    return Dynamic(update(Outbox).where(
         Outbox.id.in_(ids), Outbox.lease_holder == holder,
-        Outbox.state == OutboxState.PENDING.value).values(lease_until=until))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        Outbox.state == OutboxState.PENDING.value).values(lease_until=until)).run(s)
 
 
 def holders_on(s: Session, node: str, now: datetime) -> list[str]:
     """The holders named `node:…` of leases still running on pending rows."""
-    return list(s.scalars(select(Outbox.lease_holder).distinct().where(
+    return Dynamic(select(Outbox.lease_holder).distinct().where(
         Outbox.state == OutboxState.PENDING.value, Outbox.lease_until >= now,
-        Outbox.lease_holder.startswith(f"{node}:", autoescape=True))))
+        Outbox.lease_holder.startswith(f"{node}:", autoescape=True))).scalars(s)
 
 
 def release(s: Session, holders: list[str]) -> int:
     """End the leases these (dead) holders have on pending rows: they are due again now."""
     if not holders:
         return 0
-    result = s.execute(update(Outbox).where(
+    return Dynamic(update(Outbox).where(
         Outbox.state == OutboxState.PENDING.value, Outbox.lease_holder.in_(holders))
-        .values(lease_until=None, lease_holder=None))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        .values(lease_until=None, lease_holder=None)).run(s)
 
 
 def mark_sent(s: Session, ids: list[int], now: datetime) -> None:
@@ -267,21 +279,28 @@ def mark_failed(s: Session, outbox_id: int, error: str, *, retry_at: datetime | 
         values["state"] = OutboxState.DEAD.value
     else:
         values["next_attempt_at"] = retry_at
-    s.execute(update(Outbox).where(Outbox.id == outbox_id,
-                                   Outbox.state == OutboxState.PENDING.value).values(**values))
+    Dynamic(update(Outbox).where(Outbox.id == outbox_id,
+                                 Outbox.state == OutboxState.PENDING.value)
+            .values(**values)).run(s)
+
+
+_NEXT_DUE = Prepared(select(func.min(Outbox.next_attempt_at).label("next_due"))
+                     .where(Outbox.state == OutboxState.PENDING.value))
+_COUNTS = Prepared(select(Outbox.state, func.count(Outbox.id).label("n"))
+                   .group_by(Outbox.state))
 
 
 def next_due(s: Session) -> datetime | None:
-    return s.scalar(select(func.min(Outbox.next_attempt_at))
-                    .where(Outbox.state == OutboxState.PENDING.value))
+    when: datetime | None = _NEXT_DUE.scalar(s)
+    return when
+
 
 def counts(s: Session) -> dict[str, int]:
-    return {state: n for state, n in s.execute(
-        select(Outbox.state, func.count(Outbox.id)).group_by(Outbox.state))}
+    return {r.state: int(r.n) for r in _COUNTS.rows(s)}
 
 
 def by_id(s: Session, outbox_id: int) -> OutboxEntry | None:
-    row = s.get(Outbox, outbox_id)
+    row = _ENTRY_BY_ID.first(s, {"oid": outbox_id})
     return None if row is None else _entry(row)
 
 
@@ -311,22 +330,29 @@ class OutboxEntry:
 
 def entries(s: Session, *, state: str | None = None, limit: int = 100) -> list[OutboxEntry]:
     """Newest first; `state` is an OutboxState value or FAILED (pending, last try failed)."""
-    q = select(Outbox).order_by(Outbox.id.desc()).limit(limit)
+    q = select(*_ENTRY).order_by(Outbox.id.desc()).limit(limit)
     if state == FAILED:
         q = q.where(Outbox.state == OutboxState.PENDING.value, Outbox.last_error.is_not(None))
     elif state is not None:
         q = q.where(Outbox.state == state)
-    return [_entry(r) for r in s.scalars(q)]
+    return [_entry(r) for r in Dynamic(q).rows(s)]
 
 
 def entry(s: Session, outbox_id: int) -> OutboxEntry:
-    row = s.get(Outbox, outbox_id)
+    row = _ENTRY_BY_ID.first(s, {"oid": outbox_id})
     if row is None:
         raise NotFound(f"no notification {outbox_id} in the outbox")
     return _entry(row)
 
 
-def _entry(r: Outbox) -> OutboxEntry:
+_ENTRY = (Outbox.id, Outbox.state, Outbox.to_addr, Outbox.context, Outbox.template,
+          Outbox.ticket_id, Outbox.message_id, Outbox.attempts, Outbox.created_at,
+          Outbox.next_attempt_at, Outbox.last_error, Outbox.lease_holder, Outbox.lease_until,
+          Outbox.sent_at, Outbox.bounced_at)
+_ENTRY_BY_ID = Prepared(select(*_ENTRY).where(Outbox.id == bindparam("oid")))
+
+
+def _entry(r: Any) -> OutboxEntry:
     failing = r.state == OutboxState.PENDING.value and r.last_error is not None
     recipient = r.context.get("recipient") if isinstance(r.context, dict) else None
     name = recipient.get("name") if isinstance(recipient, dict) else None
@@ -346,25 +372,32 @@ def retry(s: Session, outbox_id: int, now: datetime) -> str:
     `entries` names it). Attempts are kept (they count real tries). A sent or held-back row
     is refused: sending it again would double it, or pass the auto-reply cap."""
     before = entry(s, outbox_id)
-    row = s.get(Outbox, outbox_id)
-    assert row is not None
-    if row.state not in RETRYABLE:
-        raise MaildError(f"notification {outbox_id} is {row.state}: not retried")
-    row.state = OutboxState.PENDING.value
-    row.next_attempt_at = now
+    state = _STATE.scalar(s, {"oid": outbox_id})
+    if state not in RETRYABLE:
+        raise MaildError(f"notification {outbox_id} is {state}: not retried")
+    _RETRY.run(s, {"oid": outbox_id, "now": now})
     return before.state
+
+
+_STATE = Prepared(select(Outbox.state).where(Outbox.id == bindparam("oid")))
+_RETRY = Prepared(update(Outbox).where(Outbox.id == bindparam("oid")).values(
+    state=OutboxState.PENDING.value, next_attempt_at=bindparam("now")))
+_INSERT_BOUNCE = Prepared(insert(Bounce).returning(Bounce.id))
+_BOUNCED = Prepared(update(Outbox).where(Outbox.id == bindparam("oid"))
+                    .values(bounced_at=bindparam("now")))
+_BY_MESSAGE_ID = Prepared(select(Outbox.id).where(Outbox.message_id == bindparam("mid")))
 
 
 def record_bounce(s: Session, *, now: datetime, address: str, outbox_id: int | None,
                   journal_id: int | None, status: str, diagnostic: str, permanent: bool) -> int:
-    row = Bounce(at=now, address=address, outbox_id=outbox_id, journal_id=journal_id,
-                 status=status, diagnostic=diagnostic[:2000], permanent=permanent)
-    s.add(row)
+    bounce_id = int(_INSERT_BOUNCE.scalar(s, {
+        "at": now, "address": address, "outbox_id": outbox_id, "journal_id": journal_id,
+        "status": status, "diagnostic": diagnostic[:2000], "permanent": permanent}))
     if outbox_id is not None and permanent:  # a delay or a success report is not a bounce
-        s.execute(update(Outbox).where(Outbox.id == outbox_id).values(bounced_at=now))
-    s.flush()
-    return row.id
+        _BOUNCED.run(s, {"oid": outbox_id, "now": now})
+    return bounce_id
 
 
 def outbox_by_message_id(s: Session, message_id: str) -> int | None:
-    return s.scalar(select(Outbox.id).where(Outbox.message_id == message_id))
+    found: int | None = _BY_MESSAGE_ID.scalar(s, {"mid": message_id})
+    return found

@@ -10,7 +10,12 @@ applies itself), so values are written and read exactly as through SQLAlchemy. D
 are raised as SQLAlchemy's (`DBAPIError.instance`), so `db.transaction` still tells a locked
 database (retry) from a broken one.
 
-Not for statements with expanding parameters (`IN` lists): their SQL depends on the values.
+Not for statements with expanding parameters (`IN` lists), nor for statements built per call
+(optional filters): their SQL depends on the values. Those are `Dynamic`, which offers the
+same methods and runs on the connection's `execute` (SQLAlchemy compiles them, and caches the
+compiled form by the statement's shape). Every statement of the store is one or the other:
+the store has one way to run SQL, and the ORM's unit of work is not used (the models are
+table definitions).
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 Processor = Callable[[Any], Any]
+Params = Mapping[str, Any]
+NO_PARAMS: Params = {}
 
 
 _GIVEN = object()  # a parameter the caller passes (not a constant of the statement)
@@ -49,21 +56,25 @@ class Prepared:
         self.stmt = stmt
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
 
-    def rows(self, s: Session, params: Mapping[str, Any]) -> list[Any]:
+    def rows(self, s: Session, params: Params = NO_PARAMS) -> list[Any]:
         """Every returned row (a namedtuple: `row.id`, `row[0]`)."""
         c, cursor = self._run(s, params)
         return [_row(c, r, cursor, s) for r in cursor.fetchall()]
 
-    def first(self, s: Session, params: Mapping[str, Any]) -> Any | None:
+    def first(self, s: Session, params: Params = NO_PARAMS) -> Any | None:
         c, cursor = self._run(s, params)
         r = cursor.fetchone()
         return None if r is None else _row(c, r, cursor, s)
 
-    def scalar(self, s: Session, params: Mapping[str, Any]) -> Any:
+    def scalar(self, s: Session, params: Params = NO_PARAMS) -> Any:
         row = self.first(s, params)
         return None if row is None else row[0]
 
-    def run(self, s: Session, params: Mapping[str, Any]) -> int:
+    def scalars(self, s: Session, params: Params = NO_PARAMS) -> list[Any]:
+        """The first column of every returned row."""
+        return [r[0] for r in self.rows(s, params)]
+
+    def run(self, s: Session, params: Params = NO_PARAMS) -> int:
         """Execute; the number of rows the statement changed."""
         _, cursor = self._run(s, params)
         return int(cursor.rowcount)
@@ -103,6 +114,12 @@ class Prepared:
         compiled: Any = self.stmt.compile(dialect=dialect, column_keys=keys)
         if "POSTCOMPILE" in compiled.string:
             raise TypeError("Prepared cannot run statements with expanding parameters")
+        # Columns left out whose Python-side default SQLAlchemy computes at execution: their
+        # binds look like constants (None), so they must be refused here, not written NULL.
+        prefetch = [*compiled.insert_prefetch, *compiled.update_prefetch]
+        if prefetch:
+            raise TypeError(f"Prepared needs a value for {', '.join(c.key for c in prefetch)}"
+                            " (a column default SQLAlchemy would compute at execution)")
         binds: dict[str, tuple[Processor | None, Any]] = {}
         for name, bp in compiled.binds.items():
             proc = bp.type.dialect_impl(dialect).bind_processor(dialect)
@@ -110,7 +127,7 @@ class Prepared:
                 binds[name] = (proc, _GIVEN)
             elif not bp.required and bp.callable is None:  # `x == 'pending'`, `n + 1`
                 binds[name] = (proc, bp.effective_value)
-            else:  # e.g. a column default SQLAlchemy would compute at execution
+            else:
                 raise TypeError(f"Prepared needs a value for {name!r}")
         columns = list(getattr(self.stmt, "exported_columns", ()))
         return _Compiled(
@@ -153,3 +170,38 @@ def _row(c: _Compiled, raw: Sequence[Any], cursor: Any, s: Session) -> Any:
                           for t, d in zip(c.types, cursor.description, strict=True))
     return c.row._make(v if p is None else p(v) for p, v in zip(c.results, raw, strict=True))
 
+
+
+class Dynamic:
+    """A statement whose SQL depends on the call: optional filters, expanding `IN` lists.
+    The methods of `Prepared` (rows, first, scalar, scalars, run, run_many), run on the
+    session's connection (Core: no ORM unit of work, no autoflush). Rows are SQLAlchemy's
+    `Row`s, which read like `Prepared`'s (`row.id`, `row[0]`, `row._asdict()`)."""
+
+    __slots__ = ("stmt",)
+
+    def __init__(self, stmt: Executable) -> None:
+        self.stmt = stmt
+
+    def _result(self, s: Session, params: Params) -> CursorResult[Any]:
+        return s.connection().execute(self.stmt, params)
+
+    def rows(self, s: Session, params: Params = NO_PARAMS) -> list[Any]:
+        return list(self._result(s, params).all())
+
+    def first(self, s: Session, params: Params = NO_PARAMS) -> Any | None:
+        return self._result(s, params).first()
+
+    def scalar(self, s: Session, params: Params = NO_PARAMS) -> Any:
+        return self._result(s, params).scalar()
+
+    def scalars(self, s: Session, params: Params = NO_PARAMS) -> list[Any]:
+        return list(self._result(s, params).scalars())
+
+    def run(self, s: Session, params: Params = NO_PARAMS) -> int:
+        """Execute; the number of rows the statement changed."""
+        return int(self._result(s, params).rowcount)
+
+    def run_many(self, s: Session, rows: Sequence[Params]) -> None:
+        if rows:
+            s.connection().execute(self.stmt, list(rows))

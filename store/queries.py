@@ -33,7 +33,7 @@ from store.models import (
     UserEmail,
     Workunit,
 )
-from store.prepared import Prepared
+from store.prepared import Dynamic, Prepared
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,12 +51,31 @@ class UserRef:
         return self.login or self.email or f"user {self.id}"
 
 
+USER_COLUMNS = (User.id, User.login, User.name, User.kind, User.admin)
+
+
+def user_from_row(row: Any, *, email: str | None, company: str | None = None) -> UserRef:
+    """A UserRef from a row with the `USER_COLUMNS`; `email` and `company` are not columns
+    of the users table, each query finds them its own way."""
+    return UserRef(id=row.id, login=row.login, name=row.name, kind=UserKind(row.kind),
+                   email=email, admin=row.admin, company=company)
+
+
 @dataclass(frozen=True, kw_only=True)
 class GroupRef:
     id: int
     name: str
     default_owner_id: int | None
     accept_unknown_senders: bool
+
+
+GROUP_COLUMNS = (Group.id, Group.name, Group.default_owner_id, Group.accept_unknown_senders)
+
+
+def group_from_row(row: Any) -> GroupRef:
+    """A GroupRef from a row with the `GROUP_COLUMNS`."""
+    return GroupRef(id=row.id, name=row.name, default_owner_id=row.default_owner_id,
+                    accept_unknown_senders=row.accept_unknown_senders)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,8 +127,8 @@ def ticket_row(s: Session, ticket_id: int) -> TicketRow:
 
 
 def ticket_rows(s: Session, ticket_ids: list[int]) -> dict[int, TicketRow]:
-    q = select(*_TICKET_ROW).where(Ticket.id.in_(ticket_ids))
-    return {r.id: TicketRow(**r._asdict()) for r in s.connection().execute(q)}
+    q = Dynamic(select(*_TICKET_ROW).where(Ticket.id.in_(ticket_ids)))
+    return {r.id: TicketRow(**r._asdict()) for r in q.rows(s)}
 
 
 def user_refs(s: Session, user_ids: list[int]) -> dict[int, UserRef]:
@@ -118,16 +137,15 @@ def user_refs(s: Session, user_ids: list[int]) -> dict[int, UserRef]:
     if not ids:
         return {}
     first: dict[int, str] = {}
-    for uid, address in s.execute(select(UserEmail.user_id, UserEmail.address)
-                                  .where(UserEmail.user_id.in_(ids)).order_by(UserEmail.id)):
+    for uid, address in Dynamic(select(UserEmail.user_id, UserEmail.address)
+                                .where(UserEmail.user_id.in_(ids))
+                                .order_by(UserEmail.id)).rows(s):
         first.setdefault(uid, address)
-    return {u.id: UserRef(id=u.id, login=u.login, name=u.name, kind=UserKind(u.kind),
-                          email=first.get(u.id), admin=u.admin)
-            for u in s.execute(select(User.id, User.login, User.name, User.kind, User.admin)
-                               .where(User.id.in_(ids)))}
+    return {u.id: user_from_row(u, email=first.get(u.id))
+            for u in Dynamic(select(*USER_COLUMNS).where(User.id.in_(ids))).rows(s)}
 
 
-_USER = Prepared(select(User.id, User.login, User.name, User.kind, User.admin,
+_USER = Prepared(select(*USER_COLUMNS,
                 select(UserEmail.address).where(UserEmail.user_id == User.id)
                 .order_by(UserEmail.id).limit(1).scalar_subquery().label("email"),
                 Company.name.label("company"))
@@ -139,36 +157,33 @@ def user_ref(s: Session, user_id: int) -> UserRef:
     row = _USER.first(s, {"uid": user_id})
     if row is None:
         raise NotFound(f"no user {user_id}")
-    return UserRef(id=row.id, login=row.login, name=row.name, kind=UserKind(row.kind),
-                   email=row.email, admin=row.admin, company=row.company)
+    return user_from_row(row, email=row.email, company=row.company)
+
+
+_IS_QA = Prepared(select(User.qa).where(User.id == bindparam("uid"), User.active.is_(True)))
+_UID_BY_ADDRESS = Prepared(select(UserEmail.user_id)
+                           .where(UserEmail.address == bindparam("address")))
+_UID_BY_LOGIN = Prepared(select(User.id).where(User.login == bindparam("login")))
+_GROUP_BY_NAME = Prepared(select(*GROUP_COLUMNS).where(Group.name == bindparam("name")))
 
 
 def is_qa(s: Session, user_id: int) -> bool:
-    return bool(s.scalar(select(User.qa).where(User.id == user_id, User.active.is_(True))))
+    return bool(_IS_QA.scalar(s, {"uid": user_id}))
 
 
 def user_by_address(s: Session, address: str) -> UserRef | None:
-    uid = s.scalar(select(UserEmail.user_id).where(UserEmail.address == address.lower()))
+    uid = _UID_BY_ADDRESS.scalar(s, {"address": address.lower()})
     return None if uid is None else user_ref(s, uid)
 
 
 def user_by_login(s: Session, login: str) -> UserRef | None:
-    uid = s.scalar(select(User.id).where(User.login == login))
+    uid = _UID_BY_LOGIN.scalar(s, {"login": login})
     return None if uid is None else user_ref(s, uid)
 
 
-def _group_ref(g: Group) -> GroupRef:
-    return GroupRef(id=g.id, name=g.name, default_owner_id=g.default_owner_id,
-                    accept_unknown_senders=g.accept_unknown_senders)
-
-
-
-
 def group_by_name(s: Session, name: str) -> GroupRef | None:
-    g = s.scalar(select(Group).where(Group.name == name))
-    return None if g is None else _group_ref(g)
-
-
+    row = _GROUP_BY_NAME.first(s, {"name": name})
+    return None if row is None else group_from_row(row)
 
 
 
@@ -198,21 +213,25 @@ def ticket_cc(s: Session, ticket_id: int) -> tuple[str, ...]:
     return tuple(r.address for r in _CC.rows(s, {"tid": ticket_id}))
 
 
+_PARENT = Prepared(select(Ticket.parent_id).where(Ticket.id == bindparam("tid")))
+_CHILDREN = Prepared(select(Ticket.id).where(Ticket.parent_id == bindparam("tid"))
+                     .order_by(Ticket.id))
+
+
 def ancestors(s: Session, ticket_id: int, *, depth: int = 100) -> tuple[int, ...] | None:
     """The parent, its parent… of a ticket (nearest first); None when it does not exist."""
     chain: list[int] = []
-    parent = s.scalar(select(Ticket.parent_id).where(Ticket.id == ticket_id))
+    parent = _PARENT.scalar(s, {"tid": ticket_id})
     if parent is None and not ticket_exists(s, ticket_id):
         return None
     while parent is not None and parent not in chain and len(chain) < depth:
         chain.append(parent)
-        parent = s.scalar(select(Ticket.parent_id).where(Ticket.id == parent))
+        parent = _PARENT.scalar(s, {"tid": parent})
     return tuple(chain)
 
 
 def children(s: Session, ticket_id: int) -> tuple[int, ...]:
-    return tuple(s.scalars(select(Ticket.id).where(Ticket.parent_id == ticket_id)
-                           .order_by(Ticket.id)))
+    return tuple(_CHILDREN.scalars(s, {"tid": ticket_id}))
 
 
 _TIME_USED = Prepared(select(func.coalesce(func.sum(Workunit.time_used), 0.0)
@@ -226,9 +245,15 @@ def time_used(s: Session, ticket_id: int) -> float:
 def ticket_entered_as(s: Session, *, editor: str, title: str, created_at: datetime,
                       group_id: int) -> int | None:
     """A ticket entered by `editor` with this title, start and group (an import's line)."""
-    return s.scalar(select(Ticket.id).where(
-        Ticket.editor == editor, Ticket.title == title, Ticket.created_at == created_at,
-        Ticket.group_id == group_id).order_by(Ticket.id).limit(1))
+    found: int | None = _ENTERED_AS.scalar(s, {"editor": editor, "title": title,
+                                               "created_at": created_at, "gid": group_id})
+    return found
+
+
+_ENTERED_AS = Prepared(select(Ticket.id).where(
+    Ticket.editor == bindparam("editor"), Ticket.title == bindparam("title"),
+    Ticket.created_at == bindparam("created_at"), Ticket.group_id == bindparam("gid"))
+    .order_by(Ticket.id).limit(1))
 
 
 def ticket_exists(s: Session, ticket_id: int) -> bool:
@@ -301,11 +326,16 @@ def may_reply(s: Session, user_id: int, ticket_id: int) -> bool:
 def tickets_of_creator(s: Session, creator_id: int, group_id: int, *,
                        since: datetime) -> tuple[int, int]:
     """(open now, opened since `since`) of a creator's tickets in a group."""
-    base = select(func.count(Ticket.id)).where(Ticket.creator_id == creator_id,
-                                               Ticket.group_id == group_id)
-    open_now = s.scalar(base.where(Ticket.status != Status.CLOSED.value)) or 0
-    recent = s.scalar(base.where(Ticket.created_at >= since)) or 0
+    params = {"uid": creator_id, "gid": group_id, "since": since}
+    open_now = _OPEN_OF_CREATOR.scalar(s, params) or 0
+    recent = _RECENT_OF_CREATOR.scalar(s, params) or 0
     return int(open_now), int(recent)
+
+
+_OF_CREATOR = select(func.count(Ticket.id)).where(Ticket.creator_id == bindparam("uid"),
+                                                  Ticket.group_id == bindparam("gid"))
+_OPEN_OF_CREATOR = Prepared(_OF_CREATOR.where(Ticket.status != Status.CLOSED.value))
+_RECENT_OF_CREATOR = Prepared(_OF_CREATOR.where(Ticket.created_at >= bindparam("since")))
 
 
 def tickets_opened_since(s: Session, creator_id: int, since: datetime) -> int:
@@ -320,38 +350,50 @@ def _label(s: Session, user_id: int | None, cache: dict[int, str]) -> str | None
     return cache[user_id]
 
 
+_TICKET = Prepared(select(Ticket.__table__).where(Ticket.id == bindparam("tid")))
+_GROUP_NAME = Prepared(select(Group.name).where(Group.id == bindparam("gid")))
+_HISTORY = Prepared(select(History.user_id, History.at, History.field, History.old,
+                           History.new).where(History.ticket_id == bindparam("tid"))
+                    .order_by(History.id))
+_ATTACHMENTS = Prepared(select(AttachmentRow.id, AttachmentRow.workunit_id,
+                               AttachmentRow.filename, AttachmentRow.content_type,
+                               AttachmentRow.size, AttachmentRow.sha256)
+                        .where(AttachmentRow.ticket_id == bindparam("tid"))
+                        .order_by(AttachmentRow.id))
+_WORKUNITS = Prepared(select(Workunit.id, Workunit.author_id, Workunit.text, Workunit.internal,
+                             Workunit.public, Workunit.time_used, Workunit.cost,
+                             Workunit.created_at, Workunit.realised_at)
+                      .where(Workunit.ticket_id == bindparam("tid")).order_by(Workunit.id))
+
+
 def ticket_view(s: Session, ticket_id: int, *, full: bool = True) -> TicketView:
-    t = s.get(Ticket, ticket_id)
+    t = _TICKET.first(s, {"tid": ticket_id})
     if t is None:
         raise NotFound(f"no ticket {ticket_id}")
     names: dict[int, str] = {}
-    group = s.get(Group, t.group_id)
-    cc = tuple(s.scalars(select(TicketCc.address).where(TicketCc.ticket_id == t.id)
-                         .order_by(TicketCc.id)))
+    group = _GROUP_NAME.scalar(s, {"gid": t.group_id})
     wus: tuple[WorkunitView, ...] = ()
     hist: tuple[HistoryEntry, ...] = ()
     if full:
         wus = _workunits(s, t.id, names)
         hist = tuple(HistoryEntry(who=_label(s, h.user_id, names), at=h.at, field=h.field,
                                   old=h.old, new=h.new)
-                     for h in s.scalars(select(History).where(History.ticket_id == t.id)
-                                        .order_by(History.id)))
+                     for h in _HISTORY.rows(s, {"tid": t.id}))
     return TicketView(
         id=t.id, title=t.title, description=t.description, status=Status(t.status),
-        resolution=t.resolution, priority=t.priority, group=group.name if group else "",
+        resolution=t.resolution, priority=t.priority, group=group or "",
         creator=_label(s, t.creator_id, names), owner=_label(s, t.owner_id, names),
         editor=t.editor, created_at=t.created_at, updated_at=t.updated_at,
-        closed_at=t.closed_at, closed_by=_label(s, t.closed_by_id, names), cc=cc,
-        blocked=t.blocked, parent_id=t.parent_id, type_name=t.type_name, epilogue=t.epilogue,
-        sla_disabled=t.sla_disabled, first_response_at=t.first_response_at,
-        sla_due_at=t.sla_due_at, workunits=wus, history=hist, custom=dict(t.custom or {}),
-        children=children(s, t.id) if full else ())
+        closed_at=t.closed_at, closed_by=_label(s, t.closed_by_id, names),
+        cc=ticket_cc(s, t.id), blocked=t.blocked, parent_id=t.parent_id,
+        type_name=t.type_name, epilogue=t.epilogue, sla_disabled=t.sla_disabled,
+        first_response_at=t.first_response_at, sla_due_at=t.sla_due_at, workunits=wus,
+        history=hist, custom=dict(t.custom or {}), children=children(s, t.id) if full else ())
 
 
 def _workunits(s: Session, ticket_id: int, names: dict[int, str]) -> tuple[WorkunitView, ...]:
     files: dict[int, list[AttachmentView]] = {}
-    for a in s.scalars(select(AttachmentRow).where(AttachmentRow.ticket_id == ticket_id)
-                       .order_by(AttachmentRow.id)):
+    for a in _ATTACHMENTS.rows(s, {"tid": ticket_id}):
         if a.workunit_id is not None:
             files.setdefault(a.workunit_id, []).append(AttachmentView(
                 id=a.id, filename=a.filename, content_type=a.content_type, size=a.size,
@@ -361,8 +403,7 @@ def _workunits(s: Session, ticket_id: int, names: dict[int, str]) -> tuple[Worku
                      internal=w.internal, public=w.public, time_used=w.time_used, cost=w.cost,
                      created_at=w.created_at, realised_at=w.realised_at,
                      attachments=tuple(files.get(w.id, ())))
-        for w in s.scalars(select(Workunit).where(Workunit.ticket_id == ticket_id)
-                           .order_by(Workunit.id)))
+        for w in _WORKUNITS.rows(s, {"tid": ticket_id}))
 
 
 def list_tickets(s: Session, *, status: str | None = None, group: str | None = None,
@@ -375,4 +416,4 @@ def list_tickets(s: Session, *, status: str | None = None, group: str | None = N
     if text:
         like = f"%{text}%"
         q = q.where(or_(Ticket.title.ilike(like), Ticket.description.ilike(like)))
-    return [ticket_view(s, tid, full=False) for tid in s.scalars(q)]
+    return [ticket_view(s, tid, full=False) for tid in Dynamic(q).scalars(s)]

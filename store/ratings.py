@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from store.models import Bounce, Journal, Outbox, Rating, SlaBreach, Ticket
+from store.prepared import Dynamic, Prepared
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,22 +23,28 @@ class RatingRow:
     changed_at: datetime
 
 
+_COLUMNS = (Rating.ticket_id, Rating.user_id, Rating.good, Rating.comment, Rating.rated_at,
+            Rating.changed_at)
+_GET = Prepared(select(*_COLUMNS).where(Rating.ticket_id == bindparam("tid")))
+_LOCK = Prepared(select(Rating.id).where(Rating.ticket_id == bindparam("tid")).with_for_update())
+_INSERT = Prepared(insert(Rating))
+_UPDATE = Prepared(update(Rating).where(Rating.id == bindparam("rid")).values(
+    good=bindparam("good"), comment=bindparam("comment"), changed_at=bindparam("now")))
+
+
 def get(s: Session, ticket_id: int) -> RatingRow | None:
-    r = s.scalar(select(Rating).where(Rating.ticket_id == ticket_id))
-    return None if r is None else RatingRow(ticket_id=r.ticket_id, user_id=r.user_id,
-                                            good=r.good, comment=r.comment, rated_at=r.rated_at,
-                                            changed_at=r.changed_at)
+    r = _GET.first(s, {"tid": ticket_id})
+    return None if r is None else RatingRow(**r._asdict())
 
 
 def put(s: Session, *, ticket_id: int, user_id: int, good: bool, comment: str,
         now: datetime) -> None:
-    r = s.scalar(select(Rating).where(Rating.ticket_id == ticket_id).with_for_update())
-    if r is None:
-        s.add(Rating(ticket_id=ticket_id, user_id=user_id, good=good, comment=comment,
-                     rated_at=now, changed_at=now))
+    rid = _LOCK.scalar(s, {"tid": ticket_id})
+    if rid is None:
+        _INSERT.run(s, {"ticket_id": ticket_id, "user_id": user_id, "good": good,
+                        "comment": comment, "rated_at": now, "changed_at": now})
     else:
-        r.good, r.comment, r.changed_at = good, comment, now
-    s.flush()
+        _UPDATE.run(s, {"rid": rid, "good": good, "comment": comment, "now": now})
 
 
 def summary(s: Session, *, group_id: int | None = None,
@@ -47,27 +55,45 @@ def summary(s: Session, *, group_id: int | None = None,
         q = q.where(Ticket.group_id == group_id)
     if owner_id is not None:
         q = q.where(Ticket.owner_id == owner_id)
-    counts = dict(s.execute(q.group_by(Rating.good)).all())
+    counts = {r[0]: r[1] for r in Dynamic(q.group_by(Rating.good)).rows(s)}
     return int(counts.get(True, 0)), int(counts.get(False, 0))
+
+
+def _by(column: Any, count: Any) -> Prepared:
+    return Prepared(select(column, func.count(count)).group_by(column))
+
+
+def _count(count: Any, *where: Any) -> Prepared:
+    return Prepared(select(func.count(count)).where(*where))
+
+
+_MAIL_RECEIVED = _by(Journal.channel, Journal.id)
+_JOURNAL = _by(Journal.state, Journal.id)
+_TICKETS_OPENED = _count(Ticket.id)
+_TICKETS_OPEN = _count(Ticket.id, Ticket.status != "closed")
+_OUTBOX = _by(Outbox.state, Outbox.id)
+_DELIVERY_FAILURES = _count(Outbox.id, Outbox.last_error.is_not(None))
+_BOUNCES = _count(Bounce.id)
+_SLA_BREACHES = _by(SlaBreach.metric, SlaBreach.id)
+_SLA_BREACHES_OPEN = _count(SlaBreach.id, SlaBreach.ended_at.is_(None))
 
 
 def metrics(s: Session) -> dict[str, object]:
     """The figures /metrics exposes, each from one indexed count."""
+    def by(q: Prepared) -> dict[Any, int]:
+        return {r[0]: r[1] for r in q.rows(s)}
+
+    def count(q: Prepared) -> int:
+        return int(q.scalar(s) or 0)
+
     return {
-        "mail_received": dict(s.execute(select(Journal.channel, func.count(Journal.id))
-                                        .group_by(Journal.channel)).all()),
-        "journal": dict(s.execute(select(Journal.state, func.count(Journal.id))
-                                  .group_by(Journal.state)).all()),
-        "tickets_opened": s.scalar(select(func.count(Ticket.id))) or 0,
-        "tickets_open": s.scalar(select(func.count(Ticket.id))
-                                 .where(Ticket.status != "closed")) or 0,
-        "outbox": dict(s.execute(select(Outbox.state, func.count(Outbox.id))
-                                 .group_by(Outbox.state)).all()),
-        "delivery_failures": s.scalar(select(func.count(Outbox.id))
-                                      .where(Outbox.last_error.is_not(None))) or 0,
-        "bounces": s.scalar(select(func.count(Bounce.id))) or 0,
-        "sla_breaches": dict(s.execute(select(SlaBreach.metric, func.count(SlaBreach.id))
-                                       .group_by(SlaBreach.metric)).all()),
-        "sla_breaches_open": s.scalar(select(func.count(SlaBreach.id))
-                                      .where(SlaBreach.ended_at.is_(None))) or 0,
+        "mail_received": by(_MAIL_RECEIVED),
+        "journal": by(_JOURNAL),
+        "tickets_opened": count(_TICKETS_OPENED),
+        "tickets_open": count(_TICKETS_OPEN),
+        "outbox": by(_OUTBOX),
+        "delivery_failures": count(_DELIVERY_FAILURES),
+        "bounces": count(_BOUNCES),
+        "sla_breaches": by(_SLA_BREACHES),
+        "sla_breaches_open": count(_SLA_BREACHES_OPEN),
     }

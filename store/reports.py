@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import Ticket, User, Workunit
+from store.prepared import Dynamic
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,15 +47,16 @@ def ticket_ids(s: Session, *, group_id: int | None = None, owner_id: int | None 
         q = q.where(Ticket.created_at < created_before)
     if alive_after is not None:
         q = q.where((Ticket.status != "closed") | (Ticket.closed_at >= alive_after))
-    return list(s.scalars(q))
+    return Dynamic(q).scalars(s)
 
 
 def lives(s: Session, ids: list[int]) -> list[Life]:
     out = []
     for chunk in chunks(ids):
-        for t in s.execute(select(Ticket.id, Ticket.group_id, Ticket.owner_id, Ticket.creator_id,
-                                  Ticket.status, Ticket.created_at, Ticket.closed_at,
-                                  Ticket.first_response_at).where(Ticket.id.in_(chunk))):
+        for t in Dynamic(select(Ticket.id, Ticket.group_id, Ticket.owner_id,
+                                Ticket.creator_id, Ticket.status, Ticket.created_at,
+                                Ticket.closed_at, Ticket.first_response_at)
+                         .where(Ticket.id.in_(chunk))).rows(s):
             out.append(Life(id=t.id, group_id=t.group_id, owner_id=t.owner_id,
                             creator_id=t.creator_id, status=t.status, created_at=t.created_at,
                             closed_at=t.closed_at if t.status == "closed" else None,
@@ -70,7 +72,7 @@ def work(s: Session, ids: list[int]) -> list[WorkRow]:
              .outerjoin(User, User.id == Workunit.author_id)
              .where(Workunit.ticket_id.in_(chunk)))
         out += [WorkRow(ticket_id=r[0], author_id=r[1], author_kind=r[2], time_used=r[3],
-                        cost=r[4], internal=r[5]) for r in s.execute(q)]
+                        cost=r[4], internal=r[5]) for r in Dynamic(q).rows(s)]
     return out
 
 

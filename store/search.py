@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from store import meta
 from store.models import Group, Meta, SlaBreach, Ticket, User, UserEmail
+from store.prepared import Dynamic, Prepared
 
 PREFIX = "search:"
 
@@ -66,7 +67,7 @@ def run(s: Session, f: Filters, limit: int) -> list[int]:
     if f.breached is not None:
         has = exists().where(SlaBreach.ticket_id == Ticket.id)
         q = q.where(has if f.breached else ~has)
-    return list(s.scalars(q))
+    return Dynamic(q).scalars(s)
 
 
 def save(s: Session, name: str, f: Filters) -> None:
@@ -82,5 +83,7 @@ def load(s: Session, name: str) -> Filters | None:
 
 
 def names(s: Session) -> list[str]:
-    return [k[len(PREFIX):] for k in s.scalars(select(Meta.key).where(
-        Meta.key.like(PREFIX + "%")).order_by(Meta.key))]
+    return [k[len(PREFIX):] for k in _NAMES.scalars(s)]
+
+
+_NAMES = Prepared(select(Meta.key).where(Meta.key.like(PREFIX + "%")).order_by(Meta.key))

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from maild.domain import Status
 from store.models import History, SlaBreach, Ticket
+from store.prepared import Dynamic, Prepared
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,14 +49,15 @@ def rows(s: Session, ticket_ids: list[int]) -> list[SlaRow]:
     if not ticket_ids:
         return []
     changes: dict[int, list[tuple[datetime, Status]]] = {}
-    hist = (select(History.ticket_id, History.at, History.new)
+    hist = Dynamic(select(History.ticket_id, History.at, History.new)
             .where(History.ticket_id.in_(ticket_ids), History.field == "status")
             .order_by(History.ticket_id, History.id))
-    for tid, at, new in s.execute(hist):
+    for tid, at, new in hist.rows(s):
         if new:
             changes.setdefault(tid, []).append((at, Status(new)))
     out = []
-    for r in s.execute(select(*_COLS).where(Ticket.id.in_(ticket_ids)).order_by(Ticket.id)):
+    for r in Dynamic(select(*_COLS).where(Ticket.id.in_(ticket_ids))
+                     .order_by(Ticket.id)).rows(s):
         statuses = ((r.created_at, Status.NEW), *changes.get(r.id, ()))
         out.append(SlaRow(id=r.id, group_id=r.group_id, owner_id=r.owner_id,
                           status=Status(r.status), created_at=r.created_at,
@@ -65,25 +67,28 @@ def rows(s: Session, ticket_ids: list[int]) -> list[SlaRow]:
     return out
 
 
+_DUE_IDS = Prepared(select(Ticket.id).where(Ticket.sla_due_at <= bindparam("now"))
+                    .order_by(Ticket.sla_due_at).limit(bindparam("limit")))
+_OPEN_IDS = Prepared(select(Ticket.id).where(Ticket.id > bindparam("after"),
+                                             Ticket.status != Status.CLOSED.value)
+                     .order_by(Ticket.id).limit(bindparam("limit")))
+
+
 def due_ids(s: Session, now: datetime, limit: int) -> list[int]:
-    return list(s.scalars(select(Ticket.id).where(Ticket.sla_due_at <= now)
-                          .order_by(Ticket.sla_due_at).limit(limit)))
+    return _DUE_IDS.scalars(s, {"now": now, "limit": limit})
 
 
 def open_ids(s: Session, after_id: int, limit: int) -> list[int]:
     """Tickets not closed, by id, for a full recomputation in batches."""
-    return list(s.scalars(select(Ticket.id).where(Ticket.id > after_id,
-                                                  Ticket.status != Status.CLOSED.value)
-                          .order_by(Ticket.id).limit(limit)))
+    return _OPEN_IDS.scalars(s, {"after": after_id, "limit": limit})
 
 
-_SET_DUE = update(Ticket).where(Ticket.id == bindparam("tid")).values(
-    sla_due_at=bindparam("due"))
+_SET_DUE = Prepared(update(Ticket).where(Ticket.id == bindparam("tid")).values(
+    sla_due_at=bindparam("due")))
 
 
 def set_due(s: Session, dues: list[tuple[int, datetime | None]]) -> None:
-    if dues:
-        s.connection().execute(_SET_DUE, [{"tid": t, "due": d} for t, d in dues])
+    _SET_DUE.run_many(s, [{"tid": t, "due": d} for t, d in dues])
 
 
 _BREACH = (SlaBreach.id, SlaBreach.ticket_id, SlaBreach.group_id, SlaBreach.owner_id,
@@ -91,13 +96,16 @@ _BREACH = (SlaBreach.id, SlaBreach.ticket_id, SlaBreach.group_id, SlaBreach.owne
 
 
 def start_breaches(s: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        s.connection().execute(insert(SlaBreach), rows)
+    _INSERT_BREACH.run_many(s, rows)
+
+
+_INSERT_BREACH = Prepared(insert(SlaBreach))
 
 
 def end_breaches(s: Session, breach_ids: list[int], when: datetime) -> None:
     if breach_ids:
-        s.execute(update(SlaBreach).where(SlaBreach.id.in_(breach_ids)).values(ended_at=when))
+        Dynamic(update(SlaBreach).where(SlaBreach.id.in_(breach_ids))
+                .values(ended_at=when)).run(s)
 
 
 def breaches(s: Session, *, ticket_ids: list[int] | None = None, group_id: int | None = None,
@@ -114,22 +122,26 @@ def breaches(s: Session, *, ticket_ids: list[int] | None = None, group_id: int |
         q = q.where(SlaBreach.group_id == group_id)
     if owner_id is not None:
         q = q.where(SlaBreach.owner_id == owner_id)
-    return [BreachRow(**r._asdict()) for r in s.execute(q)]
+    return [BreachRow(**r._asdict()) for r in Dynamic(q).rows(s)]
 
 
 def counting_in_group(s: Session, group_id: int, statuses: list[str]) -> list[int]:
     """Ids of the group's tickets in these statuses with the SLA on, oldest first."""
-    return list(s.scalars(select(Ticket.id).where(
+    return Dynamic(select(Ticket.id).where(
         Ticket.group_id == group_id, Ticket.status.in_(statuses),
-        Ticket.sla_disabled.is_(False)).order_by(Ticket.created_at, Ticket.id)))
+        Ticket.sla_disabled.is_(False)).order_by(Ticket.created_at, Ticket.id)).scalars(s)
+
+
+_PENDING_CLOSE = Prepared(select(Ticket.id).where(
+    Ticket.status == Status.PENDING_CLOSE.value, Ticket.status_changed_at <= bindparam("before"))
+    .order_by(Ticket.status_changed_at).limit(bindparam("limit")))
+_COUNT_DUE = Prepared(select(func.count(Ticket.id)).where(Ticket.sla_due_at <= bindparam("now")))
 
 
 def pending_close_before(s: Session, before: datetime, limit: int) -> list[int]:
-    return list(s.scalars(select(Ticket.id).where(
-        Ticket.status == Status.PENDING_CLOSE.value, Ticket.status_changed_at <= before)
-        .order_by(Ticket.status_changed_at).limit(limit)))
+    return _PENDING_CLOSE.scalars(s, {"before": before, "limit": limit})
 
 
 def count_due(s: Session, now: datetime) -> int:
     """Tickets whose deadline has come (the SLA benchmark's check)."""
-    return s.scalar(select(func.count(Ticket.id)).where(Ticket.sla_due_at <= now)) or 0
+    return int(_COUNT_DUE.scalar(s, {"now": now}) or 0)

@@ -5,10 +5,11 @@ execution cost several times more than the SQL itself, and ingest runs these for
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Column, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from maild.domain import UserKind
 from store.models import (
@@ -21,12 +22,12 @@ from store.models import (
     UserEmail,
     Workunit,
 )
-from store.prepared import Prepared
-from store.queries import UserRef
+from store.prepared import Dynamic, Prepared
+from store.queries import USER_COLUMNS, UserRef, user_from_row
 
-_INSERT_USER = Prepared(insert(User).returning(User.id))
+_INSERT_USER = Prepared(insert(User).returning(*USER_COLUMNS))
 _INSERT_EMAIL = Prepared(insert(UserEmail))
-_CUSTOMER = Prepared(select(User.id, User.login, User.name, User.kind, User.admin)
+_CUSTOMER = Prepared(select(*USER_COLUMNS)
                      .join(UserEmail, UserEmail.user_id == User.id)
                      .where(UserEmail.address == bindparam("address")))
 _INSERT_TICKET = Prepared(insert(Ticket).returning(Ticket.id))
@@ -49,28 +50,38 @@ _TOUCH_ANSWERED = Prepared(update(Ticket).where(Ticket.id == bindparam("tid")).v
 
 
 def insert_customer(s: Session, *, address: str, name: str, now: datetime) -> UserRef:
-    uid = int(_INSERT_USER.scalar(s, {
+    row = _INSERT_USER.first(s, {
         "name": name, "kind": UserKind.CUSTOMER.value, "independent": False, "admin": False,
         "qa": False, "active": True, "created_at": now, "login": None,
-        "company_id": None}))
-    _INSERT_EMAIL.run(s, {"user_id": uid, "address": address})
-    return UserRef(id=uid, login=None, name=name, kind=UserKind.CUSTOMER, email=address,
-                   admin=False)
+        "company_id": None})
+    assert row is not None  # INSERT … RETURNING returns the row
+    _INSERT_EMAIL.run(s, {"user_id": row.id, "address": address})
+    return user_from_row(row, email=address)
 
 
 def customer_by_address(s: Session, address: str) -> UserRef | None:
     row = _CUSTOMER.first(s, {"address": address})
-    if row is None:
+    return None if row is None else user_from_row(row, email=address)
+
+
+def _default(column: Column[Any]) -> Any:
+    """What SQLAlchemy would write for a column left out of an insert (computed once)."""
+    d = column.default
+    arg: Any = getattr(d, "arg", None)
+    if d is None:  # a nullable column with no default: NULL
         return None
-    return UserRef(id=row.id, login=row.login, name=row.name, kind=UserKind(row.kind),
-                   email=address, admin=row.admin)
+    if isinstance(d, CallableColumnDefault):  # `custom`'s dict: one {} serves every
+        return arg(None)  # insert, since it is written as JSON
+    if isinstance(d, ScalarElementColumnDefault):
+        return arg
+    raise TypeError(f"tickets.{column.name}: a default an insert cannot compute up front")
 
 
+# `Prepared` binds every column of an insert (it does not run column defaults): the ticket
+# columns a caller may leave out, with the models' defaults, read from the model.
 TICKET_DEFAULTS: dict[str, Any] = {
-    "resolution": None, "type_name": None, "parent_id": None, "epilogue": None,
-    "custom": {}, "closed_at": None, "closed_by_id": None, "blocked": False,
-    "sla_disabled": False, "status_changed_at": None, "waiting_since": None,
-    "first_response_at": None, "sla_due_at": None}
+    c.name: _default(c) for c in cast(Table, Ticket.__table__).c
+    if not c.primary_key and (c.default is not None or c.nullable)}
 
 
 def insert_ticket(s: Session, /, **values: Any) -> int:
@@ -111,21 +122,26 @@ def set_status(s: Session, ticket_id: int, status: str, now: datetime) -> None:
 
 
 def update_ticket(s: Session, ticket_id: int, values: dict[str, Any]) -> None:
-    s.execute(update(Ticket).where(Ticket.id == ticket_id).values(**values))
+    Dynamic(update(Ticket).where(Ticket.id == ticket_id).values(**values)).run(s)
+
+
+_FIRST_RESPONSE = Prepared(update(Ticket).where(Ticket.id == bindparam("tid")).values(
+    first_response_at=func.coalesce(Ticket.first_response_at, bindparam("now"))))
 
 
 def record_first_response(s: Session, ticket_id: int, now: datetime) -> None:
     """The ticket's first response, unless one was recorded before."""
-    s.execute(update(Ticket).where(Ticket.id == ticket_id)
-              .values(first_response_at=func.coalesce(Ticket.first_response_at, now)))
+    _FIRST_RESPONSE.run(s, {"tid": ticket_id, "now": now})
+
+
+_INSERT_CC = Prepared(insert(TicketCc))
 
 
 def add_cc(s: Session, ticket_id: int, addresses: list[str]) -> None:
-    if addresses:
-        s.execute(insert(TicketCc), [{"ticket_id": ticket_id, "address": a} for a in addresses])
+    _INSERT_CC.run_many(s, [{"ticket_id": ticket_id, "address": a} for a in addresses])
 
 
 def remove_cc(s: Session, ticket_id: int, addresses: list[str]) -> None:
     if addresses:
-        s.execute(delete(TicketCc).where(TicketCc.ticket_id == ticket_id,
-                                         TicketCc.address.in_(addresses)))
+        Dynamic(delete(TicketCc).where(TicketCc.ticket_id == ticket_id,
+                                       TicketCc.address.in_(addresses))).run(s)
