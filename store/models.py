@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -170,7 +171,12 @@ class SlaBreach(Base):
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     __table_args__ = (Index("ix_sla_breaches_ticket_ended", "ticket_id", "ended_at"),
-                      Index("ix_sla_breaches_group_started", "group_id", "started_at"))
+                      Index("ix_sla_breaches_group_started", "group_id", "started_at"),
+                      # one open episode per ticket and metric: two sweeps at once (two
+                      # nodes) cannot open, and mail, the same breach twice
+                      Index("ux_sla_breaches_open", "ticket_id", "metric", unique=True,
+                            sqlite_where=text("ended_at IS NULL"),
+                            postgresql_where=text("ended_at IS NULL")))
 
 
 class Rating(Base):
@@ -264,6 +270,7 @@ class Journal(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None]
+    lease_holder: Mapped[str | None] = mapped_column(String(100))  # the node processing it
     processed_at: Mapped[datetime | None]
     __table_args__ = (Index("ix_journal_state_id", "state", "id"),)
 
@@ -318,3 +325,37 @@ class Bounce(Base):
     status: Mapped[str] = mapped_column(String(20), default="")
     diagnostic: Mapped[str] = mapped_column(Text, default="")
     permanent: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Node(Base):
+    """A maild node running on this database: its heartbeat says it is alive."""
+
+    __tablename__ = "nodes"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(50))
+    # what decides ticket behaviour (status map, SLAs…), hashed: nodes must agree on it
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    stopped_at: Mapped[datetime | None]
+
+
+class Lease(Base):
+    """Work one node at a time may do (the scheduler, an IMAP mailbox), until `until`."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))  # a node's name
+    taken_at: Mapped[datetime]
+    until: Mapped[datetime]
+
+
+class Blob(Base):
+    """An attachment's bytes, by content, readable from every node (PostgreSQL's default)."""
+
+    __tablename__ = "blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -24,6 +24,7 @@ from store import (
     directory,
     journal,
     meta,
+    nodes,
     outbox,
     queries,
     ratings,
@@ -192,6 +193,18 @@ class Meta(Ops):
     set = op(meta.set_meta)
 
 
+class Nodes(Ops):
+    __slots__ = ()
+    register = op(nodes.register)
+    beat = op(nodes.beat)
+    stopped = op(nodes.stopped)
+    take = op(nodes.take)
+    release = op(nodes.release)
+    holder = op(nodes.holder)
+    all = op(nodes.nodes)
+    leases = op(nodes.leases)
+
+
 class Tx:
     """One unit of work: every operation on it runs in one transaction, committed when the
     `with` block ends normally and rolled back when it raises. `memo` holds what the caller
@@ -202,6 +215,7 @@ class Tx:
         "journal",
         "memo",
         "meta",
+        "nodes",
         "outbox",
         "people",
         "ratings",
@@ -222,6 +236,7 @@ class Tx:
         self.reports = Reports(s)
         self.search = Search(s)
         self.meta = Meta(s)
+        self.nodes = Nodes(s)
         self.memo: dict[str, dict[Any, Any]] = {}
 
 

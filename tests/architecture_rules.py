@@ -21,7 +21,7 @@ from tests.import_graph import PACKAGE, STORE, Import, is_stdlib, read_imports
 BASE = frozenset({"domain", "errors"})
 BELOW_APP = frozenset({
     "domain", "errors", "clock", "tokens", "rules", "store", "service", "inbound", "outbound",
-    "settings", "health", "supervise", "doorbell", "jobs", "web", "children",
+    "settings", "health", "supervise", "doorbell", "jobs", "web", "children", "node",
 })
 
 ALLOWED: dict[str, frozenset[str]] = {
@@ -50,6 +50,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "outbound": BASE | {"clock", "tokens", "store", "supervise", "doorbell"},
     # /healthz: asks the store and the supervised parts
     "health": BASE | {"clock", "store", "supervise"},
+    # this node among the nodes on one database: its heartbeat and leases, in the store
+    "node": BASE | {"store", "supervise"},
     # timed jobs run the service's sweeps
     "jobs": BASE | {"clock", "store", "service", "supervise"},
     # the HTTP edge: the survey page (service, tokens, outbound's renderer), /healthz, and
@@ -58,8 +60,13 @@ ALLOWED: dict[str, frozenset[str]] = {
                    "outbound"},
     # the worker processes of `maild run`: started from the settings' config file, watched
     "children": BASE | {"settings", "health", "supervise"},
-    # the composition root wires everything below it; only the command line sits above it
-    "app": BELOW_APP,
+    # the composition root wires everything below it; only the command line sits above it.
+    # It is four modules: wiring builds the parts, serving runs the roles in one event loop,
+    # daemon is `maild run`/`maild work`, and app holds the names the command line uses.
+    "wiring": BELOW_APP,
+    "serving": BELOW_APP | {"wiring"},
+    "daemon": BELOW_APP | {"wiring", "serving"},
+    "app": BELOW_APP | {"wiring", "serving", "daemon"},
     # the command line: `maild` itself (cli) and its subcommands (cli_*, imported by cli only)
     "cli": BELOW_APP | {"app", "cli_*"},
     "cli_*": BELOW_APP | {"app"},
