@@ -1,5 +1,10 @@
 """Timed work inside the daemon (APScheduler): the SLA sweep and auto-close.
 
+With several nodes on one database, every node schedules the jobs, and each run first asks
+for the scheduler's lease: only the node holding it runs them (the others stand by and take
+over when its heartbeat stops). Each state change is also conditional on the state it read,
+so even two runs at once would not double a mail.
+
 Each run claims its work in the database (tickets whose deadline has come), so a run that
 fails changes nothing; the scheduler logs the error and the next interval tries again. Runs
 never overlap (max_instances=1), and the database work happens off the event loop.
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -34,6 +40,10 @@ class SlaJobs:
     failures: int = 0
     runs: int = 0
     health: Health | None = None
+    # Several nodes on one database: whether this node may run the jobs now (it holds the
+    # scheduler's lease, see maild.node). None: a single node, always.
+    gate: Callable[[], bool] | None = None
+    skipped: int = 0  # runs left to the node that holds the lease
     episode: Episode = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +93,10 @@ class SlaJobs:
         next interval tries again: its work is claimed afresh from the database."""
         self.runs += 1
         try:
+            if self.gate is not None and not await asyncio.to_thread(self.gate):
+                self.skipped += 1
+                self.episode.recovered()  # standing by is working
+                return
             await asyncio.to_thread(self.run_once)
         except Exception as exc:
             self.failures += 1

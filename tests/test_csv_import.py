@@ -18,7 +18,7 @@ from maild.domain import Status
 from maild.errors import StoreError
 from maild.service import csv_import
 from maild.settings import Settings
-from store import db, queries, ratings
+from store import db, queries, ratings, unit
 from store.models import Group, History, Rating, Ticket, User, UserEmail
 
 # The spec's own example line, as printed between its quotes (its trailing space included).
@@ -308,7 +308,7 @@ def test_a_failure_while_writing_leaves_nothing_half_imported(settings, config, 
     def refuse(*args: object, **kwargs: object) -> None:
         raise StoreError("disk full")
 
-    monkeypatch.setattr(ratings, "put", refuse)  # the third line is rated
+    monkeypatch.setattr(unit.Ratings, "put", unit.op(refuse))  # the third line is rated
     before = users(settings)
     code, out, err = run(capsys, config, str(write_csv(tmp_path / "g.csv", good_rows())))
     assert code == 1 and out == ""

@@ -37,6 +37,7 @@ from maild.settings.model import (
     ImapSettings,
     InboundSettings,
     LimitSettings,
+    NodeSettings,
     OutboundSettings,
     SatisfactionSettings,
     SchedulerSettings,
@@ -49,6 +50,7 @@ from maild.settings.model import (
     UserSettings,
     WebSettings,
 )
+from maild.settings.node import _node
 from maild.settings.section import _Section
 
 
@@ -93,7 +95,7 @@ def read_or_create_secret(data_dir: Path) -> str:
 
 TOP_KEYS = {"site", "storage", "security", "inbound", "outbound", "limits", "tickets",
             "groups", "users", "status_map", "sla", "holidays", "scheduler", "web",
-            "satisfaction", "types", "custom_fields", "workflow"}
+            "satisfaction", "types", "custom_fields", "workflow", "node"}
 
 
 def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -> Settings:
@@ -130,7 +132,8 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
                     custom_fields=global_fields,
                     holidays=_holidays(top.raw.get("holidays")),
                     scheduler=_scheduler(top.raw.get("scheduler")), web=_web(top.raw.get("web")),
-                    satisfaction=_satisfaction(top.raw.get("satisfaction")), source=source)
+                    satisfaction=_satisfaction(top.raw.get("satisfaction")),
+                    node=_node(top.raw.get("node")), source=source)
 
 
 __all__ = [
@@ -141,6 +144,7 @@ __all__ = [
     "ImapSettings",
     "InboundSettings",
     "LimitSettings",
+    "NodeSettings",
     "OutboundSettings",
     "SatisfactionSettings",
     "SchedulerSettings",

@@ -168,6 +168,15 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NodeSettings:
+    """`[node]`: this node among several on one database (see maild.node)."""
+
+    name: str | None = None  # None: the host name and a digest of the data folder
+    heartbeat_seconds: float = 5.0
+    lease_seconds: float = 15.0  # a dead node's leases lapse this long after its last beat
+
+
+@dataclass(frozen=True, kw_only=True)
 class UserSettings:
     login: str
     name: str
@@ -227,6 +236,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     web: WebSettings = field(default_factory=WebSettings)
     satisfaction: SatisfactionSettings = field(default_factory=SatisfactionSettings)
+    node: NodeSettings = field(default_factory=NodeSettings)
     source: Path | None = None  # the file read, None for built-in defaults
 
     def group(self, name: str) -> GroupSettings | None:
