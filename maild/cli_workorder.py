@@ -48,7 +48,7 @@ def cmd_workorder(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with app.opened(settings) as parts:
         with parts.db.read() as tx:
-            ctx = workorder_context(parts.desk, tx, args.id, site_name=settings.site.name,
+            ctx = workorder_context(parts.desk.kit, tx, args.id, site_name=settings.site.name,
                                     site_url=settings.site.url,
                                     timezone=settings.site.timezone, now=parts.clock.now())
         orders = WorkOrders(group_dirs=app.group_templates(settings, parts.desk.directory.groups))

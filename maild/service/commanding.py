@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from maild.domain import Command, JournalState, LineError, Notification, Status, UserKind
 from maild.rules.changes import (
@@ -27,13 +27,13 @@ from maild.rules.commands import COMMANDS
 from maild.rules.policy import may
 from maild.rules.transitions import Denied
 from maild.service import automation, survey
+from maild.service.kit import Kit
+from maild.service.notifying import thread_refs
 from maild.service.values import MailIn, Opening, Outcome, clean_title
 from maild.service.workorders import workorder
+from maild.service.writer import remember
 from store.queries import TicketRow, UserRef
 from store.unit import Tx
-
-if TYPE_CHECKING:
-    from maild.service.desk import Desk
 
 log = logging.getLogger("maild.service")
 
@@ -49,41 +49,41 @@ COLUMNS = {"status": "status", "owner_id": "owner_id", "group_id": "group_id",
 NOT_COLUMNS = frozenset({"id", "cc"})  # the key; the copies have their own table
 
 
-def reply_with_commands(desk: Desk, tx: Tx, ticket_id: int, author_id: int, mail: MailIn,
+def reply_with_commands(kit: Kit, tx: Tx, ticket_id: int, author_id: int, mail: MailIn,
                         items: Items, *, refuse_all: str | None) -> Outcome:
-    now = desk.clock.now()
+    now = kit.clock.now()
     row = tx.tickets.ticket_row(ticket_id)
-    author = desk.user(tx, author_id)
+    author = kit.people.user(tx, author_id)
     before = _state(row, tx.tickets.ticket_cc(ticket_id))
-    actor = desk.actor(author_id, row.group_id)
+    actor = kit.people.actor(author_id, row.group_id)
     writing = may(actor, "workunit", owner_id=row.owner_id)
     if isinstance(writing, Denied):
         # Access is read now, not when the reply address was issued: nothing is written.
         p = plan(items, actor=actor, ticket=before,
-                 facts=_facts(desk, tx, items, now), refuse_all=writing.reason)
-        tx.outbox.add_many([n for n in [_outcome(desk, tx, p, author, mail, row=row, wu_id=None,
-                                                  reason=writing.reason)] if n], now)
+                 facts=_facts(kit, tx, items, now), refuse_all=writing.reason)
+        tx.outbox.add_many([n for n in [_outcome(kit, tx, p, author, mail, row=row, wu_id=None,
+                                                 reason=writing.reason)] if n], now)
         return Outcome(state=JournalState.HELD, outcome="held: sender may not write here",
                        reason=f"{author.label} on ticket {ticket_id}: {writing.reason}",
                        ticket_id=ticket_id)
     files = tuple((a.filename, a.content_type) for a in mail.attachments)
-    p = plan(items, actor=actor, ticket=before, facts=_facts(desk, tx, items, now, files),
+    p = plan(items, actor=actor, ticket=before, facts=_facts(kit, tx, items, now, files),
              refuse_all=refuse_all)
     if p.ok:
-        row, wu_id, notes = _carry_out(desk, tx, row, p, author, mail, now,
+        row, wu_id, notes = _carry_out(kit, tx, row, p, author, mail, now,
                                        old_owner=before.owner_id)
     else:
-        wu_id, notes = _keep_internal(desk, tx, ticket_id, author, mail, now), []
-    notes.append(_outcome(desk, tx, p, author, mail, row=row, wu_id=wu_id))
+        wu_id, notes = _keep_internal(kit, tx, ticket_id, author, mail, now), []
+    notes.append(_outcome(kit, tx, p, author, mail, row=row, wu_id=wu_id))
     tx.outbox.add_many([n for n in notes if n], now)
     if p.ok and (p.changes or wu_id):
-        automation.run(desk, tx, row, "update", sender=mail.sender.addr, subject=mail.subject,
+        automation.run(kit, tx, row, "update", sender=mail.sender.addr, subject=mail.subject,
                        body=mail.text, now=now)
     return Outcome(state=JournalState.DONE, outcome=_summary(p, ticket_id), ticket_id=ticket_id)
 
 
 
-def _carry_out(desk: Desk, tx: Tx, row: TicketRow, p: Plan, author: UserRef, mail: MailIn,
+def _carry_out(kit: Kit, tx: Tx, row: TicketRow, p: Plan, author: UserRef, mail: MailIn,
                now: datetime, *,
                old_owner: int | None,
                ) -> tuple[TicketRow, int | None, list[Notification | None]]:
@@ -92,39 +92,39 @@ def _carry_out(desk: Desk, tx: Tx, row: TicketRow, p: Plan, author: UserRef, mai
     row = _apply(tx, row, p, author, text, now)
     # Closing turns the text into the epilogue; a workunit still holds time and files.
     if (text and not p.closes) or mail.attachments or p.workunit.time_used is not None:
-        wu_id: int | None = desk.workunit(tx, ticket_id, author, mail, now, p.workunit)
+        wu_id: int | None = kit.writer.workunit(tx, ticket_id, author, mail, now, p.workunit)
     else:
         wu_id = None
-        desk.remember(tx, ticket_id, mail)
+        remember(tx, ticket_id, mail)
     # A public word from staff answers the customer: the response clock stops.
     answered = bool(wu_id or p.closes) and not p.workunit.internal
     tx.tickets.touch(ticket_id, now, waiting=False if answered else None)
-    desk.refresh_sla(tx, row.group_id, ticket_id, now)
-    notes = _tell(desk, tx, row, p, author, mail, wu_text=text if wu_id else "",
+    kit.sla.refresh_ticket(tx, row.group_id, ticket_id, now)
+    notes = _tell(kit, tx, row, p, author, mail, wu_text=text if wu_id else "",
                   old_owner=old_owner)
     if p.closes:
-        notes.append(survey.request(desk, tx, row, now))
+        notes.append(survey.request(kit, tx, row, now))
     if p.workorder:  # the worker renders the PDF and attaches it
-        ctx, _, order = workorder(desk, tx, ticket_id, timezone=desk.config.timezone, now=now)
-        told = desk.direct(tx, author, "commands/workorder", ctx, ticket_id=ticket_id,
-                           group_id=row.group_id, refs=desk.refs(row, mail))
+        ctx, _, order = workorder(kit, tx, ticket_id, timezone=kit.config.timezone, now=now)
+        told = kit.notifier.direct(tx, author, "commands/workorder", ctx, ticket_id=ticket_id,
+                                   group_id=row.group_id, refs=thread_refs(row, mail))
         notes.append(None if told is None else dataclasses.replace(told, workorder=order))
     return row, wu_id, notes
 
 
-def _keep_internal(desk: Desk, tx: Tx, ticket_id: int, author: UserRef, mail: MailIn,
+def _keep_internal(kit: Kit, tx: Tx, ticket_id: int, author: UserRef, mail: MailIn,
                    now: datetime) -> int | None:
     """A refused block: nothing changes, and the words stay for staff only."""
     wu_id = None
     if mail.text.strip() or mail.attachments:
-        wu_id = desk.workunit(tx, ticket_id, author, mail, now,
-                              WorkunitOptions(time_used=0.0, internal=True))
+        wu_id = kit.writer.workunit(tx, ticket_id, author, mail, now,
+                                    WorkunitOptions(time_used=0.0, internal=True))
     else:
-        desk.remember(tx, ticket_id, mail)
+        remember(tx, ticket_id, mail)
     tx.tickets.touch(ticket_id, now)
     return wu_id
 
-def unverified_reply(desk: Desk, tx: Tx, ticket_id: int, author_id: int, mail: MailIn,
+def unverified_reply(kit: Kit, tx: Tx, ticket_id: int, author_id: int, mail: MailIn,
                      items: Items, *, reason: str, how: str) -> Outcome:
     """A mail in a staff member's name that does not prove it is theirs (no reply token of
     their own, or no relay pass where the desk requires one): its words are kept for staff
@@ -132,26 +132,28 @@ def unverified_reply(desk: Desk, tx: Tx, ticket_id: int, author_id: int, mail: M
     its commands are
     refused; and the staff member is told at their registered address, in a mail carrying
     their own reply address, so that if it was them they can answer it."""
-    now = desk.clock.now()
+    now = kit.clock.now()
     row = tx.tickets.ticket_row(ticket_id)
-    author = desk.user(tx, author_id)
+    author = kit.people.user(tx, author_id)
     text = mail.text.strip()
     note = f"{UNVERIFIED} {how[:1].upper()}{how[1:]}: kept for staff only, sent to nobody."
     kept = dataclasses.replace(mail, text=f"{note}\n\n{text}".strip(), html=None)
-    wu_id = desk.workunit(tx, ticket_id, author, kept, now,
-                          WorkunitOptions(time_used=0.0, internal=True))
+    wu_id = kit.writer.workunit(tx, ticket_id, author, kept, now,
+                                WorkunitOptions(time_used=0.0, internal=True))
     tx.tickets.touch(ticket_id, now)  # updated, but nobody answered the customer
     if items:
-        p = plan(items, actor=desk.actor(author_id, row.group_id),
+        p = plan(items, actor=kit.people.actor(author_id, row.group_id),
                  ticket=_state(row, tx.tickets.ticket_cc(ticket_id)),
-                 facts=_facts(desk, tx, items, now), refuse_all=reason)
-        told = _outcome(desk, tx, p, author, mail, row=row, wu_id=wu_id, unverified=True)
+                 facts=_facts(kit, tx, items, now), refuse_all=reason)
+        told = _outcome(kit, tx, p, author, mail, row=row, wu_id=wu_id, unverified=True)
     else:
-        creator = desk.user(tx, row.creator_id) if row.creator_id else None
-        ctx = desk.context(tx, row, creator, wu_text=text, wu_user=author.name or author.label,
-                           reason=reason, mail_subject=mail.subject)
-        told = desk.direct(tx, author, "ticket/staff/unverified", ctx, ticket_id=ticket_id,
-                           group_id=row.group_id, refs=desk.refs(row, mail))
+        creator = kit.people.creator(tx, row.creator_id)
+        ctx = kit.notifier.context(tx, row, creator, wu_text=text,
+                                   wu_user=author.name or author.label, reason=reason,
+                                   mail_subject=mail.subject)
+        told = kit.notifier.direct(tx, author, "ticket/staff/unverified", ctx,
+                                   ticket_id=ticket_id, group_id=row.group_id,
+                                   refs=thread_refs(row, mail))
     tx.outbox.add_many([n for n in [told] if n], now)
     log.warning("ticket %d: mail in %s's name kept as internal note %d: %s", ticket_id,
                 author.label, wu_id, reason)
@@ -160,40 +162,40 @@ def unverified_reply(desk: Desk, tx: Tx, ticket_id: int, author_id: int, mail: M
                            f"{author.label} ({reason})")
 
 
-def open_with_commands(desk: Desk, tx: Tx, group_id: int, author_id: int, mail: MailIn,
+def open_with_commands(kit: Kit, tx: Tx, group_id: int, author_id: int, mail: MailIn,
                        items: Items, *, refuse_all: str | None) -> Outcome:
-    now = desk.clock.now()
-    group = desk.directory.groups[group_id]
-    author = desk.user(tx, author_id)
+    now = kit.clock.now()
+    group = kit.directory.groups[group_id]
+    author = kit.people.user(tx, author_id)
     start = TicketState(id=None, status=Status.NEW, owner_id=group.default_owner_id,
-                        group_id=group.id, priority=desk.config.default_priority,
+                        group_id=group.id, priority=kit.config.default_priority,
                         resolution=None, title=clean_title(mail.subject), parent_id=None,
                         locked=False)
-    p = plan(items, actor=desk.actor(author_id, group.id), ticket=start,
-             facts=_facts(desk, tx, items, now), opening=True, refuse_all=refuse_all)
+    p = plan(items, actor=kit.people.actor(author_id, group.id), ticket=start,
+             facts=_facts(kit, tx, items, now), opening=True, refuse_all=refuse_all)
     if not p.ok:
         # No ticket rather than a ticket for the wrong customer: the mail stays in the
         # journal (held, replayable) and the sender is told what to fix.
-        tx.outbox.add_many([n for n in [_outcome(desk, tx, p, author, mail, row=None,
-                                                  wu_id=None)] if n], now)
+        tx.outbox.add_many([n for n in [_outcome(kit, tx, p, author, mail, row=None,
+                                                 wu_id=None)] if n], now)
         reasons = "; ".join(f"{r.line}: {r.message}" for r in p.refused)
         return Outcome(state=JournalState.HELD, outcome="held: commands refused",
                        reason=reasons[:4000])
     creator = author
     if p.creator:
-        creator = (desk.user_for_address(tx, p.creator)
-                   or desk.new_customer(tx, p.creator, p.creator, now))
+        creator = (kit.people.user_for_address(tx, p.creator)
+                   or kit.people.new_customer(tx, p.creator, p.creator, now))
     a = p.after
     opening = Opening(title=a.title, priority=a.priority, owner_id=a.owner_id,
                       editor=author.login or author.label, description=mail.text,
                       parent_id=a.parent_id, cc=a.cc, type_name=a.type_name,
                       custom=dict(a.custom))
-    row = desk.insert_ticket(tx, group, creator, author, mail, opening, now, wu=p.workunit)
+    row = kit.writer.insert_ticket(tx, group, creator, author, mail, opening, now, wu=p.workunit)
     tx.tickets.insert_history(_history(row.id, author.id, p.changes, now))
-    row = automation.run(desk, tx, row, "create", sender=creator.email or "",
+    row = automation.run(kit, tx, row, "create", sender=creator.email or "",
                          subject=mail.subject, body=mail.text, now=now)
-    desk.notify_created(tx, row, creator, author, mail, now, cc=tx.tickets.ticket_cc(row.id))
-    tx.outbox.add_many([n for n in [_outcome(desk, tx, p, author, mail, row=row, wu_id=None)]
+    kit.notifier.created(tx, row, creator, author, mail, now, cc=tx.tickets.ticket_cc(row.id))
+    tx.outbox.add_many([n for n in [_outcome(kit, tx, p, author, mail, row=row, wu_id=None)]
                         if n], now)
     log.info("ticket %d opened in %s by %s for %s", row.id, group.name, author.label,
              creator.label)
@@ -211,23 +213,23 @@ def _state(row: TicketRow, cc: tuple[str, ...]) -> TicketState:
                        custom={k: str(v) for k, v in (row.custom or {}).items()})
 
 
-def _facts(desk: Desk, tx: Tx, items: Items, now: datetime,
+def _facts(kit: Kit, tx: Tx, items: Items, now: datetime,
            attachments: tuple[tuple[str, str], ...] = ()) -> Facts:
-    d = desk.directory
+    d = kit.directory
     parents = {i.value for i in items
                if isinstance(i, Command) and i.name == "parent" and isinstance(i.value, int)}
     ancestors = {tid: chain for tid in parents
                  if (chain := tx.tickets.ancestors(tid)) is not None}
-    return Facts(status_map=desk.config.status_map, priorities=desk.config.priorities,
-                 resolutions=desk.config.resolutions,
+    return Facts(status_map=kit.config.status_map, priorities=kit.config.priorities,
+                 resolutions=kit.config.resolutions,
                  logins={u.login.lower(): uid for uid, u in d.staff.items() if u.login},
                  labels={uid: u.label for uid, u in d.staff.items()},
                  groups={g.name.lower(): gid for gid, g in d.groups.items()},
                  group_names={gid: g.name for gid, g in d.groups.items()},
                  access=d.access, admins=d.admins, ancestors=ancestors, today=now.date(),
-                 types={t.name.lower(): t for t in desk.config.types},
-                 global_fields=desk.config.global_fields,
-                 type_required=desk.config.type_required,
+                 types={t.name.lower(): t for t in kit.config.types},
+                 global_fields=kit.config.global_fields,
+                 type_required=kit.config.type_required,
                  attachments=attachments)
 
 
@@ -270,7 +272,7 @@ def _history(ticket_id: int, user_id: int, changes: tuple[Change, ...],
 
 # -- telling people ------------------------------------------------------------------------------
 
-def _tell(desk: Desk, tx: Tx, row: TicketRow, p: Plan, author: UserRef, mail: MailIn, *,
+def _tell(kit: Kit, tx: Tx, row: TicketRow, p: Plan, author: UserRef, mail: MailIn, *,
           wu_text: str, old_owner: int | None) -> list[Notification | None]:
     """Everyone associated hears of the changes (staff of all of them; customers and third
     parties of the public ones, and of nothing when the mail was internal)."""
@@ -278,12 +280,13 @@ def _tell(desk: Desk, tx: Tx, row: TicketRow, p: Plan, author: UserRef, mail: Ma
         return []
     internal = p.workunit.internal
     public = list(p.public)
-    creator = desk.user(tx, row.creator_id) if row.creator_id else None
+    creator = kit.people.creator(tx, row.creator_id)
     epilogue = (mail.text.strip() or None) if p.closes else None
-    refs = desk.refs(row, mail)
+    refs = thread_refs(row, mail)
 
-    base = desk.context(tx, row, creator, wu_text=wu_text, wu_user=author.name or author.label,
-                        closed=p.closes, epilogue=epilogue)
+    base = kit.notifier.context(tx, row, creator, wu_text=wu_text,
+                                wu_user=author.name or author.label, closed=p.closes,
+                                epilogue=epilogue)
 
     def ctx(changes: list[Change]) -> dict[str, Any]:
         return {**base, "changes": [dataclasses.asdict(c) for c in changes]}
@@ -296,13 +299,14 @@ def _tell(desk: Desk, tx: Tx, row: TicketRow, p: Plan, author: UserRef, mail: Ma
     for uid in people:
         if uid == author.id:
             continue
-        user = desk.user(tx, uid)
+        user = kit.people.user(tx, uid)
         if user.kind is UserKind.STAFF:
-            notes.append(desk.note(tx, row, user, event, ctx(list(p.changes)), refs))
+            notes.append(kit.notifier.note(tx, row, user, event, ctx(list(p.changes)), refs))
         elif not internal and (public or wu_text):
-            notes.append(desk.note(tx, row, user, event, ctx(public), refs))
+            notes.append(kit.notifier.note(tx, row, user, event, ctx(public), refs))
     if not internal and (public or wu_text):
-        notes += desk.copies(tx, row, tx.tickets.ticket_cc(row.id), event, ctx(public), refs)
+        notes += kit.notifier.copies(tx, row, tx.tickets.ticket_cc(row.id), event, ctx(public),
+                                     refs)
     return notes
 
 
@@ -316,31 +320,32 @@ def _event(p: Plan) -> str:
     return "owner" if "owner" in fields else "updated"
 
 
-def _outcome(desk: Desk, tx: Tx, p: Plan, author: UserRef, mail: MailIn, *,
+def _outcome(kit: Kit, tx: Tx, p: Plan, author: UserRef, mail: MailIn, *,
              row: TicketRow | None, wu_id: int | None, reason: str | None = None,
              unverified: bool = False) -> Notification | None:
     lines = [{"line": r.line, "applied": r.applied, "message": r.message} for r in p.results]
     result = {"ok": p.ok and reason is None, "reason": reason, "lines": lines, "workunit_id": wu_id,
               "kept_internal": not p.ok and wu_id is not None, "mail_subject": mail.subject,
               "opening": row is None or p.before.id is None, "unverified": unverified}
-    ctx: dict[str, Any] = {"result": result, "help": _help(desk, p, author) if p.help else None}
+    ctx: dict[str, Any] = {"result": result, "help": _help(kit, p, author) if p.help else None}
     refs = tuple(r for r in (mail.message_id,) if r)
     if row is not None:
-        creator = desk.user(tx, row.creator_id) if row.creator_id else None
-        ctx = desk.context(tx, row, creator, **ctx)
-        refs = desk.refs(row, mail)
-    return desk.direct(tx, author, "commands/outcome", ctx, ticket_id=row.id if row else None,
-                       group_id=row.group_id if row else None, refs=refs)
+        creator = kit.people.creator(tx, row.creator_id)
+        ctx = kit.notifier.context(tx, row, creator, **ctx)
+        refs = thread_refs(row, mail)
+    return kit.notifier.direct(tx, author, "commands/outcome", ctx,
+                               ticket_id=row.id if row else None,
+                               group_id=row.group_id if row else None, refs=refs)
 
 
-def _help(desk: Desk, p: Plan, author: UserRef) -> dict[str, Any]:
+def _help(kit: Kit, p: Plan, author: UserRef) -> dict[str, Any]:
     owner = p.after.owner_id
     return {
         "commands": [{"name": c.name, "args": c.args, "text": c.help, "aliases": c.aliases}
                      for c in COMMANDS.values()],
-        "next": [st.value for st in allowed_next(p.after, desk.config.status_map)],
+        "next": [st.value for st in allowed_next(p.after, kit.config.status_map)],
         "status": p.after.status.value,
-        "owner": desk.directory.staff[owner].label if owner in desk.directory.staff else None,
+        "owner": kit.directory.staff[owner].label if owner in kit.directory.staff else None,
         "you_own": owner == author.id,
     }
 

@@ -12,23 +12,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from maild.domain import Notification, Status
 from maild.rules.business_time import Calendar
 from maild.rules.sla import Metric, Sla, TicketPast, counts, deadlines, next_due, over_open_limit
+from maild.service.notifying import Notifier
 from store import sla as book
+from store.directory import Directory
 from store.unit import Tx
-
-if TYPE_CHECKING:
-    from maild.service.desk import Desk
 
 log = logging.getLogger("maild.sla")
 
 FINGERPRINT = "sla_config"
+
+# Closes one ticket that sat pending close too long: (tx, ticket id, now, hours). The
+# service's closing step, handed in so that this module needs nothing above it.
+Closer = Callable[[Tx, int, datetime, float], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,13 +47,16 @@ class SweepReport:
 
 
 class SlaKeeper:
-    def __init__(self, desk: Desk, slas: Mapping[str, Sla]) -> None:
-        self.desk = desk
+    def __init__(self, *, directory: Directory, notifier: Notifier, slas: Mapping[str, Sla],
+                 close: Closer) -> None:
+        self.directory = directory
+        self.notifier = notifier
+        self.close = close
         self.slas = slas  # by group name
         self.calendars = {sla.name: Calendar(sla.hours) for sla in slas.values()}
 
     def for_group(self, group_id: int) -> Sla | None:
-        group = self.desk.directory.groups.get(group_id)
+        group = self.directory.groups.get(group_id)
         return None if group is None else self.slas.get(group.name)
 
     def fingerprint(self) -> str:
@@ -66,6 +72,11 @@ class SlaKeeper:
             return None
         past = TicketPast(statuses=((now, Status.NEW),), waiting_since=now, last_activity=now)
         return next_due(deadlines(sla, self.calendars[sla.name], past), now)
+
+    def refresh_ticket(self, tx: Tx, group_id: int, ticket_id: int, now: datetime) -> None:
+        """After a change: the ticket's next SLA deadline and its breach episodes."""
+        if self.for_group(group_id) is not None:
+            self.refresh(tx, [ticket_id], now)
 
     def refresh(self, tx: Tx, ticket_ids: list[int], now: datetime) -> SweepReport:
         """Recompute deadlines, start the episodes that have come, end the cleared ones."""
@@ -111,7 +122,7 @@ class SlaKeeper:
     def check_open_limits(self, tx: Tx, now: datetime) -> SweepReport:
         """Per group: the tickets beyond `max_open_tickets`, newest first, are in breach."""
         report = SweepReport()
-        for gid, group in self.desk.directory.groups.items():
+        for gid, group in self.directory.groups.items():
             sla = self.slas.get(group.name)
             if sla is None or not sla.max_open_tickets:
                 continue
@@ -132,7 +143,7 @@ class SlaKeeper:
             return 0
         ids = tx.sla.pending_close_before(now - timedelta(hours=hours), limit)
         for tid in ids:
-            self.desk.close_expired(tx, tid, now, hours=hours)
+            self.close(tx, tid, now, hours)
         return len(ids)
 
     def recompute(self, tx: Tx, now: datetime, *, after_id: int = 0,
@@ -173,9 +184,9 @@ class SlaKeeper:
             creator = people.get(ticket.creator_id) if ticket.creator_id else None
             limit: Any = (sla.max_open_tickets if metric is Metric.OPEN_TICKETS
                           else sla.limit(metric) / 3600)
-            ctx = self.desk.context(tx, ticket, creator, sla={
+            ctx = self.notifier.context(tx, ticket, creator, sla={
                 "name": sla.name, "metric": metric.value, "limit": limit,
                 "since": when.isoformat(), "type": sla.type})
-            notes.append(self.desk.note(tx, ticket, people[ticket.owner_id], "sla_triggered",
-                                        ctx, (ticket.thread_id,)))
+            notes.append(self.notifier.note(tx, ticket, people[ticket.owner_id],
+                                            "sla_triggered", ctx, (ticket.thread_id,)))
         tx.outbox.add_many([n for n in notes if n], now)

@@ -8,28 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from maild.domain import Notification, SurveyLink, UserKind
 from maild.errors import NotFound
+from maild.service.kit import Kit
+from maild.service.values import SurveyConfig
 from store.queries import TicketRow
 from store.unit import Tx
 
-if TYPE_CHECKING:
-    from maild.service.desk import Desk
-
 EPOCH = date(1970, 1, 1)
+__all__ = ["Page", "SurveyConfig", "day_number", "page", "rate", "rating_for", "request"]
 
 
 def day_number(when: datetime) -> int:
     return (when.astimezone(UTC).date() - EPOCH).days
-
-
-@dataclass(frozen=True, kw_only=True)
-class SurveyConfig:
-    enabled: bool = False
-    link_days: int = 14
-    groups: frozenset[str] = frozenset()  # groups whose tickets are surveyed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,21 +36,21 @@ class Page:
     last_day: date
 
 
-def request(desk: Desk, tx: Tx, row: TicketRow, now: datetime) -> Notification | None:
+def request(kit: Kit, tx: Tx, row: TicketRow, now: datetime) -> Notification | None:
     """On close: the creator (a customer) is asked, when the survey is on for the group."""
-    cfg = desk.config.survey
-    group = desk.directory.groups.get(row.group_id)
+    cfg = kit.config.survey
+    group = kit.directory.groups.get(row.group_id)
     if not cfg.enabled or group is None or group.name not in cfg.groups or not row.creator_id:
         return None
-    creator = desk.user(tx, row.creator_id)
+    creator = kit.people.user(tx, row.creator_id)
     if creator.kind is UserKind.STAFF:
         return None
     last_day = day_number(now) + cfg.link_days
     link = SurveyLink(ticket_id=row.id, user_id=creator.id, last_day=last_day,
                       days=cfg.link_days,
                       until=(EPOCH + timedelta(days=last_day)).isoformat())
-    ctx = desk.context(tx, row, creator)
-    note = desk.note(tx, row, creator, "satisfaction", ctx, (row.thread_id,), creator=True)
+    ctx = kit.notifier.context(tx, row, creator)
+    note = kit.notifier.note(tx, row, creator, "satisfaction", ctx, (row.thread_id,), creator=True)
     return None if note is None else replace(note, survey=link)
 
 

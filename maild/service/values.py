@@ -19,10 +19,16 @@ from maild.rules.limits import Limits
 from maild.rules.sla import Sla
 from maild.rules.transitions import StatusMap
 from maild.rules.workflow import Rule
-from maild.service.survey import SurveyConfig
 
 PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|tr|rv|antw|odp|ynt)\s*(?:\[\d+\])?\s*:\s*)+",
                     re.IGNORECASE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SurveyConfig:
+    enabled: bool = False
+    link_days: int = 14
+    groups: frozenset[str] = frozenset()  # groups whose tickets are surveyed
 
 
 @dataclass(frozen=True, kw_only=True)

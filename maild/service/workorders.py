@@ -12,18 +12,16 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from maild.domain import WorkOrderLine, WorkOrderRequest
+from maild.service.kit import Kit
 from store.queries import UserRef
 from store.unit import Tx
 
-if TYPE_CHECKING:
-    from maild.service.desk import Desk
 
-
-def workorder(desk: Desk, tx: Tx, ticket_id: int, *, timezone: str,
+def workorder(kit: Kit, tx: Tx, ticket_id: int, *, timezone: str,
               now: datetime) -> tuple[dict[str, Any], UserRef | None, WorkOrderRequest]:
     """A ticket's notification context, its creator (the work order is theirs) and its work
     order: the local times and the public workunits (date, author, hours, text), oldest
@@ -31,7 +29,7 @@ def workorder(desk: Desk, tx: Tx, ticket_id: int, *, timezone: str,
     internal work included). Raises NotFound for a missing ticket."""
     row = tx.tickets.ticket_row(ticket_id)
     view = tx.tickets.ticket_view(ticket_id)
-    creator = desk.user(tx, row.creator_id) if row.creator_id else None
+    creator = kit.people.creator(tx, row.creator_id)
     zone = ZoneInfo(timezone)
 
     def local(when: datetime) -> str:
@@ -47,17 +45,17 @@ def workorder(desk: Desk, tx: Tx, ticket_id: int, *, timezone: str,
     order = WorkOrderRequest(created=local(row.created_at), updated=local(row.updated_at),
                              printed=local(now), timezone=timezone, workunits=work,
                              listed_time=sum(wu.time_used for wu in listed))
-    return desk.context(tx, row, creator), creator, order
+    return kit.notifier.context(tx, row, creator), creator, order
 
 
-def workorder_context(desk: Desk, tx: Tx, ticket_id: int, *, site_name: str,
+def workorder_context(kit: Kit, tx: Tx, ticket_id: int, *, site_name: str,
                       site_url: str, timezone: str, now: datetime) -> dict[str, Any]:
     """The template context of a ticket's work order (`maild workorder`).
 
     `ticket`, `site` and `recipient` (the creator) are what mail templates get, so the
     spec's macros work the same; `workorder` is the `WorkOrderRequest` as templates read it.
     """
-    ctx, creator, order = workorder(desk, tx, ticket_id, timezone=timezone, now=now)
+    ctx, creator, order = workorder(kit, tx, ticket_id, timezone=timezone, now=now)
     return {**ctx, "site": {"name": site_name, "url": site_url},
             "recipient": {"name": creator.name if creator else "",
                           "email": (creator.email or "") if creator else ""},
