@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from maild.domain import Channel, Envelope, JournalState
@@ -147,6 +147,71 @@ def load_pending(s: Session, limit: int, max_bytes: int) -> list[tuple[int, byte
         return []
     return [(r.id, bytes(r.raw), _envelope(r.mail_from, r.rcpt_tos, r.channel))
             for r in _LOAD_MANY.rows(s, {"ids": ids})]
+
+
+# -- several processors on one database: claims ---------------------------------------------
+# A processor claims the rows it will process (lease_holder, lease_until) in a short
+# transaction of its own; on PostgreSQL the candidates are read FOR UPDATE SKIP LOCKED, so
+# processors claiming at once each get other rows instead of queueing on the same ones. A
+# claim lapses at lease_until (its processor died); a processor takes back its own claims.
+_CLAIMABLE = (Journal.state == JournalState.PENDING.value,
+              or_(Journal.lease_until.is_(None), Journal.lease_until < bindparam("now"),
+                  Journal.lease_holder == bindparam("holder")))
+_CANDIDATES = select(Journal.id, Journal.size).where(*_CLAIMABLE).order_by(Journal.id).limit(
+    bindparam("limit"))
+_CANDIDATES_LOCKED = Prepared(_CANDIDATES.with_for_update(skip_locked=True))
+_CANDIDATES_PLAIN = Prepared(_CANDIDATES)
+_CLAIM = Dynamic(update(Journal).where(Journal.id.in_(bindparam("ids", expanding=True)))
+                 .values(lease_holder=bindparam("holder"), lease_until=bindparam("until")))
+_UNCLAIM = Prepared(update(Journal).where(Journal.lease_holder == bindparam("holder"),
+                                          Journal.state == JournalState.PENDING.value)
+                    .values(lease_holder=None, lease_until=None))
+
+
+def claim(s: Session, holder: str, now: datetime, until: datetime, limit: int,
+          max_bytes: int) -> list[int]:
+    """Claim the next pending rows nobody else holds for `holder` until `until`, as many as
+    fit in `max_bytes` (at least one); their ids. Commit before processing them."""
+    locked = s.get_bind().dialect.name == "postgresql"
+    candidates = (_CANDIDATES_LOCKED if locked else _CANDIDATES_PLAIN).rows(
+        s, {"now": now, "holder": holder, "limit": limit})
+    ids: list[int] = []
+    total = 0
+    for jid, size in candidates:
+        if ids and total + size > max_bytes:
+            break
+        ids.append(jid)
+        total += size
+    if ids:
+        _CLAIM.run(s, {"ids": ids, "holder": holder, "until": until})
+    return ids
+
+
+def unclaim(s: Session, holder: str) -> int:
+    """Give back the pending rows `holder` claimed (it stops, or could not process them)."""
+    return _UNCLAIM.run(s, {"holder": holder})
+
+
+def load_many(s: Session, ids: list[int]) -> list[tuple[int, bytes, Envelope]]:
+    """These rows with their mail, in id order."""
+    if not ids:
+        return []
+    return [(r.id, bytes(r.raw), _envelope(r.mail_from, r.rcpt_tos, r.channel))
+            for r in _LOAD_MANY.rows(s, {"ids": ids})]
+
+
+def lock_threads(s: Session, keys: list[int]) -> None:
+    """Hold, until the transaction ends, a lock on each conversation key (a Message-ID's
+    digest, see maild.inbound): two processors with mails of one conversation take turns,
+    so a reply and the mail it answers never both open a ticket. Keys are taken in order
+    (unnest keeps the sorted array's order): two batches cannot deadlock. SQLite needs
+    none: it has one writer at a time."""
+    if keys and s.get_bind().dialect.name == "postgresql":
+        _LOCK_THREADS.rows(s, {"keys": sorted(set(keys))})
+
+
+_LOCK_THREADS = Dynamic(text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"))
 
 
 def _envelope(mail_from: str, rcpt_tos: str, channel: str) -> Envelope:

@@ -129,6 +129,12 @@ def _fresh_postgres() -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """PostgreSQL only (what SQLite cannot show: row locks, SKIP LOCKED, advisory locks)."""
+    yield from _fresh_postgres()
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'maild.db'}"
 

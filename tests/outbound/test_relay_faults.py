@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,7 +21,7 @@ from maild.outbound.transport import SmtpRelay
 from maild.settings import Settings
 from maild.supervise import Health
 from store import db, outbox
-from tests.conftest import Sink, _fresh_postgres
+from tests.conftest import Sink
 from tests.outbound.conftest import Relay, make_worker, queue, row, until
 from tests.tcp_proxy import ThreadedProxy
 
@@ -132,11 +131,6 @@ class HeldSink(Sink):
 
     def release(self) -> None:
         self.held.set()
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    yield from _fresh_postgres()
 
 
 def through(url: str, port: int) -> str:
