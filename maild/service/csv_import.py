@@ -2,8 +2,9 @@
 
 Three steps, one function each:
 
-- `read(data, …)` turns the file's bytes into records (a line number and its cells), finds a
-  header row and the custom-field names; a file that cannot be read raises `CsvFileError`.
+- `read(data, …)` (in `csv_sheet`) turns the file's bytes into records (a line number and
+  its cells), finds a header row and the custom-field names; a file that cannot be read
+  raises `CsvFileError`.
 - `check(tx, sheet, …)` turns each record into a `TicketIn` or into `BadLine`s (line, column,
   reason); it only reads the store.
 - `write(tx, rows, …)` inserts checked tickets in the caller's transaction, so any failure
@@ -15,9 +16,6 @@ used. Every other column keeps its default.
 
 from __future__ import annotations
 
-import csv
-import io
-import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,39 +24,11 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from maild.domain import DEFAULT_PRIORITIES, DEFAULT_RESOLUTIONS, Status
-from maild.errors import MaildError
 from maild.service import csv_cells
 from maild.service.csv_cells import CellError
+from maild.service.csv_sheet import AT, COLUMNS, CsvFileError, Record, Sheet, read
 from store.queries import GroupRef
 from store.unit import Tx
-
-COLUMNS = (
-    "Beginning", "Closing", "Title", "Description", "User ID", "State", "Priority", "Group ID",
-    "Update", "Creator identifier", "Task identifier", "Resolution", "Epilogue",
-    "Parent identifier", "SLA disabled", "Identifier of the affected SLA",
-    "Incidence type identifier", "Punctuation", "Copies of emails", "Editor",
-    "Creator group identifier", "Last state", "Closed by (name)", "Extra data", "Extra data 2",
-    "Blocked", "Old state", "Old resolution", "Old state 2", "Old resolution 2", "Extra data 3",
-    "Extra data 4", "Do not show notice to assess the resolution of the ticket", "Hash",
-    "Rating (positive or negative)", "Rating comment")
-AT = {name: i for i, name in enumerate(COLUMNS)}
-
-
-class CsvFileError(MaildError):
-    """The file as a whole cannot be read (encoding, CSV syntax, header): nothing is read."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Record:
-    line: int  # the physical line the record starts on
-    cells: tuple[str, ...]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Sheet:
-    records: tuple[Record, ...]
-    custom: tuple[str, ...]  # the custom fields' names, in column order
-    header: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,96 +97,6 @@ class Imported:
 
 
 Progress = Callable[[int, int], None]  # (done, total)
-
-
-# -- reading -----------------------------------------------------------------------------------
-
-def read(data: bytes, *, encoding: str = "utf-8", delimiter: str = ",",
-         fields: Sequence[str] | None = None) -> Sheet:
-    text = _decode(data, encoding)
-    records = _records(text, delimiter)
-    header = bool(records) and csv_cells.key(_unnumbered(records[0].cells[0])) == "beginning"
-    custom: tuple[str, ...] = tuple(fields) if fields is not None else ()
-    if header:
-        named = _header_names(records[0])
-        if fields is not None and tuple(fields) != named:
-            raise CsvFileError(f"the header names the custom fields {', '.join(named) or 'none'}"
-                               f"; --fields says {', '.join(fields) or 'none'}")
-        custom, records = named, records[1:]
-    _check_names(custom, "--fields" if fields is not None else "the header")
-    if not records:
-        raise CsvFileError("has no ticket lines")
-    return Sheet(records=tuple(records), custom=custom, header=header)
-
-
-def _decode(data: bytes, encoding: str) -> str:
-    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-    try:
-        text = data.decode(codec)
-    except LookupError:
-        raise CsvFileError(f"--encoding {encoding!r} is not an encoding Python knows") from None
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise CsvFileError(
-            f"is not {encoding}: byte 0x{data[exc.start]:02x} on line {line} does not decode; "
-            "convert the file to UTF-8 or name its encoding (e.g. --encoding latin-1)"
-        ) from None
-    if "\x00" in text:
-        line = text[:text.index("\x00")].count("\n") + 1
-        raise CsvFileError(f"has a NUL character on line {line}: not a text CSV file "
-                           "(UTF-16? then give --encoding utf-16)")
-    return text
-
-
-def _records(text: str, delimiter: str) -> list[Record]:
-    csv.field_size_limit(max(csv.field_size_limit(), 1 << 24))  # long descriptions
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
-                        skipinitialspace=True, strict=True)
-    out: list[Record] = []
-    start = 1
-    try:
-        for cells in reader:
-            if any(c.strip() for c in cells):
-                out.append(Record(line=start, cells=tuple(c.strip() for c in cells)))
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise CsvFileError(f"line {reader.line_num}: malformed CSV ({exc}); nothing was read "
-                           "past it, so nothing is imported") from None
-    return out
-
-
-def _unnumbered(name: str) -> str:
-    """ "1. Beginning" → "Beginning": the spec numbers its column names."""
-    return re.sub(r"^\s*\d+\s*[.)-]?\s*", "", name)
-
-
-def _header_key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", re.sub(r"\(.*?\)", "", _unnumbered(name).lower()))
-
-
-def _header_names(record: Record) -> tuple[str, ...]:
-    """The custom-field names of a header row, after checking its first 36 names."""
-    cells = record.cells
-    if len(cells) < len(COLUMNS):
-        raise CsvFileError(f"the header row has {len(cells)} columns; the spec's order has "
-                           f"{len(COLUMNS)} before the custom fields")
-    for i, (got, want) in enumerate(zip(cells, COLUMNS, strict=False), 1):
-        if _header_key(got) != _header_key(want):
-            raise CsvFileError(
-                f"header column {i} is {got!r} where the spec's order has {want!r}; columns are "
-                "read in that order only (drop the header and give --fields for custom fields)")
-    names = list(cells[len(COLUMNS):])
-    while names and not names[-1]:  # a spreadsheet's trailing empty cells
-        names.pop()
-    return tuple(names)
-
-
-def _check_names(names: tuple[str, ...], where: str) -> None:
-    if any(not n for n in names):
-        raise CsvFileError(f"{where} has an empty custom field name")
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise CsvFileError(f"{where} names a custom field twice: {', '.join(twice)}")
 
 
 # -- checking ------------------------------------------------------------------------------------
@@ -309,55 +189,96 @@ def _check_record(record: Record, custom: tuple[str, ...], lookup: _Lookup,
     problem = _width_problem(record, custom)
     if problem:
         return [BadLine(line=record.line, column=None, reason=problem)]
-    errors: list[BadLine] = []
-    zone = ZoneInfo(config.timezone)
+    cells = _Cells(record)
+    got = _read(cells, lookup, config)
+    cells.errors += [BadLine(line=record.line, column=column, reason=reason)
+                     for column, reason in _together(
+                         record, cells.errors, status=got.status, created=got.created,
+                         closing=got.closing, rating=got.rating, comment=got.comment)]
+    return cells.errors or _ticket_in(record, custom, got)
 
-    def get(column: str, parse: Callable[[str], T]) -> T | None:
+
+class _Cells:
+    """A record's cells read one by one, each failure kept as a `BadLine`."""
+
+    def __init__(self, record: Record) -> None:
+        self.record = record
+        self.errors: list[BadLine] = []
+
+    def get(self, column: str, parse: Callable[[str], T]) -> T | None:
         try:
-            return parse(record.cells[AT[column]])
+            return parse(self.record.cells[AT[column]])
         except CellError as exc:
-            errors.append(BadLine(line=record.line, column=column, reason=str(exc)))
+            self.errors.append(BadLine(line=self.record.line, column=column, reason=str(exc)))
             return None
 
-    def text(column: str) -> str:
-        return record.cells[AT[column]]
 
+@dataclass(frozen=True, kw_only=True)
+class _Read:
+    """A record's values; None where a cell did not read (its error is kept)."""
+
+    created: datetime | None
+    closing: datetime | None
+    update: datetime | None
+    title: str | None
+    creator: tuple[int | None, str | None] | None
+    status: Status | None
+    priority: str | None
+    group: GroupRef | None
+    resolution: str | None
+    sla_disabled: bool | None
+    blocked: bool | None
+    cc: tuple[str, ...] | None
+    rating: bool | None
+    closed_by: int | None
+    comment: str
+
+
+def _read(cells: _Cells, lookup: _Lookup, config: ImportConfig) -> _Read:
+    zone = ZoneInfo(config.timezone)
+    get = cells.get
     created = get("Beginning", lambda t: csv_cells.date(t, zone, required=True))
     closing = get("Closing", lambda t: csv_cells.date(t, zone))
     update = get("Update", lambda t: csv_cells.date(t, zone))
     title = get("Title", csv_cells.title)
     creator = get("User ID", lambda t: _creator(t, lookup))
     status = get("State", csv_cells.status)
-    priority = get("Priority",
-                   lambda t: csv_cells.priority(t, config.priorities, config.default_priority))
-    group = get("Group ID", lookup.group)
-    resolution = get("Resolution", lambda t: csv_cells.resolution(t, config.resolutions))
-    sla_disabled = get("SLA disabled", csv_cells.flag)
-    blocked = get("Blocked", csv_cells.flag)
-    cc = get("Copies of emails", csv_cells.addresses)
-    rating = get("Rating (positive or negative)", csv_cells.rating)
-    closed_by = (get("Closed by (name)", lambda t: _closer(t, lookup))
-                 if status is Status.CLOSED else None)
-    comment = csv_cells.text0(text("Rating comment"))
-    errors += [BadLine(line=record.line, column=column, reason=reason)
-               for column, reason in _together(record, errors, status=status, created=created,
-                                               closing=closing, rating=rating, comment=comment)]
-    if errors:
-        return errors
-    # Every cell read (no error above), so none of these is missing; the asserts tell mypy.
+    return _Read(
+        created=created, closing=closing, update=update, title=title, creator=creator,
+        status=status,
+        priority=get("Priority", lambda t: csv_cells.priority(t, config.priorities,
+                                                               config.default_priority)),
+        group=get("Group ID", lookup.group),
+        resolution=get("Resolution", lambda t: csv_cells.resolution(t, config.resolutions)),
+        sla_disabled=get("SLA disabled", csv_cells.flag),
+        blocked=get("Blocked", csv_cells.flag),
+        cc=get("Copies of emails", csv_cells.addresses),
+        rating=get("Rating (positive or negative)", csv_cells.rating),
+        closed_by=(get("Closed by (name)", lambda t: _closer(t, lookup))
+                   if status is Status.CLOSED else None),
+        comment=csv_cells.text0(cells.record.cells[AT["Rating comment"]]))
+
+
+def _ticket_in(record: Record, custom: tuple[str, ...], got: _Read) -> TicketIn:
+    """A record every cell of which read: the ticket to write."""
+    # No error was kept, so none of these is missing; the asserts tell mypy.
+    created, title, creator, status = got.created, got.title, got.creator, got.status
+    priority, group, cc = got.priority, got.group, got.cc
     assert created is not None and title is not None and creator is not None
     assert status is not None and priority is not None and group is not None
-    assert cc is not None and sla_disabled is not None and blocked is not None
-    closed_at = closing if status is Status.CLOSED else None
+    assert cc is not None and got.sla_disabled is not None and got.blocked is not None
+    closed_at = got.closing if status is Status.CLOSED else None
     values = record.cells[len(COLUMNS):len(COLUMNS) + len(custom)]
     return TicketIn(
-        line=record.line, title=title, description=text("Description"), status=status,
-        priority=priority, group_id=group.id, owner_id=group.default_owner_id,
-        creator_id=creator[0], new_customer=creator[1], created_at=created,
-        updated_at=max(d for d in (created, closed_at, update) if d is not None),
-        closed_at=closed_at, closed_by_id=closed_by, resolution=resolution,
-        epilogue=csv_cells.text0(text("Epilogue")) or None, sla_disabled=sla_disabled,
-        blocked=blocked, cc=cc, rating=rating, rating_comment=comment,
+        line=record.line, title=title, description=record.cells[AT["Description"]],
+        status=status, priority=priority, group_id=group.id,
+        owner_id=group.default_owner_id, creator_id=creator[0], new_customer=creator[1],
+        created_at=created,
+        updated_at=max(d for d in (created, closed_at, got.update) if d is not None),
+        closed_at=closed_at, closed_by_id=got.closed_by, resolution=got.resolution,
+        epilogue=csv_cells.text0(record.cells[AT["Epilogue"]]) or None,
+        sla_disabled=got.sla_disabled, blocked=got.blocked, cc=cc, rating=got.rating,
+        rating_comment=got.comment,
         custom={name: value for name, value in zip(custom, values, strict=True) if value})
 
 
@@ -457,3 +378,7 @@ def _insert(tx: Tx, row: TicketIn, creator: int, config: ImportConfig) -> int:
         tx.ratings.put(ticket_id=tid, user_id=creator, good=row.rating,
                     comment=row.rating_comment, now=row.closed_at or row.updated_at)
     return tid
+
+
+__all__ = ["AT", "COLUMNS", "BadLine", "Checked", "CsvFileError", "ImportConfig", "Imported",
+           "Record", "Sheet", "TicketIn", "check", "read", "write"]
