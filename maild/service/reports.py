@@ -117,22 +117,23 @@ def ticket_timeline(tx: Tx, tid: int, now: datetime) -> list[tuple[datetime, dat
     return timeline((x.created_at, x.closed_at), eps, x.created_at, x.closed_at or now)
 
 
-def ticket_stats(tx: Tx, ids: list[int], now: datetime) -> dict[str, Any]:
-    """The spec's statistics, for one ticket or summed over many."""
-    lives = tx.reports.lives(ids)
-    if not lives:
-        return {"tickets": 0}
+def _seconds_in_status(tx: Tx, ids: list[int], now: datetime) -> dict[str, float]:
+    """Per status but closed, the seconds the tickets spent in it."""
     in_status: dict[str, float] = {}
-    for chunk in store.chunks([x.id for x in lives]):
+    for chunk in store.chunks(ids):
         for row in tx.sla.rows(chunk):
             for i, (start, status) in enumerate(row.statuses):
                 end = row.statuses[i + 1][0] if i + 1 < len(row.statuses) else now
                 if status is not Status.CLOSED:
                     in_status[status.value] = (in_status.get(status.value, 0.0)
                                                + (end - start).total_seconds())
+    return in_status
+
+
+def _roles(lives: list[store.Life], work: list[store.WorkRow]) -> Counter[str]:
+    """Workunits by their author's role on the ticket: creator, owner, staff, customer."""
     creators = {x.id: x.creator_id for x in lives}
     owners = {x.id: x.owner_id for x in lives}
-    work = tx.reports.work([x.id for x in lives])
     roles: Counter[str] = Counter()
     for w in work:
         if w.author_id is not None and w.author_id == creators.get(w.ticket_id):
@@ -141,6 +142,17 @@ def ticket_stats(tx: Tx, ids: list[int], now: datetime) -> dict[str, Any]:
             roles["owner"] += 1
         else:
             roles["staff" if w.author_kind == "staff" else "customer"] += 1
+    return roles
+
+
+def ticket_stats(tx: Tx, ids: list[int], now: datetime) -> dict[str, Any]:
+    """The spec's statistics, for one ticket or summed over many."""
+    lives = tx.reports.lives(ids)
+    if not lives:
+        return {"tickets": 0}
+    in_status = _seconds_in_status(tx, [x.id for x in lives], now)
+    work = tx.reports.work([x.id for x in lives])
+    roles = _roles(lives, work)
     used = sum(w.time_used for w in work)
     costed = sum(w.time_used for w in work if w.cost)
     responses = [(x.first_response_at - x.created_at).total_seconds() for x in lives
