@@ -27,6 +27,9 @@ from maild.supervise import Episode, Health
 from store.unit import Database
 
 log = logging.getLogger("maild.jobs")
+# Each of the sweep's transactions holds this lock: two nodes' sweeps (a lease that changed
+# hands mid-run) take turns, and the second finds what the first did already done.
+SWEEP = "maild:sla sweep"
 
 
 @dataclass
@@ -55,21 +58,25 @@ class SlaJobs:
         now = self.clock.now()
         report = SweepReport()
         with self.db.write() as tx:
+            tx.locks.hold([SWEEP])
             stale = self.keeper.stale(tx)
         if stale:  # the deadlines in the store were made by another SLA configuration
             log.info("the SLA configuration changed: recomputing every open ticket")
             self.recompute_all(now)
         while self.keeper.slas:
             with self.db.write() as tx:
+                tx.locks.hold([SWEEP])
                 part = self.keeper.sweep(tx, now, limit=self.batch)
             report += part
             if part.checked < self.batch:
                 break
         if self.keeper.slas:
             with self.db.write() as tx:
+                tx.locks.hold([SWEEP])
                 report += self.keeper.check_open_limits(tx, now)
         if self.auto_close_hours > 0:
             with self.db.write() as tx:
+                tx.locks.hold([SWEEP])
                 closed = self.keeper.auto_close(tx, now, self.auto_close_hours)
             report += SweepReport(closed=closed)
         if report.breached or report.closed:
@@ -82,6 +89,7 @@ class SlaJobs:
         total, last = 0, 0
         while True:
             with self.db.write() as tx:
+                tx.locks.hold([SWEEP])
                 n, after = self.keeper.recompute(tx, now, after_id=last, batch=self.batch)
             total += n
             if after is None:

@@ -1,4 +1,6 @@
-"""Content-addressed attachment storage under the data folder: the sha256 is the key."""
+"""Content-addressed attachment storage, the sha256 the key: in a folder (`BlobStore`, the
+embedded default), or in the database (`DatabaseBlobs`, PostgreSQL's default: every node
+reads every attachment). Both take the caller's transaction, which the folder ignores."""
 
 from __future__ import annotations
 
@@ -6,15 +8,20 @@ import hashlib
 import os
 from pathlib import Path
 
+from maild.errors import NotFound
+from store.unit import Database, Tx
+
 
 class BlobStore:
+    ahead = True  # worth writing before the processing transaction (see inbound.process)
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, tx: Tx | None = None) -> str:
         """Store bytes (idempotent: the same content is written once) and return its key."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
@@ -34,8 +41,44 @@ class BlobStore:
             _fsync_dir(folder)
         return digest
 
-    def get(self, sha256: str) -> bytes:
-        return self.path(sha256).read_bytes()
+    def get(self, sha256: str, tx: Tx | None = None) -> bytes:
+        try:
+            return self.path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"attachment content {sha256} is not in {self.root} (stored on "
+                           "another node? see [storage] attachments)") from None
+
+
+class DatabaseBlobs:
+    """Attachments in the `blobs` table, written in the caller's transaction (so they commit
+    with the rows that name them), or in one of their own."""
+
+    ahead = False  # written with the workunit: nothing to gain ahead of it
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def put(self, data: bytes, tx: Tx | None = None) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        if tx is not None:
+            tx.blobs.put(digest, data)
+        else:
+            with self.db.write() as own:
+                own.blobs.put(digest, data)
+        return digest
+
+    def get(self, sha256: str, tx: Tx | None = None) -> bytes:
+        if tx is None:
+            with self.db.read() as own:
+                data = own.blobs.get(sha256)
+        else:
+            data = tx.blobs.get(sha256)
+        if data is None:
+            raise NotFound(f"attachment content {sha256} is not in the database")
+        return data
+
+
+Blobs = BlobStore | DatabaseBlobs
 
 
 def _fsync_dir(path: Path) -> None:

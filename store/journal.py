@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, text, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from maild.domain import Channel, Envelope, JournalState
@@ -198,20 +198,6 @@ def load_many(s: Session, ids: list[int]) -> list[tuple[int, bytes, Envelope]]:
         return []
     return [(r.id, bytes(r.raw), _envelope(r.mail_from, r.rcpt_tos, r.channel))
             for r in _LOAD_MANY.rows(s, {"ids": ids})]
-
-
-def lock_threads(s: Session, keys: list[int]) -> None:
-    """Hold, until the transaction ends, a lock on each conversation key (a Message-ID's
-    digest, see maild.inbound): two processors with mails of one conversation take turns,
-    so a reply and the mail it answers never both open a ticket. Keys are taken in order
-    (unnest keeps the sorted array's order): two batches cannot deadlock. SQLite needs
-    none: it has one writer at a time."""
-    if keys and s.get_bind().dialect.name == "postgresql":
-        _LOCK_THREADS.rows(s, {"keys": sorted(set(keys))})
-
-
-_LOCK_THREADS = Dynamic(text(
-    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"))
 
 
 def _envelope(mail_from: str, rcpt_tos: str, channel: str) -> Envelope:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from maild.domain import Status
@@ -95,11 +96,24 @@ _BREACH = (SlaBreach.id, SlaBreach.ticket_id, SlaBreach.group_id, SlaBreach.owne
            SlaBreach.sla_name, SlaBreach.metric, SlaBreach.started_at, SlaBreach.ended_at)
 
 
-def start_breaches(s: Session, rows: list[dict[str, Any]]) -> None:
-    _INSERT_BREACH.run_many(s, rows)
+def start_breaches(s: Session, rows: list[dict[str, Any]]) -> set[tuple[int, str]]:
+    """Open these episodes; the (ticket, metric) pairs actually opened. One already open
+    (another node's sweep got there first) is left as it is: the caller mails only what
+    this call opened."""
+    insert_one = _INSERT_BREACH[s.get_bind().dialect.name]
+    return {(r.ticket_id, r.metric) for r in (insert_one.first(s, row) for row in rows)
+            if r is not None}
 
 
-_INSERT_BREACH = Prepared(insert(SlaBreach))
+def _insert_breach(insert: Any) -> Prepared:
+    return Prepared(insert(SlaBreach).on_conflict_do_nothing(
+        index_elements=[SlaBreach.ticket_id, SlaBreach.metric],
+        index_where=SlaBreach.ended_at.is_(None),
+    ).returning(SlaBreach.ticket_id, SlaBreach.metric))
+
+
+_INSERT_BREACH = {"sqlite": _insert_breach(sqlite.insert),
+                  "postgresql": _insert_breach(postgresql.insert)}
 
 
 def end_breaches(s: Session, breach_ids: list[int], when: datetime) -> None:

@@ -125,6 +125,13 @@ def update_ticket(s: Session, ticket_id: int, values: dict[str, Any]) -> None:
     Dynamic(update(Ticket).where(Ticket.id == ticket_id).values(**values)).run(s)
 
 
+def update_ticket_if(s: Session, ticket_id: int, status: str, values: dict[str, Any]) -> bool:
+    """Change the ticket only if its status is still `status` (timed work on several nodes:
+    what another node changed meanwhile is left alone); whether it changed."""
+    return Dynamic(update(Ticket).where(Ticket.id == ticket_id, Ticket.status == status)
+                   .values(**values)).run(s) == 1
+
+
 _FIRST_RESPONSE = Prepared(update(Ticket).where(Ticket.id == bindparam("tid")).values(
     first_response_at=func.coalesce(Ticket.first_response_at, bindparam("now"))))
 

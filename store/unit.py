@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session
 
 from store import (
     backlog,
+    blob_rows,
     db,
     directory,
     journal,
+    locks,
     meta,
     nodes,
     outbox,
@@ -72,7 +74,6 @@ class Journal(Ops):
     claim = op(journal.claim)
     unclaim = op(journal.unclaim)
     load_many = op(journal.load_many)
-    lock_threads = op(journal.lock_threads)
     newest_id = op(journal.newest_id)
     seen_message_id = op(journal.seen_message_id)
     raws = op(journal.raws)
@@ -94,6 +95,7 @@ class Tickets(Ops):
     touch = op(tickets.touch)
     set_status = op(tickets.set_status)
     update_ticket = op(tickets.update_ticket)
+    update_ticket_if = op(tickets.update_ticket_if)
     record_first_response = op(tickets.record_first_response)
     add_cc = op(tickets.add_cc)
     remove_cc = op(tickets.remove_cc)
@@ -209,6 +211,18 @@ class Nodes(Ops):
     leases = op(nodes.leases)
 
 
+class Blobs(Ops):
+    __slots__ = ()
+    put = op(blob_rows.put)
+    get = op(blob_rows.get)
+    attachment = op(blob_rows.attachment)
+
+
+class Locks(Ops):
+    __slots__ = ()
+    hold = op(locks.hold)
+
+
 class Tx:
     """One unit of work: every operation on it runs in one transaction, committed when the
     `with` block ends normally and rolled back when it raises. `memo` holds what the caller
@@ -216,7 +230,9 @@ class Tx:
 
     __slots__ = (
         "_s",
+        "blobs",
         "journal",
+        "locks",
         "memo",
         "meta",
         "nodes",
@@ -241,6 +257,8 @@ class Tx:
         self.search = Search(s)
         self.meta = Meta(s)
         self.nodes = Nodes(s)
+        self.blobs = Blobs(s)
+        self.locks = Locks(s)
         self.memo: dict[str, dict[Any, Any]] = {}
 
 

@@ -15,13 +15,17 @@ from store.unit import Tx
 log = logging.getLogger("maild.service")
 
 
-def close_expired(kit: Kit, tx: Tx, ticket_id: int, now: datetime, *, hours: float) -> None:
+def close_expired(kit: Kit, tx: Tx, ticket_id: int, now: datetime, *, hours: float) -> bool:
+    """Whether it closed: a ticket no longer pending close (someone answered, or another
+    node's sweep closed it first) is left alone, and nobody is mailed."""
     row = tx.tickets.ticket_row(ticket_id)
     epilogue = f"Closed automatically after {hours:g} hours pending to be closed."
-    tx.tickets.update_ticket(ticket_id, {
-        "status": Status.CLOSED.value, "resolution": "expired", "closed_at": now,
-        "closed_by_id": None, "epilogue": epilogue, "updated_at": now,
-        "status_changed_at": now})
+    if row.status != Status.PENDING_CLOSE.value or not tx.tickets.update_ticket_if(
+            ticket_id, Status.PENDING_CLOSE.value, {
+                "status": Status.CLOSED.value, "resolution": "expired", "closed_at": now,
+                "closed_by_id": None, "epilogue": epilogue, "updated_at": now,
+                "status_changed_at": now}):
+        return False
     tx.tickets.insert_history([
         {"ticket_id": ticket_id, "user_id": None, "at": now, "field": f, "old": old,
          "new": new} for f, old, new in (("status", row.status, Status.CLOSED.value),
@@ -42,3 +46,4 @@ def close_expired(kit: Kit, tx: Tx, ticket_id: int, now: datetime, *, hours: flo
     tx.outbox.add_many([n for n in notes if n], now)
     kit.sla.refresh_ticket(tx, row.group_id, ticket_id, now)
     log.info("ticket %d closed automatically (expired)", ticket_id)
+    return True

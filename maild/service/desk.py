@@ -131,13 +131,13 @@ class Desk:
         return replying.third_party_reply(self.kit, tx, ticket_id, mail)
 
     # -- closing (see service.closing; the SLA keeper's auto-close calls it) ----------------------
-    def close_expired(self, tx: Tx, ticket_id: int, now: datetime, *, hours: float) -> None:
+    def close_expired(self, tx: Tx, ticket_id: int, now: datetime, *, hours: float) -> bool:
         """Auto-close: pending close for `hours`, the ticket closes as expired; the creator
-        and the owner are told."""
-        closing.close_expired(self.kit, tx, ticket_id, now, hours=hours)
+        and the owner are told. False: it was no longer pending close (left alone)."""
+        return closing.close_expired(self.kit, tx, ticket_id, now, hours=hours)
 
-    def _close_expired(self, tx: Tx, ticket_id: int, now: datetime, hours: float) -> None:
-        self.close_expired(tx, ticket_id, now, hours=hours)
+    def _close_expired(self, tx: Tx, ticket_id: int, now: datetime, hours: float) -> bool:
+        return self.close_expired(tx, ticket_id, now, hours=hours)
 
     # -- refusals and bounces --------------------------------------------------------------------
     def refuse(self, tx: Tx, mail: MailIn, *, template: str, reason: str,

@@ -31,7 +31,7 @@ FINGERPRINT = "sla_config"
 
 # Closes one ticket that sat pending close too long: (tx, ticket id, now, hours). The
 # service's closing step, handed in so that this module needs nothing above it.
-Closer = Callable[[Tx, int, datetime, float], None]
+Closer = Callable[[Tx, int, datetime, float], bool]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,9 +142,7 @@ class SlaKeeper:
         if hours <= 0:
             return 0
         ids = tx.sla.pending_close_before(now - timedelta(hours=hours), limit)
-        for tid in ids:
-            self.close(tx, tid, now, hours)
-        return len(ids)
+        return sum(1 for tid in ids if self.close(tx, tid, now, hours))
 
     def recompute(self, tx: Tx, now: datetime, *, after_id: int = 0,
                   batch: int = 1000) -> tuple[int, int | None]:
@@ -166,10 +164,14 @@ class SlaKeeper:
         """Store the new episodes and mail each owner once, a few statements for them all."""
         if not starting:
             return
-        tx.sla.start_breaches([{"ticket_id": row.id, "group_id": row.group_id,
-                                 "owner_id": row.owner_id, "sla_name": sla.name,
-                                 "metric": metric.value, "started_at": when, "ended_at": None}
-                                for row, sla, metric, when in starting])
+        opened = tx.sla.start_breaches([
+            {"ticket_id": row.id, "group_id": row.group_id, "owner_id": row.owner_id,
+             "sla_name": sla.name, "metric": metric.value, "started_at": when,
+             "ended_at": None} for row, sla, metric, when in starting])
+        # one already open was opened (and mailed) by another node's sweep meanwhile
+        starting = [x for x in starting if (x[0].id, x[2].value) in opened]
+        if not starting:
+            return
         log.warning("SLA limits passed: %s", ", ".join(
             f"#{row.id} {metric.value}" for row, _, metric, _ in starting[:20])
             + (f" and {len(starting) - 20} more" if len(starting) > 20 else ""))

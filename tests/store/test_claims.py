@@ -103,7 +103,7 @@ def test_conversation_locks_make_two_transactions_take_turns(pg_url: str) -> Non
 
     def first() -> None:
         with a.write() as tx:
-            tx.journal.lock_threads([42, 7])
+            tx.locks.hold(["<a@x>", "<b@x>"])
             holding.set()
             time.sleep(0.5)
             order.append("first done")
@@ -111,7 +111,7 @@ def test_conversation_locks_make_two_transactions_take_turns(pg_url: str) -> Non
     def second() -> None:
         holding.wait(10)
         with b.write() as tx:
-            tx.journal.lock_threads([7, 99])  # shares key 7: waits for the first to commit
+            tx.locks.hold(["<b@x>", "<c@x>"])  # shares <b@x>: waits for the first to commit
             order.append("second in")
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
