@@ -15,28 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from maild.clock import Clock
-from maild.domain import Envelope, JournalState, Parsed, UserKind
+from maild.domain import Envelope, JournalState, Parsed
 from maild.doorbell import pause
 from maild.errors import MaildError, ParseError, TransientStoreError
-from maild.inbound.authres import unauthenticated
 from maild.inbound.classify import AutoReply, Bounce, Loop, Mail, classify
-from maild.inbound.commands import split_commands
 from maild.inbound.dedup import content_digest
-from maild.inbound.match import (
-    Distrust,
-    Hold,
-    NewTicket,
-    Refuse,
-    ReplyAddressing,
-    ThirdParty,
-    ToTicket,
-    bounce_outbox_id,
-    distrust,
-    match,
-)
+from maild.inbound.match import ReplyAddressing, bounce_outbox_id
 from maild.inbound.parse import parse_mail
-from maild.inbound.quotes import strip_quoted
-from maild.service import Desk, MailIn, Outcome
+from maild.inbound.route import Router
+from maild.service import Desk, Outcome
 from maild.settings import LimitSettings
 from maild.supervise import Backoff, Health, Retry, describe
 from maild.tokens import Signer
@@ -58,39 +45,6 @@ class PipelineConfig:
     authserv_id: str | None = None
 
 
-class StoreLookup:
-    """`match.Lookup` over one session: groups and staff from the desk's directory."""
-
-    def __init__(self, tx: Tx, desk: Desk) -> None:
-        self.tx = tx
-        self.desk = desk
-        self.directory = desk.directory
-
-    def group_for_address(self, address: str) -> int | None:
-        g = self.directory.group_for_address(address)
-        return None if g is None else g.id
-
-    def default_group(self) -> int | None:
-        g = self.directory.first_group()
-        return None if g is None else g.id
-
-    def user_for_address(self, address: str) -> int | None:
-        u = self.desk.user_for_address(self.tx, address)
-        return None if u is None else u.id
-
-    def ticket_exists(self, ticket_id: int) -> bool:
-        return self.tx.tickets.ticket_exists(ticket_id)
-
-    def ticket_for_message_ids(self, message_ids: tuple[str, ...]) -> int | None:
-        return self.tx.tickets.ticket_for_message_ids(message_ids)
-
-    def ticket_awaiting(self, message_ids: tuple[str, ...]) -> int | None:
-        return self.tx.tickets.ticket_for_message_ids(message_ids, awaited=True)
-
-    def may_reply(self, user_id: int, ticket_id: int) -> bool:
-        return self.tx.tickets.may_reply(user_id, ticket_id)
-
-
 class _Conflict(Exception):
     """Another worker finished this journal row first; roll back ours."""
 
@@ -104,6 +58,9 @@ class Pipeline:
         self.clock = clock
         self.config = config
         self._transient: dict[int, int] = {}  # journal id → transient failures in a row
+        self._router = Router(desk=desk, signer=signer, addressing=config.addressing,
+                              command_auth=config.command_auth,
+                              authserv_id=config.authserv_id)
 
     def run_one(self, journal_id: int) -> Outcome | None:
         """Process one pending journal row; None when another worker has it."""
@@ -128,44 +85,53 @@ class Pipeline:
         A transaction takes mails for at most `TX_SECONDS`, so the SMTP intake never waits
         long behind it for the writer lock. Parsing, which needs no lock, comes first.
         """
-        parsed: list[Parsed | Outcome] = []
-        for jid, raw, _ in rows:
-            try:
-                parsed.append(parse_mail(raw, limits=self.config.limits, signer=self.signer))
-            except ParseError as exc:
-                parsed.append(self._quarantine(jid, f"cannot parse: {exc}"))
-            except Exception as exc:  # a parser bug met by this one mail: it alone waits
-                log.exception("journal %d: the parser failed", jid)
-                parsed.append(self._quarantine(jid, f"cannot parse: {type(exc).__name__}: "
-                                                    f"{exc}"))
+        parsed = [self._parse(jid, raw) for jid, raw, _ in rows]
         self._store_files([p for p in parsed if not isinstance(p, Outcome)])
         out: list[Outcome | None] = [p if isinstance(p, Outcome) else None for p in parsed]
         todo = [i for i, p in enumerate(parsed) if not isinstance(p, Outcome)]
         while todo:
-            done: list[int] = []
-            try:
-                with self.db.write() as tx:
-                    started = time.monotonic()
-                    for i in todo:
-                        if done and time.monotonic() - started > TX_SECONDS:
-                            break
-                        mail = parsed[i]
-                        assert not isinstance(mail, Outcome)
-                        out[i] = self._apply(tx, rows[i][0], mail, rows[i][2])
-                        done.append(i)
-            except Exception:  # anything: redo these one by one, each failure alone
-                done = todo[:max(len(done), 1)]
-                for i in done:
-                    mail = parsed[i]
-                    assert not isinstance(mail, Outcome)
-                    out[i] = self._run_alone(rows[i][0], mail, rows[i][2])
-            else:
-                for i in done:  # logged once committed
-                    outcome = out[i]
-                    if outcome is not None:
-                        log.info("journal %d: %s", rows[i][0], outcome.outcome)
+            done = self._run_together(rows, parsed, todo, out)
             todo = todo[len(done):]
         return out
+
+    def _parse(self, journal_id: int, raw: bytes) -> Parsed | Outcome:
+        """The parsed mail, or the outcome of quarantining it when it does not parse."""
+        try:
+            return parse_mail(raw, limits=self.config.limits, signer=self.signer)
+        except ParseError as exc:
+            return self._quarantine(journal_id, f"cannot parse: {exc}")
+        except Exception as exc:  # a parser bug met by this one mail: it alone waits
+            log.exception("journal %d: the parser failed", journal_id)
+            return self._quarantine(journal_id, f"cannot parse: {type(exc).__name__}: {exc}")
+
+    def _run_together(self, rows: list[tuple[int, bytes, Envelope]],
+                      parsed: list[Parsed | Outcome], todo: list[int],
+                      out: list[Outcome | None]) -> list[int]:
+        """The first mails of `todo` in one write transaction, their outcomes into `out`;
+        if it fails, those it took (at least one) one by one instead. Returns which ran."""
+        done: list[int] = []
+        try:
+            with self.db.write() as tx:
+                started = time.monotonic()
+                for i in todo:
+                    if done and time.monotonic() - started > TX_SECONDS:
+                        break
+                    mail = parsed[i]
+                    assert not isinstance(mail, Outcome)
+                    out[i] = self._apply(tx, rows[i][0], mail, rows[i][2])
+                    done.append(i)
+        except Exception:  # anything: redo these one by one, each failure alone
+            done = todo[:max(len(done), 1)]
+            for i in done:
+                mail = parsed[i]
+                assert not isinstance(mail, Outcome)
+                out[i] = self._run_alone(rows[i][0], mail, rows[i][2])
+        else:
+            for i in done:  # logged once committed
+                outcome = out[i]
+                if outcome is not None:
+                    log.info("journal %d: %s", rows[i][0], outcome.outcome)
+        return done
 
     def _store_files(self, mails: list[Parsed]) -> None:
         """Attachments into the blob store before the write transaction: writing and syncing
@@ -173,6 +139,8 @@ class Pipeline:
         processor's time. Content-addressed, so the transaction's own `put` then finds them;
         if this fails, that one tries again and its error quarantines the mail as before.
         The files of a mail that ends up refused or held are kept too, like its raw bytes."""
+        if not self.desk.blobs.ahead:  # in the database: written with the workunit
+            return
         for mail in mails:
             for a in mail.attachments:
                 try:
@@ -253,7 +221,8 @@ class Pipeline:
             return Outcome(state=JournalState.DONE,
                            outcome=f"ignored: auto-reply ({verdict.reason})")
         assert isinstance(verdict, Mail)
-        outcome = self._route(tx, journal_id, parsed, envelope, automated=verdict.automated)
+        outcome = self._router.route(tx, journal_id, parsed, envelope,
+                                     automated=verdict.automated)
         if reused is None:
             return outcome
         return dataclasses.replace(outcome, outcome=f"{outcome.outcome} (its Message-ID was "
@@ -272,77 +241,6 @@ class Pipeline:
             if content_digest(before) == digest:
                 return jid
         return None
-
-    def _route(self, tx: Tx, journal_id: int, parsed: Parsed, envelope: Envelope, *,
-               automated: bool) -> Outcome:
-        if parsed.sender is None:
-            return Outcome(state=JournalState.HELD, outcome="held: no sender identity",
-                           reason="the From header is missing, malformed or ambiguous")
-        m = match(parsed, envelope, signer=self.signer, lookup=StoreLookup(tx, self.desk),
-                  addressing=self.config.addressing)
-        mail = MailIn(sender=parsed.sender, subject=parsed.subject, text=parsed.text,
-                      html=parsed.html, attachments=parsed.attachments,
-                      message_id=parsed.message_id, journal_id=journal_id,
-                      channel=envelope.channel, automated=automated, cc=parsed.cc,
-                      answers=parsed.references + parsed.in_reply_to)
-        if isinstance(m, ToTicket):
-            reply = dataclasses.replace(mail, text=strip_quoted(parsed.text))
-            if self.desk.is_staff(m.author_id):  # a customer's `#` lines are only text
-                return self._staff_reply(tx, m, parsed, reply)
-            if self.desk.user(tx, m.author_id).kind is UserKind.STAFF:
-                return Outcome(state=JournalState.HELD, outcome="held: sender is no longer staff",
-                               ticket_id=m.ticket_id,
-                               reason=f"{parsed.sender.addr} is no longer staff in the config; "
-                                      f"nothing was written on ticket {m.ticket_id}")
-            return self.desk.add_workunit(tx, m.ticket_id, m.author_id, reply)
-        if isinstance(m, ThirdParty):  # never commands, never the creator
-            return self.desk.third_party_reply(
-                tx, m.ticket_id, dataclasses.replace(mail, text=strip_quoted(parsed.text)))
-        if isinstance(m, NewTicket):
-            if m.note:
-                log.warning("journal %d: %s; opening a new ticket", journal_id, m.note)
-            staff = self.desk.user_for_address(tx, parsed.sender.addr)
-            refuse = None
-            if staff is not None and self.desk.is_staff(staff.id):
-                # A new mail has no reply token: only the relay can vouch for its sender.
-                refuse = unauthenticated(parsed, require=self.config.command_auth,
-                                         authserv_id=self.config.authserv_id)
-                block = split_commands(parsed.text)
-                if block.items:
-                    return self.desk.open_with_commands(
-                        tx, m.group_id, staff.id, dataclasses.replace(mail, text=block.body),
-                        block.items, refuse_all=refuse)
-            return self.desk.open_ticket(tx, m.group_id, mail, copies=refuse is None)
-        if isinstance(m, Hold):
-            log.warning("journal %d held: %s", journal_id, m.reason)
-            return Outcome(state=JournalState.HELD, outcome="held: borrowed reply token",
-                           reason=m.reason)
-        assert isinstance(m, Refuse)
-        return self.desk.refuse(tx, mail, template=m.template, reason=m.reason)
-
-    def _staff_reply(self, tx: Tx, m: ToTicket, parsed: Parsed, reply: MailIn) -> Outcome:
-        """A mail in a staff member's name on a ticket. Access is read now, owners included:
-        without edit nothing is written and they are told why. A mail that does not prove
-        it is theirs is kept for staff only and its commands refused; else it acts."""
-        block = split_commands(reply.text)
-        body = dataclasses.replace(reply, text=block.body)
-        if not self.desk.may_write(tx, m.ticket_id, m.author_id):
-            return self.desk.reply_with_commands(tx, m.ticket_id, m.author_id, body, block.items)
-        unproven = self._distrust(tx, m, parsed)
-        if unproven is not None:
-            return self.desk.unverified_reply(tx, m.ticket_id, m.author_id, body, block.items,
-                                              reason=unproven.reason, how=unproven.how)
-        if block.items:
-            return self.desk.reply_with_commands(tx, m.ticket_id, m.author_id, body, block.items)
-        return self.desk.add_workunit(tx, m.ticket_id, m.author_id, reply)
-
-    def _distrust(self, tx: Tx, m: ToTicket, parsed: Parsed) -> Distrust | None:
-        """Why this reply does not prove it is its sender's (see `match.distrust`), or None."""
-        tid = m.token_user_id
-        issued = self.desk.user(tx, tid).label if tid and tid != m.author_id else None
-        return distrust(m, author=self.desk.user(tx, m.author_id).label, issued_to=issued,
-                        unauthenticated=unauthenticated(parsed, require=self.config.command_auth,
-                                                        authserv_id=self.config.authserv_id))
 
     def checkpoint(self) -> None:
         """The WAL into the database file, here rather than in an SMTP session's commit."""
