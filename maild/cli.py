@@ -227,6 +227,9 @@ def _from_header(raw: bytes) -> str:
 
 # -- parser ------------------------------------------------------------------------------------
 
+Add = Callable[..., argparse.ArgumentParser]  # `add(name, fn, parent=sub, **kw)`: a subcommand
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maild", description="An email-driven helpdesk daemon.")
     p.add_argument("--config", "-c", help="config.toml (default: built-in defaults, ./maild-data)")
@@ -239,6 +242,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         return sp
 
+    _add_daemon(sub, add)
+    tp = _add_tickets(sub, add)
+    _add_journal(sub, add)
+    cli_reports.register(sub, add, tp)
+    cli_search.register(tp, add)
+    cli_workorder.register(sub, add)
+    cli_import.register(sub, add)
+    cli_outbox.register(sub, add)
+    _add_inject(add)
+    return p
+
+
+def _add_daemon(sub: Any, add: Add) -> None:
+    """Running the daemon and setting it up: run, work, init, check-config, db."""
     add("run", cmd_run, help="run the daemon")
     sp = add("work", cmd_work, help="a worker process of the daemon (started by `maild run`)")
     sp.add_argument("--role", action="append", choices=app.ROLES,
@@ -252,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
     add("upgrade", cmd_db_upgrade, dbp, help="apply migrations")
 
+
+def _add_tickets(sub: Any, add: Add) -> Any:
+    """`maild ticket list|show`; returns the `ticket` subcommands, which others extend."""
     tp = sub.add_parser("ticket", help="tickets").add_subparsers(dest="ticket", required=True)
     sp = add("list", cmd_ticket_list, tp)
     sp.add_argument("--status")
@@ -263,7 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--as", dest="as_login", metavar="LOGIN",
                     help="show what this user may see (the satisfaction rating: QA only)")
+    return tp
 
+
+def _add_journal(sub: Any, add: Add) -> None:
+    """`maild journal list|show|replay`: the inbound mail."""
     jp = sub.add_parser("journal", help="inbound mail").add_subparsers(dest="journal",
                                                                           required=True)
     sp = add("list", cmd_journal_list, jp)
@@ -276,18 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("replay", cmd_journal_replay, jp, help="process a quarantined or held mail again")
     sp.add_argument("id", type=int)
 
-    cli_reports.register(sub, add, tp)
-    cli_search.register(tp, add)
-    cli_workorder.register(sub, add)
-    cli_import.register(sub, add)
-    cli_outbox.register(sub, add)
 
+def _add_inject(add: Add) -> None:
     sp = add("inject", cmd_inject, help="put .eml files into the journal and process them")
     sp.add_argument("files", nargs="+")
     sp.add_argument("--to", help="envelope recipient (default: the first group address)")
     sp.add_argument("--from", dest="sender", default="",
                     help="envelope sender (default: the From address of each file)")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
