@@ -241,17 +241,26 @@ def prometheus(m: dict[str, Any] | None, health: dict[str, Any] | None = None,
     if health is not None:
         _health_families(health, family)
     if connections is not None:
-        c = connections
-        family("smtp_connections_open", "gauge", "SMTP/LMTP sessions open.", c.open)
-        family("smtp_connections_limit", "gauge", "The cap on open sessions, as applied.",
-               c.limit)
-        family("smtp_connections_accepted_total", "counter", "Sessions accepted.", c.accepted)
-        family("smtp_connections_refused_total", "counter",
-               "Sessions refused with 421 (over the total or per-address cap).", c.refused)
-        family("smtp_connections_timed_out_total", "counter",
-               "Sessions closed for silence (command or DATA timeout).", c.timed_out)
-    if m is None:
-        return "\n".join(lines) + "\n"
+        _connection_families(connections, family)
+    if m is not None:
+        _database_families(m, family)
+    return "\n".join(lines) + "\n"
+
+
+def _connection_families(c: ConnectionStats, family: Callable[..., None]) -> None:
+    """The listener's own counters (this process's, not the database's)."""
+    family("smtp_connections_open", "gauge", "SMTP/LMTP sessions open.", c.open)
+    family("smtp_connections_limit", "gauge", "The cap on open sessions, as applied.",
+           c.limit)
+    family("smtp_connections_accepted_total", "counter", "Sessions accepted.", c.accepted)
+    family("smtp_connections_refused_total", "counter",
+           "Sessions refused with 421 (over the total or per-address cap).", c.refused)
+    family("smtp_connections_timed_out_total", "counter",
+           "Sessions closed for silence (command or DATA timeout).", c.timed_out)
+
+
+def _database_families(m: dict[str, Any], family: Callable[..., None]) -> None:
+    """The figures read from the database: mail, tickets, the outbox, SLA breaches."""
     family("mail_received_total", "counter", "Mail committed to the journal, by channel.",
            m["mail_received"], "channel")
     family("journal_messages", "gauge", "Journal rows by state.", m["journal"], "state")
@@ -271,7 +280,6 @@ def prometheus(m: dict[str, Any] | None, health: dict[str, Any] | None = None,
            m["journal"].get("quarantined", 0))
     family("notifications_failed", "gauge", "Notifications given up on (dead).",
            m["outbox"].get("dead", 0))
-    return "\n".join(lines) + "\n"
 
 
 def _health_families(report: dict[str, Any], family: Callable[..., None]) -> None:
