@@ -54,18 +54,7 @@ async def read_data(reader: asyncio.StreamReader, *, size_limit: int | None,
     tail = b"\r\n"  # the last two bytes read before this chunk: DATA starts at a line start
     state = DataState.NOMINAL
     while True:
-        try:
-            chunk = await reader.readuntil(END)
-            # The end of the data only if this "." starts a line.
-            before = chunk[-5:-3] if len(chunk) >= 5 else (tail + chunk[:-3])[-2:]
-            done = before == b"\r\n"
-        except asyncio.LimitOverrunError as exc:
-            # No ".\r\n" within the reader's limit: take what is buffered (the reader keeps
-            # the last two bytes, so ".\r\n" is never split between two reads) and go on.
-            chunk = await reader.read(exc.consumed)
-            if not chunk:  # end of stream (aiosmtpd cancels us first; never spin on it)
-                raise ConnectionResetError("connection closed during DATA") from None
-            done = False
+        chunk, done = await _next_chunk(reader, tail)
         tail = (tail + chunk)[-2:]
         if done:
             chunk = chunk[:-3]
@@ -78,6 +67,28 @@ async def read_data(reader: asyncio.StreamReader, *, size_limit: int | None,
             break
     if state is not DataState.NOMINAL:
         return Data(state, b"")
+    return _checked(buf, line_limit)
+
+
+async def _next_chunk(reader: asyncio.StreamReader, tail: bytes) -> tuple[bytes, bool]:
+    """The next chunk as read (END included when it is there), and whether it ends the data.
+    `tail`: the last two bytes read before it."""
+    try:
+        chunk = await reader.readuntil(END)
+    except asyncio.LimitOverrunError as exc:
+        # No ".\r\n" within the reader's limit: take what is buffered (the reader keeps
+        # the last two bytes, so ".\r\n" is never split between two reads) and go on.
+        chunk = await reader.read(exc.consumed)
+        if not chunk:  # end of stream (aiosmtpd cancels us first; never spin on it)
+            raise ConnectionResetError("connection closed during DATA") from None
+        return chunk, False
+    # The end of the data only if this "." starts a line.
+    before = chunk[-5:-3] if len(chunk) >= 5 else (tail + chunk[:-3])[-2:]
+    return chunk, before == b"\r\n"
+
+
+def _checked(buf: bytearray, line_limit: int) -> Data:
+    """Data within the size limit: the line-length check, then dot-unstuffing."""
     if _too_long(buf, line_limit):
         return Data(DataState.TOO_LONG, b"")
     # De-transparency: every line that starts with "." loses that dot.
