@@ -61,11 +61,22 @@ class NodeBeat:
         self.episode = Episode(log, "the node's heartbeat", health=health, part="heartbeat")
         self._held: set[str] = set()
 
-    def register(self) -> None:
+    def register(self) -> list[str]:
+        """The node starts: its row, and the other live nodes whose configuration decides
+        tickets differently (a status map, SLAs… not the same), each warned about."""
+        now = self.now()
         with self.db.write() as tx:
             tx.nodes.register(name=self.me.name, host=socket.gethostname(), pid=os.getpid(),
                               version=self.me.version, fingerprint=self.me.fingerprint,
-                              now=self.now())
+                              now=now)
+            others = tx.nodes.all()
+        alive = now - timedelta(seconds=self.me.lease_seconds)
+        differ = [n.name for n in others if n.name != self.me.name and n.stopped_at is None
+                  and n.heartbeat_at >= alive and n.fingerprint != self.me.fingerprint]
+        for name in differ:
+            log.warning("node %s runs another configuration of tickets (status map, SLAs, "
+                        "groups…): the nodes will decide differently until they agree", name)
+        return differ
 
     def beat_once(self) -> None:
         now = self.now()
@@ -94,9 +105,11 @@ class NodeBeat:
     def _until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.me.lease_seconds)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, health: Health | None = None) -> None:
         """Beat every `heartbeat_seconds` until stopped; a failed beat (the database away)
         is one episode, tried again sooner."""
+        if health is not None:
+            self.episode = Episode(log, "the node's heartbeat", health=health, part="heartbeat")
         backoff = Backoff(first=0.5, cap=self.me.heartbeat_seconds)
         while not stop.is_set():
             try:

@@ -92,6 +92,10 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     the shutdown and the supervision); the exit code: 0, or `EXIT_TASK_DIED`."""
     rings = rings or {}
     run = _Serving(health=health if health is not None else Health(), transport=transport)
+    if listen:  # the node's main process: the node starts (its row, other nodes checked)
+        await asyncio.to_thread(parts.node.register)
+    # every process of the node beats for it (and renews the node's leases)
+    run.tasks.append(asyncio.create_task(parts.node.run(stop, run.health), name="heartbeat"))
     if deliver:
         _start_delivery(parts, run, poll_seconds, busy_poll_seconds, hold_bursts=hold_bursts)
     if process:
@@ -114,6 +118,8 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
         log.info("stopping: %s", "no new mail accepted; finishing work in flight" if listen
                  else "finishing work in flight")
         await _shut_down(run, shutdown_seconds)
+        if listen:  # a clean stop: the node's leases go to the other nodes at once
+            await _node_stopped(parts)
         parts.db.dispose()
         log.info("stopped")
     return EXIT_TASK_DIED if died else 0
@@ -225,6 +231,14 @@ async def _shut_down(run: _Serving, seconds: float) -> None:
         await run.transport.close()
     for task in run.tasks:
         task.cancel()
+
+
+async def _node_stopped(parts: Parts) -> None:
+    try:
+        await asyncio.to_thread(parts.node.stopped)
+    except Exception as exc:  # the database away: the leases lapse by themselves
+        log.warning("the node's leases were not released (%s); they lapse in %.0f s",
+                    exc, parts.node.me.lease_seconds)
 
 
 def _nothing() -> None:

@@ -8,12 +8,15 @@ SLA jobs, the IMAP readers, the web part). Sync, no event loop needed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from maild import __version__
 from maild.clock import Clock, SystemClock
 from maild.domain import UserKind
 from maild.errors import ConfigError
@@ -23,6 +26,7 @@ from maild.inbound.imap import ImapJournal, MailboxReader
 from maild.inbound.match import ReplyAddressing
 from maild.inbound.process import Pipeline, PipelineConfig
 from maild.jobs import Scheduler, SlaJobs
+from maild.node import SCHEDULER, NodeBeat, NodeIdentity, default_name
 from maild.outbound.burst import BurstHold
 from maild.outbound.compose import Identity
 from maild.outbound.render import Pages, Renderer, WorkOrders
@@ -37,7 +41,7 @@ from maild.settings import Settings
 from maild.supervise import Health
 from maild.tokens import Signer
 from maild.web import Web, WebParts
-from store.blobs import BlobStore
+from store.blobs import Blobs, BlobStore, DatabaseBlobs
 from store.queries import GroupRef
 from store.sync import GroupSpec, UserSpec
 from store.unit import Database, Tx
@@ -54,7 +58,8 @@ class Parts:
     desk: Desk
     pipeline: Pipeline
     renderer: Renderer
-    blobs: BlobStore
+    blobs: Blobs
+    node: NodeBeat
 
 
 def prepare_database(database: Database, *, upgrade: bool) -> None:
@@ -78,13 +83,38 @@ def build(settings: Settings, *, clock: Clock | None = None, upgrade: bool = Fal
             _sync(tx, settings, clock)
         directory = tx.people.directory()
     signer = Signer(settings.secret_key)
-    blobs = BlobStore(settings.storage.data_dir / "attachments")
+    blobs = make_blobs(settings, database)
     desk = Desk(clock=clock, blobs=blobs, config=desk_config(settings), directory=directory)
     pipeline = Pipeline(db=database, desk=desk, signer=signer, clock=clock,
                         config=pipeline_config(settings))
     return Parts(settings=settings, db=database, clock=clock,
                  signer=signer, desk=desk, pipeline=pipeline, blobs=blobs,
+                 node=NodeBeat(database, node_identity(settings)),
                  renderer=Renderer(group_dirs=group_templates(settings, directory.groups)))
+
+
+def make_blobs(settings: Settings, database: Database) -> Blobs:
+    """Attachments in the database (every node reads them) or in a folder."""
+    if settings.storage.attachments == "database":
+        return DatabaseBlobs(database)
+    return BlobStore(settings.storage.attachments_folder)
+
+
+def node_identity(settings: Settings) -> NodeIdentity:
+    n = settings.node
+    return NodeIdentity(name=n.name or default_name(settings.storage.data_dir),
+                        version=__version__, fingerprint=fingerprint(settings),
+                        heartbeat_seconds=n.heartbeat_seconds, lease_seconds=n.lease_seconds)
+
+
+def fingerprint(settings: Settings) -> str:
+    """What decides how tickets are handled, hashed: nodes on one database must agree on it.
+    Paths (a group's template folder) and listen addresses may differ between nodes."""
+    decides = (settings.status_map, settings.slas, settings.holidays, settings.scheduler,
+               settings.tickets, settings.types, settings.custom_fields, settings.workflow,
+               settings.limits, settings.command_auth, settings.satisfaction, settings.users,
+               tuple(dataclasses.replace(g, templates=None) for g in settings.groups))
+    return hashlib.sha256(repr(decides).encode()).hexdigest()
 
 
 def desk_config(settings: Settings) -> DeskConfig:
@@ -173,7 +203,8 @@ def make_jobs(parts: Parts, health: Health | None = None) -> Scheduler:
     s = parts.settings.scheduler
     return Scheduler(SlaJobs(keeper=parts.desk.sla, db=parts.db, clock=parts.clock,
                              sweep_seconds=s.sla_sweep_seconds,
-                             auto_close_hours=s.auto_close_hours, health=health))
+                             auto_close_hours=s.auto_close_hours, health=health,
+                             gate=lambda: parts.node.take(SCHEDULER)))
 
 
 def make_readers(parts: Parts, *, on_committed: Callable[[], None],

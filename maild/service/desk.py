@@ -23,7 +23,7 @@ from maild.service.people import People
 from maild.service.sla import SlaKeeper
 from maild.service.values import DeskConfig, MailIn, Outcome, clean_title
 from maild.service.writer import TicketWriter
-from store.blobs import BlobStore
+from store.blobs import Blobs
 from store.directory import Directory
 from store.queries import GroupRef, TicketRow, UserRef
 from store.unit import Tx
@@ -34,7 +34,7 @@ Items = tuple[Command | LineError, ...]
 
 
 class Desk:
-    def __init__(self, *, clock: Clock, blobs: BlobStore, config: DeskConfig,
+    def __init__(self, *, clock: Clock, blobs: Blobs, config: DeskConfig,
                  directory: Directory) -> None:
         self.clock = clock
         self.blobs = blobs

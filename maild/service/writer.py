@@ -13,7 +13,7 @@ from maild.rules.changes import WorkunitOptions
 from maild.service.notifying import Notifier
 from maild.service.sla import SlaKeeper
 from maild.service.values import DeskConfig, MailIn, Opening
-from store.blobs import BlobStore
+from store.blobs import Blobs
 from store.queries import GroupRef, TicketRow, UserRef
 from store.unit import Tx
 
@@ -23,7 +23,7 @@ ANSWERS = 10  # the newest Message-IDs a new ticket's mail answers, remembered (
 
 
 class TicketWriter:
-    def __init__(self, *, config: DeskConfig, blobs: BlobStore, sla: SlaKeeper,
+    def __init__(self, *, config: DeskConfig, blobs: Blobs, sla: SlaKeeper,
                  notifier: Notifier) -> None:
         self.config = config
         self.blobs = blobs
@@ -73,7 +73,7 @@ class TicketWriter:
         tx.tickets.insert_attachments([
             {"ticket_id": ticket_id, "workunit_id": wu_id, "filename": a.filename[:255],
              "content_type": a.content_type[:255], "size": len(a.data),
-             "sha256": self.blobs.put(a.data)} for a in mail.attachments])
+             "sha256": self.blobs.put(a.data, tx)} for a in mail.attachments])
         remember(tx, ticket_id, mail)
         return wu_id
 

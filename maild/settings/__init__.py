@@ -102,7 +102,9 @@ def parse_settings(raw: Mapping[str, Any], *, base: Path, source: Path | None) -
     top = _Section(dict(raw), "", TOP_KEYS)
     site = _site(_Section(top.raw.get("site"), "site", {"name", "url", "timezone"}))
     storage = _storage(
-        _Section(top.raw.get("storage"), "storage", {"database", "data_dir"}), base)
+        _Section(top.raw.get("storage"), "storage", {
+            "database", "data_dir", "attachments", "attachments_dir",
+            "attachments_dir_shared"}), base)
     sec = _Section(top.raw.get("security"), "security", {
         "secret_key", "secret_file", "command_authentication", "authserv_id"})
     secret = _secret(sec, base)

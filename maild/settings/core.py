@@ -101,7 +101,17 @@ def _storage(s: _Section, base: Path) -> StorageSettings:
             db = f"sqlite:///{(base / rel).resolve()}"
     if "://" not in db:
         raise ConfigError("storage.database", "must be a database URL such as sqlite:///maild.db")
-    return StorageSettings(database=db, data_dir=data_dir)
+    shared = not db.startswith("sqlite")  # other nodes may run on it
+    where = s.get("attachments", str, "database" if shared else "folder")
+    if where not in ("folder", "database"):
+        raise ConfigError("storage.attachments", 'must be "folder" or "database"')
+    folder = _path(s, "attachments_dir", base)
+    if shared and where == "folder" and not s.get("attachments_dir_shared", bool, False):
+        raise ConfigError("storage.attachments", "a folder on a database other nodes may "
+                          "share: other nodes could not read its files. Use \"database\", or "
+                          "a folder every node mounts, with attachments_dir_shared = true")
+    return StorageSettings(database=db, data_dir=data_dir, attachments=where,
+                           attachments_dir=folder)
 
 
 def _secret(s: _Section, base: Path) -> str:

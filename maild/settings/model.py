@@ -26,6 +26,12 @@ class SiteSettings:
 class StorageSettings:
     database: str  # a SQLAlchemy URL, relative SQLite paths already resolved
     data_dir: Path
+    attachments: str = "folder"  # folder | database (PostgreSQL's default)
+    attachments_dir: Path | None = None  # the folder; None: data_dir/attachments
+
+    @property
+    def attachments_folder(self) -> Path:
+        return self.attachments_dir or self.data_dir / "attachments"
 
 
 @dataclass(frozen=True, kw_only=True)
