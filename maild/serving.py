@@ -62,7 +62,7 @@ class _Serving:
     health: Health
     transport: Transport | None = None
     worker: DeliveryWorker | None = None
-    processor: Processor | None = None
+    processors: list[Processor] = field(default_factory=list)
     jobs: Scheduler | None = None
     intake: Intake | None = None
     server: asyncio.Server | None = None
@@ -74,7 +74,8 @@ class _Serving:
     readers: list[MailboxReader] = field(default_factory=list)
 
     def running(self) -> Running:
-        return Running(port=self.port, worker=self.worker, processor=self.processor,
+        return Running(port=self.port, worker=self.worker,
+                       processor=self.processors[0] if self.processors else None,
                        intake=self.intake, jobs=self.jobs, mailboxes=self.readers,
                        web_port=self.web_port, health=self.health)
 
@@ -92,19 +93,18 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     the shutdown and the supervision); the exit code: 0, or `EXIT_TASK_DIED`."""
     rings = rings or {}
     run = _Serving(health=health if health is not None else Health(), transport=transport)
-    if listen:  # the node's main process: the node starts (its row, other nodes checked)
-        await asyncio.to_thread(parts.node.register)
-    # every process of the node beats for it (and renews the node's leases)
-    run.tasks.append(asyncio.create_task(parts.node.run(stop, run.health), name="heartbeat"))
+    await _start_node(parts, run, stop, registers=listen)
     if deliver:
         _start_delivery(parts, run, poll_seconds, busy_poll_seconds, hold_bursts=hold_bursts)
     if process:
         _start_processing(parts, run, rings.get("deliver", _nothing), poll_seconds,
                           busy_poll_seconds)
     if doorbell is not None:
-        run.unhear = _hear(doorbell, [p for p in (run.processor, run.worker) if p], stop)
+        run.unhear = _hear(doorbell, [*run.processors, *([run.worker] if run.worker else [])],
+                           stop)
     if listen:
-        wake_processor = run.processor.wake if run.processor else rings.get("process", _nothing)
+        wake_processor = (_waking(run.processors) if run.processors
+                          else rings.get("process", _nothing))
         await _start_listening(parts, run, stop, wake_processor, port=port, web_port=web_port,
                                children=children)
     _announce(parts, run.port, listen=listen, process=process, deliver=deliver)
@@ -134,14 +134,29 @@ def _start_delivery(parts: Parts, run: _Serving, poll_seconds: float,
     run.tasks.append(asyncio.create_task(run.worker.run(), name="delivery"))
 
 
+async def _start_node(parts: Parts, run: _Serving, stop: asyncio.Event, *,
+                      registers: bool) -> None:
+    """Every process of the node beats for it (and renews the node's leases); the node's
+    main process (the listener's) registers it first, checking the other nodes."""
+    if registers:
+        await asyncio.to_thread(parts.node.register)
+    run.tasks.append(asyncio.create_task(parts.node.run(stop, run.health), name="heartbeat"))
+
+
 def _start_processing(parts: Parts, run: _Serving, ring_deliver: Callable[[], None],
                       poll_seconds: float, busy_poll_seconds: float | None) -> None:
-    """The journal processor, waking the delivery worker (here, or by its doorbell)."""
-    run.processor = Processor(parts.pipeline, on_batch=run.worker.wake if run.worker
-                              else ring_deliver,
-                              tick_seconds=poll_seconds,
-                              busy_poll_seconds=busy_poll_seconds, health=run.health)
-    run.tasks.append(asyncio.create_task(run.processor.run(), name="processor"))
+    """The journal processors, waking the delivery worker (here, or by its doorbell). On a
+    database other nodes may share, or with several here, each claims the rows it takes."""
+    count = parts.settings.inbound.processors
+    claims = count > 1 or parts.db.dialect != "sqlite"
+    for k in range(count):
+        processor = Processor(parts.pipeline, on_batch=run.worker.wake if run.worker
+                              else ring_deliver, tick_seconds=poll_seconds,
+                              busy_poll_seconds=busy_poll_seconds, health=run.health,
+                              holder=f"{parts.node.me.name}/p{k}" if claims else None)
+        run.processors.append(processor)
+        run.tasks.append(asyncio.create_task(processor.run(), name=f"processor {k}"
+                                             if count > 1 else "processor"))
     run.jobs = make_jobs(parts, run.health)  # the SLA sweep beside the processor: one place
     run.jobs.start()
 
@@ -219,13 +234,13 @@ async def _shut_down(run: _Serving, seconds: float) -> None:
     if run.jobs is not None:
         run.jobs.stop()
     run.unhear()
-    for part in (run.processor, run.worker):
+    for part in (*run.processors, run.worker):
         if part is not None:
             part.stop()
     if run.tasks:
         await asyncio.wait(run.tasks, timeout=seconds / 4)
-    if run.processor is not None:
-        await run.processor.finish(budget_seconds=seconds / 4)
+    if run.processors:
+        await asyncio.gather(*(p.finish(budget_seconds=seconds / 4) for p in run.processors))
     if run.worker is not None and run.transport is not None:
         await run.worker.flush(budget_seconds=seconds / 4)  # logs what it leaves
         await run.transport.close()
@@ -239,6 +254,16 @@ async def _node_stopped(parts: Parts) -> None:
     except Exception as exc:  # the database away: the leases lapse by themselves
         log.warning("the node's leases were not released (%s); they lapse in %.0f s",
                     exc, parts.node.me.lease_seconds)
+
+
+def _waking(processors: list[Processor]) -> Callable[[], None]:
+    if len(processors) == 1:
+        return processors[0].wake
+
+    def wake_all() -> None:  # each claims its own rows: all may find work
+        for p in processors:
+            p.wake()
+    return wake_all
 
 
 def _nothing() -> None:

@@ -116,14 +116,13 @@ _STATE = Prepared(select(Journal.state).where(Journal.id == bindparam("jid")))
 _REQUEUE = Prepared(update(Journal).where(Journal.id == bindparam("jid")).values(
     state=JournalState.PENDING.value, lease_until=None))
 _PENDING_IDS = Prepared(
-    select(Journal.id).where(Journal.state == JournalState.PENDING.value,
-                             or_(Journal.lease_until.is_(None),
-                                 Journal.lease_until < bindparam("now")))
+    select(Journal.id).where(Journal.state == JournalState.PENDING.value)
     .order_by(Journal.id).limit(bindparam("limit")))
 
 
-def pending_ids(s: Session, now: datetime, limit: int = 100) -> list[int]:
-    return _PENDING_IDS.scalars(s, {"now": now, "limit": limit})
+def pending_ids(s: Session, limit: int = 100) -> list[int]:
+    """Rows waiting to be processed, claimed by a processor or not."""
+    return _PENDING_IDS.scalars(s, {"limit": limit})
 
 
 _PENDING_SIZES = Prepared(select(Journal.id, Journal.size)

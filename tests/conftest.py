@@ -291,7 +291,7 @@ class Daemon:
     def _busy(self) -> bool:
         now = self.parts.clock.now()
         with orm(self.parts.db) as s:
-            if journal.pending_ids(s, now, 1):
+            if journal.pending_ids(s, 1):
                 return True
             due = outbox.next_due(s)
             return due is not None and due <= now

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from maild.clock import Clock
 from maild.domain import Envelope, JournalState, Parsed
@@ -34,6 +35,21 @@ TX_SECONDS = 0.015  # a processing transaction takes no more mails after this lo
 BATCH = 16  # mails parsed, then processed, together (see `Pipeline.run_many`)
 CHECKPOINT_SECONDS = 0.5  # while mail flows, the processor checkpoints the WAL this often
 TRANSIENT_TRIES = 3  # a mail that fails 'transiently' this often, the database up, is shunted
+# Several processors on one database claim the rows they process for this long (wall clock):
+# a processor that dies holds them no longer; a live one finishes a batch well within it.
+CLAIM_SECONDS = 20.0
+THREAD_REFS = 10  # the newest References of a mail locked with its own Message-ID
+
+
+def thread_names(mails: list[Parsed]) -> list[str]:
+    """The conversation locks a transaction processing these mails holds: every Message-ID
+    they carry or answer. A reply and the mail it answers share one, so two processors take
+    turns on them, and the later sees the ticket the earlier opened."""
+    names: list[str] = []
+    for m in mails:
+        names += [i[:255] for i in (m.message_id, *m.in_reply_to, *m.references[-THREAD_REFS:])
+                  if i]
+    return names
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +128,8 @@ class Pipeline:
         done: list[int] = []
         try:
             with self.db.write() as tx:
+                tx.locks.hold(thread_names([m for i in todo
+                                            if not isinstance(m := parsed[i], Outcome)]))
                 started = time.monotonic()
                 for i in todo:
                     if done and time.monotonic() - started > TX_SECONDS:
@@ -163,6 +181,7 @@ class Pipeline:
                    envelope: Envelope) -> Outcome | None:
         try:
             with self.db.write() as tx:
+                tx.locks.hold(thread_names([parsed]))
                 outcome = self._apply(tx, journal_id, parsed, envelope)
         except _Conflict:
             return None
@@ -247,11 +266,27 @@ class Pipeline:
         self.db.checkpoint()
 
     # -- the queue -----------------------------------------------------------------------------
-    def next_batch(self, limit: int = 32,
-                   max_bytes: int = 16 * 1024 * 1024) -> list[tuple[int, bytes, Envelope]]:
-        """Pending rows with their mail, read in one transaction (not one per mail)."""
+    def next_batch(self, limit: int = 32, max_bytes: int = 16 * 1024 * 1024, *,
+                   holder: str | None = None) -> list[tuple[int, bytes, Envelope]]:
+        """Pending rows with their mail, read in one transaction (not one per mail). With
+        a `holder` (several processors on the database), the rows are first claimed for it
+        in a transaction of their own, so no other processor takes them meanwhile."""
+        if holder is None:
+            with self.db.read() as tx:
+                return tx.journal.load_pending(limit, max_bytes)
+        now = datetime.now(UTC)
+        with self.db.write() as tx:
+            ids = tx.journal.claim(holder, now, now + timedelta(seconds=CLAIM_SECONDS),
+                                   limit, max_bytes)
+        if not ids:
+            return []
         with self.db.read() as tx:
-            return tx.journal.load_pending(limit, max_bytes)
+            return tx.journal.load_many(ids)
+
+    def unclaim(self, holder: str) -> None:
+        """A processor stops: what it claimed and did not process goes back at once."""
+        with self.db.write() as tx:
+            tx.journal.unclaim(holder)
 
 
 class Processor:
@@ -263,8 +298,10 @@ class Processor:
 
     def __init__(self, pipeline: Pipeline, *, on_batch: Callable[[], None] = lambda: None,
                  tick_seconds: float = 5.0, busy_poll_seconds: float | None = None,
-                 health: Health | None = None, backoff: Backoff | None = None) -> None:
+                 health: Health | None = None, backoff: Backoff | None = None,
+                 holder: str | None = None) -> None:
         self.pipeline = pipeline
+        self.holder = holder  # claims rows under this name (see Pipeline.next_batch)
         self.on_batch = on_batch  # wakes the delivery worker: new outbox rows may be due
         self.tick = tick_seconds
         self.busy_poll = busy_poll_seconds  # see `doorbell.pause`
@@ -284,7 +321,7 @@ class Processor:
         while not self._stop:
             self._wake.clear()
             try:
-                batch = await asyncio.to_thread(self.pipeline.next_batch)
+                batch = await asyncio.to_thread(self._next)
                 if batch:
                     await asyncio.to_thread(self._run_batch, batch)
             except Exception as exc:  # the loop's own trouble: wait, then try again
@@ -300,6 +337,9 @@ class Processor:
                 continue
             await pause(self._wake, tick=self.tick, busy_poll=self.busy_poll,
                         since_work=time.monotonic() - worked)
+
+    def _next(self) -> list[tuple[int, bytes, Envelope]]:
+        return self.pipeline.next_batch(holder=self.holder)
 
     def _checkpoint(self) -> None:
         try:
@@ -325,10 +365,16 @@ class Processor:
         end = loop.time() + budget_seconds
         while loop.time() < end:
             try:
-                batch = await asyncio.to_thread(self.pipeline.next_batch)
+                batch = await asyncio.to_thread(self._next)
                 if not batch:
-                    return
+                    break
                 await asyncio.to_thread(self._run_batch, batch, stoppable=False)
             except Exception as exc:  # what is left waits in the journal for the next start
                 log.error("stopping with mail unprocessed: %s", describe(exc))
-                return
+                break
+        if self.holder is not None:  # unprocessed claims go back to the other processors
+            try:
+                await asyncio.to_thread(self.pipeline.unclaim, self.holder)
+            except Exception as exc:
+                log.warning("claims of %s not given back (%s); they lapse in %.0f s",
+                            self.holder, describe(exc), CLAIM_SECONDS)

@@ -131,7 +131,7 @@ def _secret(s: _Section, base: Path) -> str:
 
 
 def _inbound(raw: Any, base: Path) -> InboundSettings:
-    s = _Section(raw, "inbound", {"smtp", "invalid_token", "processing", "imap"})
+    s = _Section(raw, "inbound", {"smtp", "invalid_token", "processing", "imap", "processors"})
     smtp = _Section(s.raw.get("smtp"), "inbound.smtp",
                     {"listen", "protocol", "max_message_size", "hostname", *SMTP_LIMITS})
     host, port = _host_port(smtp.get("listen", str, "127.0.0.1:2525"), "inbound.smtp.listen")
@@ -147,10 +147,13 @@ def _inbound(raw: Any, base: Path) -> InboundSettings:
     processing = s.get("processing", str, "process")
     if processing not in ("process", "inline"):
         raise ConfigError("inbound.processing", "must be \"process\" or \"inline\"")
+    processors = s.get("processors", int, 1)
+    if not 1 <= processors <= 32:
+        raise ConfigError("inbound.processors", "must be 1 to 32")
     return InboundSettings(
         smtp=SmtpSettings(host=host, port=port, protocol=protocol, max_message_size=size,
                           hostname=smtp.get("hostname", str, "maild"), **_smtp_limits(smtp)),
-        invalid_token=invalid, processing=processing,
+        invalid_token=invalid, processing=processing, processors=processors,
         imap=_imap(s.raw.get("imap", []), base))
 
 

@@ -84,6 +84,7 @@ class InboundSettings:
     imap: tuple[ImapSettings, ...] = ()
     invalid_token: str = "new"  # new | refuse: a reply address whose token does not verify
     processing: str = "process"  # process: a child process works the journal | inline
+    processors: int = 1  # journal processors per node (they claim rows: see inbound.process)
 
 
 @dataclass(frozen=True, kw_only=True)
