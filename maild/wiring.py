@@ -31,7 +31,7 @@ from maild.outbound.burst import BurstHold
 from maild.outbound.compose import Identity
 from maild.outbound.render import Pages, Renderer, WorkOrders
 from maild.outbound.transport import MaildirSink, SmtpRelay, Transport
-from maild.outbound.worker import DeliveryWorker, Site
+from maild.outbound.worker import DeliveryWorker, Site, make_holder
 from maild.rules.business_time import Hours
 from maild.rules.limits import Limits
 from maild.rules.sla import Sla
@@ -259,5 +259,6 @@ def make_worker(parts: Parts, transport: Transport, *, tick_seconds: float = 5.0
         concurrency=s.outbound.concurrency, tick_seconds=tick_seconds,
         workorders=WorkOrders(group_dirs=group_templates(s, parts.desk.directory.groups)),
         hold=BurstHold(s.outbound.burst_hold_seconds) if hold_bursts else None,
-        busy_poll_seconds=busy_poll_seconds, health=health)
+        busy_poll_seconds=busy_poll_seconds, health=health,
+        holder=make_holder(parts.node.me.name))
 

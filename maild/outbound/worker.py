@@ -97,9 +97,11 @@ def node_name() -> str:
     return f"{host}~{digits}" if digits else host
 
 
-def make_holder() -> str:
-    """A delivery worker's name on its leases: node, process id, and a random token."""
-    return f"{node_name()}:{os.getpid()}:{secrets.token_hex(4)}"
+def make_holder(node: str | None = None) -> str:
+    """A delivery worker's name on its leases: the maild node it belongs to (several nodes
+    may share a machine), the machine, its process id, and a random token."""
+    where = f"{node}@{node_name()}" if node else node_name()
+    return f"{where}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def holder_alive(holder: str) -> bool:

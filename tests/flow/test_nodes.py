@@ -10,6 +10,7 @@ other node processes it.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import os
 import random
@@ -23,6 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.flow.test_kill9 import Sender
 from tests.processes import free_port, wait_for, wait_listening
@@ -35,7 +38,7 @@ CONCURRENCY = 4  # [outbound] concurrency: at most 8 × this leased by a deliver
 class Node:
     """One `maild run` in its own folder, on the shared database."""
 
-    def __init__(self, root: Path, name: str, database: str) -> None:
+    def __init__(self, root: Path, name: str, database: str, relay: str = "") -> None:
         self.name, self.dir = name, root / name
         self.dir.mkdir(parents=True)
         self.port, self.web = free_port(), free_port()
@@ -55,6 +58,7 @@ listen = "127.0.0.1:{self.web}"
 from = "support@example.com"
 reply_domain = "example.com"
 concurrency = {CONCURRENCY}
+{relay}
 [node]
 name = "{name}"
 heartbeat_seconds = 0.5
@@ -205,3 +209,57 @@ def test_a_dead_nodes_waiting_mail_is_processed_by_another(tmp_path: Path,
     assert [s for s in sender.accepted if titles[s] != 1] == []
     print(f"\n{len(sender.accepted)} mails accepted by the node killed; the other node "
           f"processed what was left within {took:.1f} s")
+
+
+class Relay:
+    """A relay on loopback (aiosmtpd in its own thread) that takes mail, or holds every DATA
+    unanswered (a node's deliveries then hang, their leases held, until the node dies)."""
+
+    def __init__(self, *, hold: bool = False) -> None:
+        self.hold, self.got = hold, Counter[str]()
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.hold:
+            await asyncio.sleep(3600)
+        message = email.message_from_bytes(envelope.original_content or b"")
+        self.got[str(message["Message-ID"])] += 1
+        return "250 OK"
+
+    @property
+    def config(self) -> str:
+        return f'relay = "smtp://127.0.0.1:{self.controller.port}"'
+
+
+def test_a_dead_nodes_deliveries_are_made_by_another_within_15_s(tmp_path: Path,
+                                                                  pg_url: str) -> None:
+    held, taking = Relay(hold=True), Relay()
+    held.controller.start()
+    taking.controller.start()
+    a = Node(tmp_path, "node0", pg_url, relay=held.config)
+    b = Node(tmp_path, "node1", pg_url, relay=taking.config)
+    try:
+        a.start()
+        b.start()
+        sender = Sender(a.port, "leased", pace=0.05)
+        sender.start()
+        wait_for(lambda: sql(pg_url, "SELECT count(*) FROM outbox WHERE state = 'pending' "
+                                     "AND lease_holder LIKE 'node0@%'")[0][0] >= 3, 30)
+        sender.done.set()
+        sender.join(10)
+        stuck = {str(m) for (m,) in sql(pg_url, "SELECT message_id FROM outbox WHERE state = "
+                                                "'pending' AND lease_holder LIKE 'node0@%'")}
+        a.kill()
+        killed = time.monotonic()
+        wait_for(lambda: sql(pg_url, "SELECT count(*) FROM outbox WHERE state = 'pending'")
+                 == [(0,)], 30)
+        took = time.monotonic() - killed
+    finally:
+        a.stop()
+        b.stop()
+        held.controller.stop()
+        taking.controller.stop()
+    assert stuck and stuck <= set(taking.got), "the dead node's notifications were not sent"
+    assert took <= 15, took
+    print(f"\n{len(stuck)} notifications leased by the node killed: delivered by the other "
+          f"node {took:.1f} s after the kill")
