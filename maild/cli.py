@@ -9,6 +9,8 @@
     maild [--config FILE] sla report (--ticket ID | --group G | --owner U) [--from --to]
     maild [--config FILE] sla timeline ID -o FILE.svg|FILE.png · sla recompute
     maild [--config FILE] ticket stats ID · report tickets (--group G | --owner U)
+    maild [--config FILE] attachment ID [-o FILE]   (its bytes, from any node)
+    maild [--config FILE] nodes [--json]   (the nodes on this database, their leases)
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from maild import app, cli_import, cli_outbox, cli_reports, cli_search, cli_workorder
+from maild import (
+    app,
+    cli_attachment,
+    cli_import,
+    cli_nodes,
+    cli_outbox,
+    cli_reports,
+    cli_search,
+    cli_workorder,
+)
 from maild.domain import Channel, Envelope, JournalState
 from maild.errors import ConfigError, MaildError, NotFound
 from maild.service import survey
@@ -250,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_workorder.register(sub, add)
     cli_import.register(sub, add)
     cli_outbox.register(sub, add)
+    cli_attachment.register(sub, add)
+    cli_nodes.register(sub, add)
     _add_inject(add)
     return p
 
