@@ -123,13 +123,13 @@ def fill(parts: Any, n: int, seed: int, per_transaction: int = 50) -> dict[str, 
     """Open tickets and add workunits until exactly `n` notifications are pending."""
     from maild.domain import Address
     from maild.service import MailIn
-    from store import queries
+    from store import people
     from store.db import transaction
 
     r = random.Random(seed)
     with transaction(parts.reader) as s:
-        group = queries.group_by_name(s, "Support")
-        owner = queries.user_by_login(s, "owner")
+        group = people.group_by_name(s, "Support")
+        owner = people.user_by_login(s, "owner")
     assert group is not None and owner is not None
 
     def text(k: int) -> str:
@@ -165,7 +165,7 @@ def fill(parts: Any, n: int, seed: int, per_transaction: int = 50) -> dict[str, 
                     f"\n-- \n{name}\n", message_id=msgid(ticket, "new")))
                 assert out.ticket_id is not None, out
                 made += 2  # the acknowledgement and the owner's notification
-                customer = queries.user_by_address(s, cust.addr)
+                customer = people.user_by_address(s, cust.addr)
                 assert customer is not None
                 last = (out.ticket_id, customer.id, cust)
                 if n - made >= 2:

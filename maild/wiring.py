@@ -42,7 +42,7 @@ from maild.supervise import Health
 from maild.tokens import Signer
 from maild.web import Web, WebParts
 from store.blobs import Blobs, BlobStore, DatabaseBlobs
-from store.queries import GroupRef
+from store.people import GroupRef
 from store.sync import GroupSpec, UserSpec
 from store.unit import Database, Tx
 

@@ -10,8 +10,7 @@ from sqlalchemy.orm import Session
 
 from maild.domain import Access, UserKind
 from store.models import Company, Group, GroupAddress, Membership, User, UserEmail
-from store.prepared import Prepared
-from store.queries import (
+from store.people import (
     GROUP_COLUMNS,
     USER_COLUMNS,
     GroupRef,
@@ -19,6 +18,7 @@ from store.queries import (
     group_from_row,
     user_from_row,
 )
+from store.prepared import Prepared
 
 
 @dataclass(frozen=True)

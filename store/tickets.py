@@ -7,29 +7,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Column, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Column, Table, bindparam, delete, func, insert, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
-from maild.domain import UserKind
 from store.models import (
     AttachmentRow,
     History,
     MessageRef,
     Ticket,
     TicketCc,
-    User,
-    UserEmail,
     Workunit,
 )
 from store.prepared import Dynamic, Prepared
-from store.queries import USER_COLUMNS, UserRef, user_from_row
 
-_INSERT_USER = Prepared(insert(User).returning(*USER_COLUMNS))
-_INSERT_EMAIL = Prepared(insert(UserEmail))
-_CUSTOMER = Prepared(select(*USER_COLUMNS)
-                     .join(UserEmail, UserEmail.user_id == User.id)
-                     .where(UserEmail.address == bindparam("address")))
 _INSERT_TICKET = Prepared(insert(Ticket).returning(Ticket.id))
 _INSERT_WORKUNIT = Prepared(insert(Workunit).returning(Workunit.id))
 _INSERT_ATTACHMENT = Prepared(insert(AttachmentRow))
@@ -47,21 +38,6 @@ _TOUCH_WAITING = Prepared(update(Ticket).where(Ticket.id == bindparam("tid")).va
 # Staff answered the customer: nobody waits.
 _TOUCH_ANSWERED = Prepared(update(Ticket).where(Ticket.id == bindparam("tid")).values(
     updated_at=bindparam("now"), waiting_since=None))
-
-
-def insert_customer(s: Session, *, address: str, name: str, now: datetime) -> UserRef:
-    row = _INSERT_USER.first(s, {
-        "name": name, "kind": UserKind.CUSTOMER.value, "independent": False, "admin": False,
-        "qa": False, "active": True, "created_at": now, "login": None,
-        "company_id": None})
-    assert row is not None  # INSERT … RETURNING returns the row
-    _INSERT_EMAIL.run(s, {"user_id": row.id, "address": address})
-    return user_from_row(row, email=address)
-
-
-def customer_by_address(s: Session, address: str) -> UserRef | None:
-    row = _CUSTOMER.first(s, {"address": address})
-    return None if row is None else user_from_row(row, email=address)
 
 
 def _default(column: Column[Any]) -> Any:

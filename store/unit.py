@@ -28,6 +28,7 @@ from store import (
     meta,
     nodes,
     outbox,
+    people,
     queries,
     ratings,
     reports,
@@ -121,14 +122,14 @@ class Tickets(Ops):
 
 class People(Ops):
     __slots__ = ()
-    insert_customer = op(tickets.insert_customer)
-    customer_by_address = op(tickets.customer_by_address)
-    user_ref = op(queries.user_ref)
-    user_refs = op(queries.user_refs)
-    user_by_address = op(queries.user_by_address)
-    user_by_login = op(queries.user_by_login)
-    is_qa = op(queries.is_qa)
-    group_by_name = op(queries.group_by_name)
+    insert_customer = op(people.insert_customer)
+    customer_by_address = op(people.customer_by_address)
+    user_ref = op(people.user_ref)
+    user_refs = op(people.user_refs)
+    user_by_address = op(people.user_by_address)
+    user_by_login = op(people.user_by_login)
+    is_qa = op(people.is_qa)
+    group_by_name = op(people.group_by_name)
     directory = op(directory.load_directory)
     sync = op(sync.sync)
 

@@ -32,7 +32,8 @@ from maild.service.notifying import thread_refs
 from maild.service.values import MailIn, Opening, Outcome, clean_title
 from maild.service.workorders import workorder
 from maild.service.writer import remember
-from store.queries import TicketRow, UserRef
+from store.people import UserRef
+from store.queries import TicketRow
 from store.unit import Tx
 
 log = logging.getLogger("maild.service")

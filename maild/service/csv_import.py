@@ -27,7 +27,7 @@ from maild.domain import DEFAULT_PRIORITIES, DEFAULT_RESOLUTIONS, Status
 from maild.service import csv_cells
 from maild.service.csv_cells import CellError
 from maild.service.csv_sheet import AT, COLUMNS, CsvFileError, Record, Sheet, read
-from store.queries import GroupRef
+from store.people import GroupRef
 from store.unit import Tx
 
 

@@ -25,7 +25,8 @@ from maild.service.values import DeskConfig, MailIn, Outcome, clean_title
 from maild.service.writer import TicketWriter
 from store.blobs import Blobs
 from store.directory import Directory
-from store.queries import GroupRef, TicketRow, UserRef
+from store.people import GroupRef, UserRef
+from store.queries import TicketRow
 from store.unit import Tx
 
 log = logging.getLogger("maild.service")

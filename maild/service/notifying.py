@@ -26,7 +26,8 @@ from maild.rules.notify import Switches, reach, reaches_third_parties
 from maild.service.people import People
 from maild.service.values import DeskConfig, MailIn
 from store.directory import Directory
-from store.queries import TicketRow, UserRef
+from store.people import UserRef
+from store.queries import TicketRow
 from store.unit import Tx
 
 log = logging.getLogger("maild.service")

@@ -12,7 +12,8 @@ from maild.rules.limits import WINDOW_DAYS, Verdict, judge
 from maild.service import automation
 from maild.service.kit import Kit
 from maild.service.values import MailIn, Opening, Outcome, clean_title
-from store.queries import GroupRef, TicketRow, UserRef
+from store.people import GroupRef, UserRef
+from store.queries import TicketRow
 from store.unit import Tx
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from maild.rules.policy import Actor, may
 from maild.rules.transitions import Allowed
 from store.directory import Directory
-from store.queries import UserRef
+from store.people import UserRef
 from store.unit import Tx
 
 

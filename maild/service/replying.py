@@ -12,7 +12,8 @@ from maild.service.kit import Kit
 from maild.service.notifying import thread_refs
 from maild.service.values import MailIn, Outcome
 from maild.service.writer import remember, reopen
-from store.queries import TicketRow, UserRef
+from store.people import UserRef
+from store.queries import TicketRow
 from store.unit import Tx
 
 

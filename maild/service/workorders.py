@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from maild.domain import WorkOrderLine, WorkOrderRequest
 from maild.service.kit import Kit
-from store.queries import UserRef
+from store.people import UserRef
 from store.unit import Tx
 
 

@@ -14,7 +14,8 @@ from maild.service.notifying import Notifier
 from maild.service.sla import SlaKeeper
 from maild.service.values import DeskConfig, MailIn, Opening
 from store.blobs import Blobs
-from store.queries import GroupRef, TicketRow, UserRef
+from store.people import GroupRef, UserRef
+from store.queries import TicketRow
 from store.unit import Tx
 
 log = logging.getLogger("maild.service")

@@ -19,7 +19,7 @@ from maild.rules.commands import COMMANDS
 from maild.service.commanding import COLUMNS, NOT_COLUMNS
 from maild.settings import load_settings
 from maild.tokens import Signer, make_address, split_address
-from store import queries
+from store import people, queries
 from tests.conftest import SECRET, Daemon, Received, mail, stop_daemon
 from tests.orm import orm
 
@@ -62,7 +62,7 @@ def reply_address(received: Received) -> str:
 
 def user_id(d: Daemon, address: str) -> int:
     with orm(d.parts.db) as s:
-        user = queries.user_by_address(s, address)
+        user = people.user_by_address(s, address)
     assert user is not None, address
     return user.id
 

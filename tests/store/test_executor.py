@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.domain import Access, OutboxState, UserKind
 from maild.errors import MaildError
-from store import db, meta, outbox, queries, ratings, tickets
+from store import db, meta, outbox, people, queries, ratings, tickets
 from store.directory import load_directory
 from store.sync import GroupSpec, UserSpec, sync
 
@@ -37,8 +37,8 @@ def test_meta_is_an_upsert(factory: sessionmaker[Session]) -> None:
 
 def test_sync_adopts_a_customer_who_becomes_staff(factory: sessionmaker[Session]) -> None:
     with db.transaction(factory) as s:
-        customer = tickets.insert_customer(s, address="ana@example.com", name="Ana", now=NOW)
-        assert tickets.customer_by_address(s, "ana@example.com") == customer
+        customer = people.insert_customer(s, address="ana@example.com", name="Ana", now=NOW)
+        assert people.customer_by_address(s, "ana@example.com") == customer
         assert customer.kind is UserKind.CUSTOMER and customer.login is None
     spec = UserSpec(login="ana", name="Ana Staff", emails=("ana@example.com", "a@example.com"),
                     groups={"Support": Access.EDIT}, company="Acme")
@@ -52,7 +52,7 @@ def test_sync_adopts_a_customer_who_becomes_staff(factory: sessionmaker[Session]
         assert ana is not None and ana.id == customer.id and ana.kind is UserKind.STAFF
         assert (ana.login, ana.name, ana.email, ana.company) == (
             "ana", "Ana Staff", "ana@example.com", "Acme")
-        g = queries.group_by_name(s, "Support")
+        g = people.group_by_name(s, "Support")
         assert g is not None and g.default_owner_id == ana.id and d.groups[g.id] == g
         assert d.level(ana.id, g.id) is Access.EDIT
     with db.transaction(factory) as s:  # dropped from the config: kept, inactive
@@ -66,9 +66,9 @@ def test_ratings_put_twice_changes_the_one_rating(factory: sessionmaker[Session]
     with db.transaction(factory) as s:
         sync(s, [GroupSpec(name="G", addresses=("g@example.com",), default_owner=None)], [],
              NOW)
-        group = queries.group_by_name(s, "G")
+        group = people.group_by_name(s, "G")
         assert group is not None
-        user = tickets.insert_customer(s, address="c@example.com", name="C", now=NOW)
+        user = people.insert_customer(s, address="c@example.com", name="C", now=NOW)
         tid = tickets.insert_ticket(s, title="t", status="closed", priority="normal",
                                     group_id=group.id, editor="smtp", thread_id="<t@x>",
                                     created_at=NOW, updated_at=NOW, creator_id=user.id)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.domain import Access, Channel, Envelope, JournalState, OutboxState, UserKind
 from maild.errors import NotFound
-from store import db, journal, outbox, queries
+from store import db, journal, outbox, people
 from store.blobs import BlobStore
 from store.directory import load_directory
 from store.journal import Incoming
@@ -57,7 +57,7 @@ def test_sync_groups_staff_and_addresses(factory: sessionmaker[Session]) -> None
         assert g is not None and g.name == "Support"
         ramon = d.staff_for_address("ramon@example.com")
         assert ramon is not None and ramon.kind is UserKind.STAFF
-        assert queries.user_by_address(s, "ramon@example.com") == ramon
+        assert people.user_by_address(s, "ramon@example.com") == ramon
         assert g.default_owner_id == ramon.id
         assert d.level(ramon.id, g.id) is Access.MANAGE
     # a second start with changed config moves the address and the access level
