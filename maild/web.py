@@ -1,4 +1,5 @@
-"""The daemon's small HTTP part (aiohttp): the satisfaction page, /healthz and /metrics.
+"""The daemon's small HTTP part (aiohttp): the satisfaction page, /healthz and /metrics,
+and the JSON API (figures, attachments) behind a bearer token.
 
 Plain HTML forms that work without JavaScript. Every database call runs in a worker thread,
 so a slow query never stalls the SMTP listener sharing this event loop. A forged link gets
@@ -10,21 +11,25 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from aiohttp import web
 
+from maild import __version__
 from maild.clock import Clock
 from maild.errors import NotFound
 from maild.health import HealthCheck
 from maild.inbound.gate import ConnectionStats
 from maild.outbound.render import Pages
-from maild.service import reports, survey
+from maild.service import attachments, reports, survey
 from maild.supervise import Health, describe
 from maild.tokens import Signer
+from store.blobs import Blobs
 from store.unit import Database, Tx
 
 log = logging.getLogger("maild.web")
@@ -42,6 +47,8 @@ class WebParts:
     api_token: str | None = None  # the SLA and ticket figures as JSON, for this bearer only
     health: HealthCheck | None = None  # what /healthz reports; the database alone without it
     connections: ConnectionStats | None = None  # the SMTP listener's sessions, for /metrics
+    node: str | None = None  # this node's name, for /metrics
+    blobs: Blobs | None = None  # attachment contents, for /api/attachments/{id}
 
 
 class Web:
@@ -55,6 +62,7 @@ class Web:
         self.app.router.add_get("/api/sla", self.api_sla)
         self.app.router.add_get("/api/report/tickets", self.api_report)
         self.app.router.add_get("/api/tickets/{id}/stats", self.api_stats)
+        self.app.router.add_get("/api/attachments/{id}", self.api_attachment)
         self.runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -106,13 +114,24 @@ class Web:
     async def metrics(self, request: web.Request) -> web.Response:
         report = await asyncio.to_thread(self._check().report)
         try:
-            m = await self._read(lambda tx: tx.ratings.metrics())
+            m, leases = await self._read(self._figures)
         except Exception as exc:  # the health gauges still say why
             log.warning("metrics without the database's figures: %s", describe(exc))
-            m = None
-        text = prometheus(m, report, self.p.connections)
+            m, leases = None, None
+        node = None if self.p.node is None else NodeFigures(self.p.node, __version__, leases)
+        text = prometheus(m, report, self.p.connections, node)
         return web.Response(text=text, content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
+
+    def _figures(self, tx: Tx) -> tuple[dict[str, Any], int | None]:
+        """The database's figures, and how many leases this node holds now (wall clock:
+        leases are about who is alive, as in maild.node)."""
+        if self.p.node is None:
+            return tx.ratings.metrics(), None
+        now = datetime.now(UTC)
+        held = sum(1 for lease in tx.nodes.leases()
+                   if lease.holder == self.p.node and lease.until >= now)
+        return tx.ratings.metrics(), held
 
     # -- the rating page -----------------------------------------------------------------------
     def _claim(self, request: web.Request) -> tuple[int, int, int] | None:
@@ -221,9 +240,58 @@ class Web:
             return reports.ticket_stats(tx, ids, self.p.clock.now())
         return await self._json(request, read)
 
+    async def api_attachment(self, request: web.Request) -> web.Response:
+        """The attachment's bytes, as a download (never shown inline: a mail's HTML or SVG
+        must not run as this site's page)."""
+        refused = self._authorised(request)
+        if refused is not None:
+            return refused
+        given, blobs = request.match_info["id"], self.p.blobs
+        if not given.isascii() or not given.isdigit() or blobs is None:
+            return web.json_response({"error": f"no attachment {given}"}, status=404)
+        try:
+            view, data = await self._read(
+                lambda tx: attachments.attachment(blobs, tx, int(given)))
+        except NotFound as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        return web.Response(body=data, headers={
+            "Content-Type": served_type(view.content_type),
+            "Content-Disposition": content_disposition(view.filename),
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'none'; sandbox"})
+
+
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
+
+
+def served_type(content_type: str) -> str:
+    """The stored content type if it is a plain `type/subtype`, else octet-stream."""
+    ctype = content_type.strip().lower()
+    return ctype if _MEDIA_TYPE.fullmatch(ctype) else "application/octet-stream"
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with the name for every client (RFC 6266): an ASCII `filename` with
+    anything else (quotes, backslashes, percent signs, controls, non-ASCII) as `_`, and the
+    exact name as UTF-8 in `filename*`."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in filename)
+    return (f'attachment; filename="{fallback or "attachment"}"; '
+            f"filename*=UTF-8''{quote(filename, safe='')}")
+
+
+@dataclass(frozen=True)
+class NodeFigures:
+    """This node, for /metrics: its name, version, and the leases it holds (None while the
+    database does not answer)."""
+
+    name: str
+    version: str
+    leases: int | None
+
 
 def prometheus(m: dict[str, Any] | None, health: dict[str, Any] | None = None,
-               connections: ConnectionStats | None = None) -> str:
+               connections: ConnectionStats | None = None,
+               node: NodeFigures | None = None) -> str:
     """The metrics in the Prometheus text exposition format: the database's figures (`m`,
     None while it does not answer) and the health report's gauges."""
     lines: list[str] = []
@@ -238,6 +306,8 @@ def prometheus(m: dict[str, Any] | None, health: dict[str, Any] | None = None,
         else:
             lines.append(f"maild_{name} {values}")
 
+    if node is not None:
+        _node_families(node, lines)
     if health is not None:
         _health_families(health, family)
     if connections is not None:
@@ -245,6 +315,23 @@ def prometheus(m: dict[str, Any] | None, health: dict[str, Any] | None = None,
     if m is not None:
         _database_families(m, family)
     return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A label value in the exposition format: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _node_families(node: NodeFigures, lines: list[str]) -> None:
+    """Which node answers (its name and version), and the leases it holds."""
+    name = _label(node.name)
+    lines += ["# HELP maild_node_info This node: its name and maild's version.",
+              "# TYPE maild_node_info gauge",
+              f'maild_node_info{{node="{name}",version="{_label(node.version)}"}} 1']
+    if node.leases is not None:
+        lines += ["# HELP maild_node_leases Leases this node holds (scheduler, mailboxes).",
+                  "# TYPE maild_node_leases gauge", f'maild_node_leases{{node="{name}"}} '
+                  f"{node.leases}"]
 
 
 def _connection_families(c: ConnectionStats, family: Callable[..., None]) -> None:

@@ -229,7 +229,8 @@ def make_web(parts: Parts, health: Health | None = None, children: Children | No
     return Web(WebParts(db=parts.db, signer=parts.signer,
                         clock=parts.clock, site={"name": s.site.name, "url": s.site.url},
                         pages=Pages(), timezone=s.site.timezone, api_token=s.web.api_token,
-                        health=check, connections=connections))
+                        health=check, connections=connections, node=parts.node.me.name,
+                        blobs=parts.blobs))
 
 
 def run_dir(settings: Settings) -> Path:
