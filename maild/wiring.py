@@ -26,7 +26,7 @@ from maild.inbound.imap import ImapJournal, MailboxReader
 from maild.inbound.match import ReplyAddressing
 from maild.inbound.process import Pipeline, PipelineConfig
 from maild.jobs import Scheduler, SlaJobs
-from maild.node import SCHEDULER, NodeBeat, NodeIdentity, default_name
+from maild.node import SCHEDULER, NodeBeat, NodeIdentity, default_name, imap_lease
 from maild.outbound.burst import BurstHold
 from maild.outbound.compose import Identity
 from maild.outbound.render import Pages, Renderer, WorkOrders
@@ -215,8 +215,14 @@ def make_readers(parts: Parts, *, on_committed: Callable[[], None],
                 g.addresses[0] for g in s.groups if g.name == box.group),
                           reply_local=s.outbound.reply_local,
                           reply_domain=s.outbound.reply_domain, on_committed=on_committed,
-                          health=health)
+                          health=health, gate=_imap_gate(parts, box.key),
+                          gate_seconds=parts.node.me.lease_seconds / 2)
             for box in s.inbound.imap]
+
+
+def _imap_gate(parts: Parts, key: str) -> Callable[[], bool]:
+    """Whether this node holds (takes, renews) the lease of the mailbox `key`."""
+    return lambda: parts.node.take(imap_lease(key))
 
 
 def make_web(parts: Parts, health: Health | None = None, children: Children | None = None,

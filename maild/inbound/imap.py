@@ -8,6 +8,15 @@ UIDVALIDITY re-scans the folder and nothing is taken twice). Between rounds: IDL
 server offers it, else a poll. A dropped connection reconnects with backoff; one unreadable
 message is isolated, not a stop for the mailbox. The protocol itself is `imap_client`'s.
 After the journal, the same pipeline as SMTP.
+
+Several nodes on one database: a reader reads only while `gate` says its node holds the
+mailbox's lease (`maild.node.imap_lease`). Otherwise it stands by, unconnected and healthy,
+asking again every `gate_seconds`. While reading it asks again before each round and before
+each commit, and IDLE is cut into slices of `gate_seconds` so a lost lease is noticed; then
+it disconnects and stands by. The UID ledger is in the shared database, so the next holder
+goes on where the last commit left off. A commit in the moment between a check and a lapse
+is still harmless: it only journals what it fetched itself (contents the journal has are
+skipped, by sha256) and a high-water mark set back is read again without doubling.
 """
 
 from __future__ import annotations
@@ -55,7 +64,8 @@ class MailboxReader(MailboxSync):
                  on_committed: Callable[[], None] = lambda: None,
                  first_backoff: float = 1.0, max_backoff: float = 60.0,
                  health: Health | None = None, unhealthy_after: int = 3,
-                 give_up_after: int = 3) -> None:
+                 give_up_after: int = 3, gate: Callable[[], bool] | None = None,
+                 gate_seconds: float = 5.0) -> None:
         super().__init__(box, store, group_address=group_address, reply_local=reply_local,
                          reply_domain=reply_domain, on_committed=on_committed,
                          give_up_after=give_up_after)
@@ -68,12 +78,45 @@ class MailboxReader(MailboxSync):
         self._episode = Episode(log, f"IMAP mailbox {box.key}")
         self._synced = False  # the current connection went through a round
         self._lost = asyncio.Event()  # set when the current connection drops
+        # Several nodes: whether this node holds the mailbox's lease now (a blocking call,
+        # run off the loop; it takes or renews the lease). None: one node, always.
+        self.gate = gate
+        self.gate_seconds = gate_seconds  # how often the lease is asked for again
+        self.reading = False  # holds the lease (or has no gate) and reads
+        self.standbys = 0  # times it went to stand by for another node
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            delay = await self._connection(stop)
+            delay = await self._standby(stop)
+            if delay is None:
+                delay = await self._connection(stop)
             if delay:
                 await sleep_or(stop, delay)
+
+    async def _standby(self, stop: asyncio.Event) -> float | None:
+        """Wait until this node holds the mailbox's lease (None), or how long to wait after
+        the lease could not be asked for (the database away)."""
+        while self.gate is not None and not stop.is_set():
+            try:
+                if await asyncio.to_thread(self.gate):
+                    return None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                return self._failed(exc)
+            if self.reading or self.standbys == 0:
+                log.info("%s: standing by: another node reads it", self.box.key)
+                self.standbys += 1
+            self.reading = False
+            self._episode.recovered()  # standing by is working
+            if self.health is not None:
+                self.health.ok(self.part)
+            await sleep_or(stop, min(self.box.poll_seconds, self.gate_seconds))
+        return None if not stop.is_set() else 0.0
+
+    async def _may_commit(self) -> None:
+        if self.gate is not None and not await asyncio.to_thread(self.gate):
+            raise _LeaseLost
 
     async def _connection(self, stop: asyncio.Event) -> float:
         """One connection, for as long as it lasts; how long to wait before the next."""
@@ -86,10 +129,16 @@ class MailboxReader(MailboxSync):
                 return 0.0
             self.counters.connections += 1
             await self._prepare(client)
+            self.reading = True
             await _until_lost(self._session(client, stop), lost)
             return 0.0
         except asyncio.CancelledError:
             raise
+        except _LeaseLost:  # another node reads the mailbox now: disconnect, stand by
+            self._fetching, self._synced = [], False
+            log.info("%s: the mailbox's lease passed to another node; disconnecting",
+                     self.box.key)
+            return 0.0
         except Exception as exc:  # the server went away, refused, or spoke nonsense
             return self._failed(exc)
         finally:
@@ -129,6 +178,7 @@ class MailboxReader(MailboxSync):
 
     async def _session(self, client: ImapClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            await self._may_commit()  # still this node's mailbox?
             # Mail that arrived during a busy round was announced inside its replies, not
             # to a later IDLE: go round again until a round finds nothing new.
             added = await self.sync_once(client)
@@ -143,10 +193,17 @@ class MailboxReader(MailboxSync):
             await client.ensure_folder(self.box.move_to)
 
     async def _wait_for_news(self, client: ImapClient, stop: asyncio.Event) -> None:
+        # under a lease, no longer than it takes to notice the lease lost
+        seconds = self.box.poll_seconds if self.gate is None else min(
+            self.box.poll_seconds, self.gate_seconds)
         if not (self.box.idle and client.has_capability("IDLE")):
-            await sleep_or(stop, self.box.poll_seconds)
+            await sleep_or(stop, seconds)
             return
-        await client.idle(self.box.poll_seconds, stop, self._lost)
+        await client.idle(seconds, stop, self._lost)
+
+
+class _LeaseLost(Exception):
+    """The node no longer holds the mailbox's lease: another node reads it now."""
 
 
 async def connect(box: ImapSettings, io_seconds: float = 30.0,

@@ -125,6 +125,7 @@ class MailboxSync:
                 else "every message in the folder")
         log.log(logging.INFO if stored is None else logging.WARNING, "%s: %s; reading %s",
                 box.key, why, what)
+        await self._may_commit()
         await asyncio.to_thread(self.store.commit, box.key, state, [])
         return state
 
@@ -151,6 +152,7 @@ class MailboxSync:
                                source=journal_source(key, state.uidvalidity, uid))
                  for uid, raw in fetched}
         waiting.update(uid for uid, why in failed.items() if not self._strike(uid, why))
+        await self._may_commit()
         try:
             new = self._advanced(state, batch, waiting)
             n = await asyncio.to_thread(self.store.commit, key, new, list(items.values()))
@@ -172,6 +174,9 @@ class MailboxSync:
         self._uids.done_above.update(u for u in taken if u > new.last_uid)
         await self._after(client, taken)
         return new, n
+
+    async def _may_commit(self) -> None:
+        """Raises when this reader may no longer commit (a reader under a lease lost it)."""
 
     async def _commit_each(self, state: MailboxState, items: dict[int, Incoming],
                            waiting: set[int]) -> tuple[int, list[int]]:
