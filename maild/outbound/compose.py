@@ -35,7 +35,7 @@ from io import BytesIO
 from maild.errors import DeliveryError
 from maild.outbound.render import Rendered
 from maild.tokens import Signer, make_address
-from store.outbox import OutgoingMail
+from store.outbox_rows import OutgoingMail
 
 
 class UncomposableError(DeliveryError):

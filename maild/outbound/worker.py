@@ -46,7 +46,7 @@ from maild.outbound.transport import Transport, TransportUnavailable
 from maild.outbound.webhook import post_json
 from maild.supervise import Backoff, Episode, Health, Retry, describe
 from maild.tokens import Signer
-from store.outbox import OutgoingMail
+from store.outbox_rows import OutgoingMail
 from store.unit import Database
 
 log = logging.getLogger("maild.outbound")

@@ -21,7 +21,7 @@ from maild.errors import DeliveryError
 from maild.outbound.compose import Identity, UncomposableError, compose
 from maild.outbound.render import Rendered
 from maild.tokens import Signer
-from store.outbox import OutgoingMail
+from store.outbox_rows import OutgoingMail
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 ME = Identity(from_addr="support@example.com", from_name="Example Support",

@@ -15,6 +15,7 @@ from store import db, journal, outbox, people
 from store.blobs import BlobStore
 from store.directory import load_directory
 from store.journal import Incoming
+from store.outbox_rows import OutgoingMail
 from store.sync import GroupSpec, UserSpec, sync
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -101,7 +102,7 @@ def test_journal_finish_is_an_optimistic_claim_and_requeue(
             journal.entry(s, jid + 1000)
 
 
-def claim(s: Session, now: datetime, limit: int) -> list[outbox.OutgoingMail]:
+def claim(s: Session, now: datetime, limit: int) -> list[OutgoingMail]:
     """What the delivery worker does: read the due rows, then lease those still due."""
     return outbox.lease(s, outbox.due(s, now, limit), now, timedelta(minutes=5))
 
