@@ -146,7 +146,7 @@ class Envelope:
 
 @dataclass(frozen=True, kw_only=True)
 class TicketView:
-    """A ticket as the CLI, templates and tests see it (built by `store.queries`)."""
+    """A ticket as the CLI, templates and tests see it (built by `store.ticket_reads`)."""
 
     id: int
     title: str

@@ -29,12 +29,12 @@ from store import (
     nodes,
     outbox,
     people,
-    queries,
     ratings,
     reports,
     search,
     sla,
     sync,
+    ticket_reads,
     tickets,
 )
 
@@ -101,23 +101,23 @@ class Tickets(Ops):
     add_cc = op(tickets.add_cc)
     remove_cc = op(tickets.remove_cc)
     # reads
-    ticket_row = op(queries.ticket_row)
-    ticket_rows = op(queries.ticket_rows)
-    ticket_cc = op(queries.ticket_cc)
-    ancestors = op(queries.ancestors)
-    children = op(queries.children)
-    time_used = op(queries.time_used)
-    ticket_entered_as = op(queries.ticket_entered_as)
-    ticket_exists = op(queries.ticket_exists)
-    ticket_for_message_ids = op(queries.ticket_for_message_ids)
-    message_id_known = op(queries.message_id_known)
-    associated_user_ids = op(queries.associated_user_ids)
-    is_associated = op(queries.is_associated)
-    may_reply = op(queries.may_reply)
-    tickets_of_creator = op(queries.tickets_of_creator)
-    tickets_opened_since = op(queries.tickets_opened_since)
-    ticket_view = op(queries.ticket_view)
-    list_tickets = op(queries.list_tickets)
+    ticket_row = op(ticket_reads.ticket_row)
+    ticket_rows = op(ticket_reads.ticket_rows)
+    ticket_cc = op(ticket_reads.ticket_cc)
+    ancestors = op(ticket_reads.ancestors)
+    children = op(ticket_reads.children)
+    time_used = op(ticket_reads.time_used)
+    ticket_entered_as = op(ticket_reads.ticket_entered_as)
+    ticket_exists = op(ticket_reads.ticket_exists)
+    ticket_for_message_ids = op(ticket_reads.ticket_for_message_ids)
+    message_id_known = op(ticket_reads.message_id_known)
+    associated_user_ids = op(ticket_reads.associated_user_ids)
+    is_associated = op(ticket_reads.is_associated)
+    may_reply = op(ticket_reads.may_reply)
+    tickets_of_creator = op(ticket_reads.tickets_of_creator)
+    tickets_opened_since = op(ticket_reads.tickets_opened_since)
+    ticket_view = op(ticket_reads.ticket_view)
+    list_tickets = op(ticket_reads.list_tickets)
 
 
 class People(Ops):

@@ -25,7 +25,7 @@ from maild import app
 from maild.clock import FrozenClock
 from maild.outbound.transport import SmtpRelay
 from maild.settings import Settings, load_settings
-from store import journal, outbox, queries
+from store import journal, outbox, ticket_reads
 from tests.dovecot import Dovecot, start_dovecot
 from tests.orm import orm
 
@@ -298,11 +298,11 @@ class Daemon:
 
     def ticket(self, ticket_id: int) -> Any:
         with orm(self.parts.db) as s:
-            return queries.ticket_view(s, ticket_id)
+            return ticket_reads.ticket_view(s, ticket_id)
 
     def tickets(self) -> list[Any]:
         with orm(self.parts.db) as s:
-            return queries.list_tickets(s)
+            return ticket_reads.list_tickets(s)
 
     def journal(self) -> list[journal.JournalEntry]:
         with orm(self.parts.db) as s:

@@ -18,7 +18,7 @@ from maild.domain import Status
 from maild.errors import StoreError
 from maild.service import csv_import
 from maild.settings import Settings
-from store import db, queries, ratings, unit
+from store import db, ratings, ticket_reads, unit
 from store.models import Group, History, Rating, Ticket, User, UserEmail
 
 # The spec's own example line, as printed between its quotes (its trailing space included).
@@ -121,7 +121,7 @@ def test_the_specs_example_line_lands_in_every_field(settings, config, tmp_path,
         group4 = s.get(Group, 4)
         assert group4 is not None and group4.name == "Field"
         [tid] = s.scalars(select(Ticket.id))
-        view = queries.ticket_view(s, tid)
+        view = ticket_reads.ticket_view(s, tid)
         t = s.get(Ticket, tid)
         assert t is not None
         assert view.title == "Terminal broken" and view.description == "Needs replacement"
@@ -186,7 +186,7 @@ def test_a_good_file_imports_every_line(settings, config, tmp_path, capsys):
     assert "imported 4 of 4 lines as tickets (#1–#4); 1 new customer account" in out
     assert "3 imported tickets are open" in out and "maild sla recompute" in out
     with store(settings) as s:
-        v = {t.title: t for t in (queries.ticket_view(s, i) for i in range(1, 5))}
+        v = {t.title: t for t in (ticket_reads.ticket_view(s, i) for i in range(1, 5))}
         new = v["By a new customer"]
         assert new.creator == "alice@customer.example" and new.status is Status.NEW
         assert new.priority == "very_high" and new.owner == "ramon"
@@ -284,7 +284,7 @@ def test_a_mixed_file_with_skip_bad_imports_the_good_lines(settings, config, tmp
     assert ":2: User ID:" in err and ":6: Group ID:" in err
     assert "imported 4 of 6 lines as tickets (#1–#4)" in out and "skipped 2 bad lines" in out
     with store(settings) as s:
-        titles = {queries.ticket_view(s, i, full=False).title for i in range(1, 5)}
+        titles = {ticket_reads.ticket_view(s, i, full=False).title for i in range(1, 5)}
     assert titles == {r[2] for r in good_rows()}
     assert count(settings, Ticket) == 4
     assert users(settings) == before + 1  # alice, not the bad line's new@customer.example
@@ -329,13 +329,13 @@ def test_both_stores_take_the_same_file(make_settings, database, tmp_path, capsy
     assert (code, err) == (0, ""), err
     assert "imported 5 of 5 lines" in out
     with store(settings) as s:
-        assert dict(queries.ticket_view(s, 2).custom) == {"Serial": "SN-1"}
+        assert dict(ticket_reads.ticket_view(s, 2).custom) == {"Serial": "SN-1"}
         assert ratings.get(s, 3) is not None
     path = write_csv(tmp_path / "b.csv", [row(Title="x" * 501), *good_rows()])
     code, _, err = run(capsys, config, str(path))
     assert code == 1 and ":1: Title: is 501 characters long; at most 500" in err
     with store(settings) as s:
-        assert max(len(v.title) for v in queries.list_tickets(s)) == 500
+        assert max(len(v.title) for v in ticket_reads.list_tickets(s)) == 500
         assert s.scalar(select(func.count()).select_from(Ticket)) == 5
 
 
@@ -354,7 +354,7 @@ def test_a_header_row_names_the_custom_fields(settings, config, tmp_path, capsys
     assert (code, err) == (0, "")
     assert "imported 2 of 2 lines" in out
     with store(settings) as s:
-        one, two = (queries.ticket_view(s, i) for i in (1, 2))
+        one, two = (ticket_reads.ticket_view(s, i) for i in (1, 2))
     assert dict(one.custom) == {"Serial": "SN-1", "Room": "4"}
     assert dict(two.custom) == {"Room": "5"}
 
@@ -385,7 +385,7 @@ def test_fields_give_names_to_the_extra_columns(settings, config, tmp_path, caps
     code, _, err = run(capsys, config, str(path), "--fields", "Serial,Room")
     assert code == 0
     with store(settings) as s:
-        assert dict(queries.ticket_view(s, 1).custom) == {"Serial": "SN-1", "Room": "4"}
+        assert dict(ticket_reads.ticket_view(s, 1).custom) == {"Serial": "SN-1", "Room": "4"}
 
 
 # -- files that do not read ----------------------------------------------------------------------
@@ -402,7 +402,7 @@ def test_a_file_that_is_not_utf8_is_refused_clearly(settings, config, tmp_path, 
     code, _, err = run(capsys, config, str(path), "--encoding", "latin-1")
     assert (code, err) == (0, "")
     with store(settings) as s:
-        assert queries.ticket_view(s, 2).title == "Caf\u00e9 roto"
+        assert ticket_reads.ticket_view(s, 2).title == "Caf\u00e9 roto"
 
 
 def test_a_utf8_bom_is_not_part_of_the_header(settings, config, tmp_path, capsys):
@@ -449,7 +449,7 @@ def test_a_quoted_multiline_description_keeps_line_numbers(settings, config, tmp
                        "--skip-bad")
     assert code == 1 and f"{tmp_path / 'm.csv'}:4: User ID:" in err
     with store(settings) as s:
-        assert queries.ticket_view(s, 1).description == "first\nsecond\nthird"
+        assert ticket_reads.ticket_view(s, 1).description == "first\nsecond\nthird"
 
 
 def test_a_semicolon_file_reads_with_delimiter(settings, config, tmp_path, capsys):
@@ -458,7 +458,7 @@ def test_a_semicolon_file_reads_with_delimiter(settings, config, tmp_path, capsy
     code, _, _ = run(capsys, config, str(path), "--delimiter", ";")
     assert code == 0
     with store(settings) as s:
-        assert queries.ticket_view(s, 1).title == "A, with a comma"
+        assert ticket_reads.ticket_view(s, 1).title == "A, with a comma"
 
 
 # -- the progress bar ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from maild.domain import Notification, NotificationKind, Status
 from maild.rules.workflow import Rule, Seen, matches
 from maild.service.kit import Kit
 from store.directory import Directory
-from store.queries import TicketRow
+from store.ticket_reads import TicketRow
 from store.unit import Tx
 
 log = logging.getLogger("maild.workflow")

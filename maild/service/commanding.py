@@ -33,7 +33,7 @@ from maild.service.values import MailIn, Opening, Outcome, clean_title
 from maild.service.workorders import workorder
 from maild.service.writer import remember
 from store.people import UserRef
-from store.queries import TicketRow
+from store.ticket_reads import TicketRow
 from store.unit import Tx
 
 log = logging.getLogger("maild.service")

@@ -26,7 +26,7 @@ from maild.service.writer import TicketWriter
 from store.blobs import Blobs
 from store.directory import Directory
 from store.people import GroupRef, UserRef
-from store.queries import TicketRow
+from store.ticket_reads import TicketRow
 from store.unit import Tx
 
 log = logging.getLogger("maild.service")

@@ -27,7 +27,7 @@ from maild.service.people import People
 from maild.service.values import DeskConfig, MailIn
 from store.directory import Directory
 from store.people import UserRef
-from store.queries import TicketRow
+from store.ticket_reads import TicketRow
 from store.unit import Tx
 
 log = logging.getLogger("maild.service")

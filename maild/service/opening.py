@@ -13,7 +13,7 @@ from maild.service import automation
 from maild.service.kit import Kit
 from maild.service.values import MailIn, Opening, Outcome, clean_title
 from store.people import GroupRef, UserRef
-from store.queries import TicketRow
+from store.ticket_reads import TicketRow
 from store.unit import Tx
 
 

@@ -13,7 +13,7 @@ from maild.service.notifying import thread_refs
 from maild.service.values import MailIn, Outcome
 from maild.service.writer import remember, reopen
 from store.people import UserRef
-from store.queries import TicketRow
+from store.ticket_reads import TicketRow
 from store.unit import Tx
 
 

@@ -13,7 +13,7 @@ from maild.domain import Notification, SurveyLink, UserKind
 from maild.errors import NotFound
 from maild.service.kit import Kit
 from maild.service.values import SurveyConfig
-from store.queries import TicketRow
+from store.ticket_reads import TicketRow
 from store.unit import Tx
 
 EPOCH = date(1970, 1, 1)

@@ -15,7 +15,7 @@ from maild.service.sla import SlaKeeper
 from maild.service.values import DeskConfig, MailIn, Opening
 from store.blobs import Blobs
 from store.people import GroupRef, UserRef
-from store.queries import TicketRow
+from store.ticket_reads import TicketRow
 from store.unit import Tx
 
 log = logging.getLogger("maild.service")

@@ -19,7 +19,7 @@ from maild.rules.commands import COMMANDS
 from maild.service.commanding import COLUMNS, NOT_COLUMNS
 from maild.settings import load_settings
 from maild.tokens import Signer, make_address, split_address
-from store import people, queries
+from store import people, ticket_reads
 from tests.conftest import SECRET, Daemon, Received, mail, stop_daemon
 from tests.orm import orm
 
@@ -521,4 +521,4 @@ def test_every_ticket_attribute_a_command_can_change_is_written():
     to its column without naming commands, so a new attribute needs its column here."""
     attributes = {f.name for f in dataclasses.fields(TicketState)}
     assert set(COLUMNS) | NOT_COLUMNS == attributes and not set(COLUMNS) & NOT_COLUMNS
-    assert set(COLUMNS.values()) <= {f.name for f in dataclasses.fields(queries.TicketRow)}
+    assert set(COLUMNS.values()) <= {f.name for f in dataclasses.fields(ticket_reads.TicketRow)}

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.domain import Access, OutboxState, UserKind
 from maild.errors import MaildError
-from store import db, meta, outbox, people, queries, ratings, tickets
+from store import db, meta, outbox, people, ratings, ticket_reads, tickets
 from store.directory import load_directory
 from store.sync import GroupSpec, UserSpec, sync
 
@@ -80,7 +80,7 @@ def test_ratings_put_twice_changes_the_one_rating(factory: sessionmaker[Session]
             False, "slow", NOW, later)
         assert ratings.summary(s, group_id=group.id) == (0, 1)
         assert ratings.metrics(s)["tickets_opened"] == 1
-        view = queries.ticket_view(s, tid)
+        view = ticket_reads.ticket_view(s, tid)
         assert (view.title, view.group, view.creator, view.custom) == ("t", "G",
                                                                        "c@example.com", {})
 
