@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -59,7 +59,15 @@ class op(Generic[P, R]):  # lower case: it reads as a marker in the class bodies
     def __init__(self, fn: Callable[Concatenate[Session, P], R]) -> None:
         self.fn = fn
 
-    def __get__(self, obj: Ops, owner: type[Ops] | None = None) -> Callable[P, R]:
+    @overload
+    def __get__(self, obj: None, owner: type[Ops] | None = None) -> op[P, R]: ...
+    @overload
+    def __get__(self, obj: Ops, owner: type[Ops] | None = None) -> Callable[P, R]: ...
+
+    def __get__(self, obj: Ops | None,
+                owner: type[Ops] | None = None) -> op[P, R] | Callable[P, R]:
+        if obj is None:  # read on the class (a test planting a fault there)
+            return self
         return cast(Callable[P, R], partial(self.fn, obj._s))
 
 
