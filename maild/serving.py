@@ -115,14 +115,20 @@ async def serve(parts: Parts, stop: asyncio.Event, *, transport: Transport | Non
     try:
         await stop.wait()
     finally:
-        log.info("stopping: %s", "no new mail accepted; finishing work in flight" if listen
-                 else "finishing work in flight")
-        await _shut_down(run, shutdown_seconds)
-        if listen:  # a clean stop: the node's leases go to the other nodes at once
-            await _node_stopped(parts)
-        parts.db.dispose()
-        log.info("stopped")
+        await _stop(parts, run, shutdown_seconds, main=listen)
     return EXIT_TASK_DIED if died else 0
+
+
+async def _stop(parts: Parts, run: _Serving, seconds: float, *, main: bool) -> None:
+    """The shutdown; the node's main process then gives the node's leases to the other nodes
+    at once (a clean stop)."""
+    log.info("stopping: %s", "no new mail accepted; finishing work in flight" if main
+             else "finishing work in flight")
+    await _shut_down(run, seconds)
+    if main:
+        await _node_stopped(parts)
+    parts.db.dispose()
+    log.info("stopped")
 
 
 def _start_delivery(parts: Parts, run: _Serving, poll_seconds: float,
