@@ -39,6 +39,22 @@ What is measured
   database's life (start, migrations and shutdown included; the benchmark's own reads left
   out), and pg_stat_user_tables which tables were read by sequential scans.
 
+  Several nodes (``--nodes N``, PostgreSQL only: a SQLite file is one machine's) and several
+  journal processors per node (``--processors P``, ``[inbound] processors``): N daemons on
+  the one fresh database, started one after the other, each a full ``maild run`` in a folder
+  of its own (``node1/``, ``node2/``... of the run folder: config, log, data folder) with its
+  own SMTP port, web port and ``[node] name``; sender connection k goes to node k mod N. End
+  to end is database-wide as above. Added lines: accepted mail by node, CPU by node and role
+  (the "CPU by process" line is then the sum over the nodes; "daemon" the nodes' main
+  processes), and the done journal rows by node and by processor (``lease_holder``,
+  "NODE/pK"). With N = P = 1 nothing changes: the same config, the same lines.
+  ``--py-spy`` records the first node only.
+
+  ``--reference``: after each run, benchmarks/reference.py's line A (aiosmtpd + the
+  policy.default parse + the SQLAlchemy ORM store, "sum of parts"; one pass, not its median of
+  three) on the same corpus, and the ratio ingest msg/s ÷ line A msg/s (the target's is
+  300 ÷ 280 = 1.07).
+
   The window starts once the daemon's child processes have said they are up (their log
   lines), not when the listener first accepts: they import for a second or two after it.
 
@@ -57,6 +73,14 @@ is made in ~10 s)::
     .venv/bin/python benchmarks/ingest.py --database postgresql --pg-dsn 'host=db.lan user=me'
     .venv/bin/python benchmarks/ingest.py --py-spy /tmp/ingest.spy  # profile the daemon
                                                     # (py-spy --subprocesses: all three roles)
+
+Issue 15's layouts, each with its reference line (one invocation each, alternating)::
+
+    .venv/bin/python benchmarks/ingest.py --database postgresql --corpus /tmp/corpus --reference
+    .venv/bin/python benchmarks/ingest.py --database postgresql --corpus /tmp/corpus --reference \\
+        --nodes 1 --processors 2
+    .venv/bin/python benchmarks/ingest.py --database postgresql --corpus /tmp/corpus --reference \\
+        --nodes 2 --processors 1
 
 The target (benchmarks/PEERS.md: what peer helpdesks reach): at least 300 messages/s end to
 end, 8 senders, on PEERS.md's machine. Machines of this kind differ by 3× from day to day: run
@@ -89,6 +113,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ingest_nodes import (
+    cpu_by_node,
+    layout,
+    line_a,
+    node_sections,
+    processed_by,
+    report_nodes,
+    report_reference,
+    roles_sum,
+)
 from measure import cpu_seconds, machine, steal_seconds, tree_cpu
 
 if TYPE_CHECKING:
@@ -170,9 +204,10 @@ def free_port() -> int:
         return port
 
 
-def write_config(folder: Path, port: int, relay: str | None, database: str | None = None) -> Path:
+def write_config(folder: Path, port: int, relay: str | None, database: str | None = None,
+                 sections: str = "") -> Path:
     """The daemon's config.toml in `folder`; `database`: its SQLAlchemy URL (default: the
-    SQLite file maild.db there)."""
+    SQLite file maild.db there); `sections`: more of it (a node's, ingest_nodes)."""
     users = "\n".join(f"""
 [[users]]
 login = "{login}"
@@ -192,7 +227,7 @@ data_dir = "{folder / 'data'}"
 [security]
 secret_key = "benchmark-secret-key-0123456789abcdef"
 
-[inbound.smtp]
+{sections}[inbound.smtp]
 listen = "127.0.0.1:{port}"
 protocol = "smtp"
 
@@ -255,15 +290,25 @@ def start_daemon(cmd: list[str], cwd: Path, port: int, log: Path,
 
 def stop_daemon(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> float | None:
     """SIGTERM and wait; the seconds it took, None when it had to be killed."""
+    return stop_daemons([proc], timeout)
+
+
+def stop_daemons(procs: Sequence[subprocess.Popen[bytes]],
+                 timeout: float = 60.0) -> float | None:
+    """SIGTERM to all, then wait for all; the seconds until the last exited, None when one
+    had to be killed."""
     t0 = time.perf_counter()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return None
-    return time.perf_counter() - t0
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    killed = False
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, timeout - (time.perf_counter() - t0)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            killed = True
+    return None if killed else time.perf_counter() - t0
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -566,6 +611,11 @@ class Run:
     pg_max_backends: int = 0
     pg_stats: dict[str, int] = field(default_factory=dict)  # the daemon's share of them
     pg_scans: list[tuple[str, int, int, int]] = field(default_factory=list)
+    # With several nodes or processors (ingest_nodes), empty otherwise:
+    accepted_by_node: dict[str, int] = field(default_factory=dict)
+    cpu_by_node: dict[str, dict[str, float]] = field(default_factory=dict)
+    processed_by: dict[str, int] = field(default_factory=dict)  # "NODE/pK" → done rows
+    reference_a: float = float("nan")  # line A's msg/s, measured after this run
 
     @property
     def accepted_per_s(self) -> float:
@@ -604,22 +654,30 @@ def run_once(number: int, mails: list[Mail], args: argparse.Namespace, maild: st
 def _run(number: int, mails: list[Mail], args: argparse.Namespace, maild: str,
          relay: Any | None, folder: Path, db: Path | PgDatabase) -> Run:
     run = Run(number=number, messages=len(mails))
-    port = free_port()
     url = db.url if isinstance(db, PgDatabase) else f"sqlite:///{db}"
-    config = write_config(folder, port, relay.url if relay else None, url)
-    log = folder / "maild.log"
-    cmd = maild_command(maild, config)
-    if number == 1:
-        print(f"daemon:  (cd {folder} && {shlex.join(cmd)}) > {log} 2>&1")
+    plain = args.nodes == 1 and args.processors == 1  # the config runs always had
+    nodes = layout(folder, args.nodes, free_port)
+    for node in nodes:
+        config = write_config(node.folder, node.port, relay.url if relay else None, url,
+                              node_sections(node, args.processors, plain))
+        if number == 1:
+            print(f"daemon:  (cd {node.folder} && {shlex.join(maild_command(maild, config))})"
+                  f" > {node.log} 2>&1")
     if isinstance(db, PgDatabase):
         print(f"  run {number}: database {url}")
     if relay is not None:
         relay.reset()
-    proc, run.startup_s = start_daemon(cmd, folder, port, log)
     spy: subprocess.Popen[bytes] | None = None
     spy_out: Path | None = None
     monitor: PgMonitor | None = None
+    t_start = time.perf_counter()
     try:
+        for node in nodes:  # one after the other: each registers itself on the database
+            node.proc, _ = start_daemon(maild_command(maild, node.folder / "config.toml"),
+                                        node.folder, node.port, node.log)
+        run.startup_s = time.perf_counter() - t_start
+        procs = [n.proc for n in nodes if n.proc is not None]
+        proc = procs[0]
         ro = open_ro(db)
         if isinstance(ro, PgReader):
             own = int(scalar(ro, "SELECT pg_backend_pid()"))
@@ -627,17 +685,20 @@ def _run(number: int, mails: list[Mail], args: argparse.Namespace, maild: str,
         shares = [mails[k::args.senders] for k in range(args.senders)]
         results: list[list[Sent]] = [[] for _ in shares]
         ready = threading.Barrier(len(shares) + 1)
-        threads = [threading.Thread(target=sender, args=(port, share, ready, res), daemon=True)
-                   for share, res in zip(shares, results, strict=True)]
+        # Connection k goes to node k mod N: the nodes share the senders round-robin.
+        threads = [threading.Thread(target=sender, args=(nodes[k % len(nodes)].port, share,
+                                                         ready, res), daemon=True)
+                   for k, (share, res) in enumerate(zip(shares, results, strict=True))]
         for t in threads:
             t.start()
-        if args.py_spy:
+        if args.py_spy:  # the first node's
             spy_out = Path(args.py_spy if args.runs == 1 else f"{args.py_spy}.{number}")
             from profiling import start_py_spy
 
             spy = start_py_spy(proc.pid, spy_out, args.py_spy_rate)
-        cpu0, bench0 = cpu_seconds(proc.pid), time.process_time()
-        tree0 = tree_cpu(proc.pid)
+        cpu0, bench0 = sum(cpu_seconds(p.pid) for p in procs), time.process_time()
+        for node in nodes:
+            node.cpu0 = tree_cpu(node.proc.pid) if node.proc else {}
         steal0 = steal_seconds()
         relay0 = cpu_seconds(relay.proc.pid) if relay is not None else float("nan")
         if monitor is not None:
@@ -656,8 +717,9 @@ def _run(number: int, mails: list[Mail], args: argparse.Namespace, maild: str,
             if (total, pending) != last_seen:
                 last_change, last_seen = now, (total, pending)
             elif pending and not dumped and now - last_change > args.stall_seconds:
-                print(f"  run {number}: no progress for {args.stall_seconds:.0f} s with "
-                      f"{pending} pending; the daemon's threads:\n{dump_stacks(proc.pid)}")
+                for p in procs:
+                    print(f"  run {number}: no progress for {args.stall_seconds:.0f} s with "
+                          f"{pending} pending; the daemon's threads:\n{dump_stacks(p.pid)}")
                 dumped = True
             run.max_backlog = max(run.max_backlog, pending)
             alive = any(t.is_alive() for t in threads)
@@ -671,12 +733,18 @@ def _run(number: int, mails: list[Mail], args: argparse.Namespace, maild: str,
             if now > deadline:
                 print(f"  run {number}: TIMEOUT after {args.timeout:.0f}s: {pending} pending")
                 break
-            if proc.poll() is not None:
-                print(f"  run {number}: maild exited ({proc.returncode}):\n{tail(log)}")
+            gone = [n for n in nodes if n.proc is not None and n.proc.poll() is not None]
+            if gone:
+                for n in gone:
+                    print(f"  run {number}: maild {n.name} exited ({n.proc and n.proc.returncode})"
+                          f":\n{tail(n.log)}")
                 break
         t_done = time.perf_counter()
-        run.daemon_cpu_s = cpu_seconds(proc.pid) - cpu0
-        run.roles_cpu_s = {k: v - tree0.get(k, 0.0) for k, v in tree_cpu(proc.pid).items()}
+        run.daemon_cpu_s = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        by_node = cpu_by_node(nodes)
+        run.roles_cpu_s = roles_sum(by_node)
+        if not plain:
+            run.cpu_by_node = by_node
         run.steal_s = steal_seconds() - steal0
         if relay is not None:
             run.roles_cpu_s["relay sink"] = cpu_seconds(relay.proc.pid) - relay0
@@ -693,6 +761,11 @@ def _run(number: int, mails: list[Mail], args: argparse.Namespace, maild: str,
         sent = sorted((r for res in results for r in res), key=lambda r: r.index)
         ok = [r for r in sent if r.code == 250]
         run.accepted = len(ok)
+        if not plain:
+            for k, res in enumerate(results):
+                name = nodes[k % len(nodes)].name
+                run.accepted_by_node[name] = (run.accepted_by_node.get(name, 0)
+                                              + sum(1 for r in res if r.code == 250))
         run.refused = [f"#{r.index + 1}: {r.error}" for r in sent if r.code != 250]
         first = min(r.start for r in sent)
         last = max(r.end for r in ok) if ok else first
@@ -703,9 +776,11 @@ def _run(number: int, mails: list[Mail], args: argparse.Namespace, maild: str,
         run.data_ms = [r.data * 1000 for r in ok]
         run.counts = counts(ro)
         run.threading_ = threading_report(ro, mails, sent)
+        if not plain:
+            run.processed_by = processed_by(ro)
         # Then until every notification is out: the daemon may let them wait during a burst
         # ([outbound] burst_hold_seconds), so this is the other half of the story.
-        while time.perf_counter() - t_done < 120 and proc.poll() is None:
+        while time.perf_counter() - t_done < 120 and all(p.poll() is None for p in procs):
             if outbox_states(ro).get("pending", 0) == 0:
                 run.notified_s = time.perf_counter() - first
                 break
@@ -714,8 +789,10 @@ def _run(number: int, mails: list[Mail], args: argparse.Namespace, maild: str,
     finally:
         if monitor is not None:
             monitor.close()
-        run.shutdown_s = stop_daemon(proc)
-        run.exit_code = proc.returncode
+        started = [n.proc for n in nodes if n.proc is not None]
+        run.shutdown_s = stop_daemons(started)
+        codes = [p.returncode for p in started]
+        run.exit_code = next((c for c in codes if c), codes[0] if codes else None)
     with contextlib.closing(open_ro(db)) as ro:
         run.outbox_after_stop = outbox_states(ro)
     if isinstance(db, PgDatabase):  # after the last of the benchmark's reads
@@ -725,7 +802,7 @@ def _run(number: int, mails: list[Mail], args: argparse.Namespace, maild: str,
         run.pg_scans = db.table_scans()
     if relay is not None:
         run.relay_received = relay.stats()["messages"]
-    text = log.read_text(errors="replace")
+    text = "".join(n.log.read_text(errors="replace") for n in nodes)
     run.log_lines = {lvl: text.count(f" {lvl} ") for lvl in ("WARNING", "ERROR", "CRITICAL")}
     if spy_out is not None:
         from profiling import summarise
@@ -886,6 +963,8 @@ def report_run(r: Run) -> None:
           f"{r.outbox_after_stop}"
           + (f"; relay received {r.relay_received}" if r.relay_received is not None else ""))
     print(f"  daemon log: {r.log_lines}")
+    if r.accepted_by_node:
+        report_nodes(r.accepted_by_node, r.cpu_by_node, r.processed_by, r.accepted)
     if r.pg_stats:
         st, per = r.pg_stats, 1 / max(r.accepted, 1)
         print(f"  PostgreSQL, the daemon's backends (at most {r.pg_max_backends} at once), mean "
@@ -966,6 +1045,14 @@ def main(argv: list[str] | None = None) -> int:
                          "fresh database per run on the server of --pg-dsn, dropped after it")
     ap.add_argument("--pg-dsn", default=PG_DSN,
                     help=f"libpq conninfo of the PostgreSQL server, without dbname ({PG_DSN})")
+    ap.add_argument("--nodes", type=int, default=1,
+                    help="maild nodes on the one database, each its own port and folder; more "
+                         "than 1 needs --database postgresql (1)")
+    ap.add_argument("--processors", type=int, default=1,
+                    help="[inbound] processors: journal processors per node (1)")
+    ap.add_argument("--reference", action="store_true",
+                    help="after each run, measure benchmarks/reference.py's line A on the "
+                         "same corpus and print ingest ÷ line A")
     ap.add_argument("--tmp", default=None, help="where to make the run folders (system temp)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the run folders (DB, log, mail) and the PostgreSQL databases")
@@ -974,6 +1061,11 @@ def main(argv: list[str] | None = None) -> int:
                          "and print the top functions")
     ap.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples/s (100)")
     args = ap.parse_args(argv)
+    if args.nodes > 1 and args.database == "sqlite":
+        ap.error("--nodes above 1 needs --database postgresql: a SQLite file is one machine's "
+                 "file, and maild's nodes share their database over the network")
+    if args.nodes < 1 or not 1 <= args.processors <= 32:
+        ap.error("--nodes must be at least 1, --processors 1 to 32 (maild's range)")
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))  # the sibling helpers: relay_sink, profiling
 
@@ -992,6 +1084,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus:  {len(mails)} messages {dict(kinds)}, {size / 1e6:.1f} MB on the wire; "
           f"{args.senders} senders, {args.runs} run(s), outgoing mail to "
           f"{'a loopback relay sink (separate process)' if args.relay else 'the maildir sink'}")
+    if args.nodes > 1 or args.processors > 1:
+        print(f"nodes:   {args.nodes} × {args.processors} journal processor(s) each, on the "
+              f"one database; sender connection k goes to node k mod {args.nodes}")
 
     relay: Any = None
     runs: list[Run] = []
@@ -1004,11 +1099,17 @@ def main(argv: list[str] | None = None) -> int:
             r = run_once(i, mails, args, maild, relay)
             report_run(r)
             runs.append(r)
+            if args.reference:  # right after the run: the machine as the run had it
+                r.reference_a = line_a(mails, args.tmp)
+                print(f"  reference line A after run {i}: {r.reference_a:.1f} msg/s; ingest ÷ "
+                      f"line A {r.e2e_per_s / r.reference_a:.2f}")
     finally:
         if relay is not None:
             relay.close()
     if len(runs) > 1:
         report_median(runs)
+    if args.reference:
+        report_reference([r.e2e_per_s for r in runs], [r.reference_a for r in runs])
     best = statistics.median(r.e2e_per_s for r in runs)
     print(f"\ntarget: ≥ 300 msg/s end to end on PEERS.md's machine (benchmarks/reference.py "
           f"says what that is here); measured {best:.1f} msg/s")
