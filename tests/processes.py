@@ -11,12 +11,13 @@ from pathlib import Path
 
 
 def run_config(path: Path, *, smtp_port: int | None = None, outbound: str = "",
-               extra: str = "") -> Path:
-    """A config on a SQLite file and a data folder beside it: one group, one manager."""
+               extra: str = "", database: str = "sqlite:///maild.db") -> Path:
+    """A config on a SQLite file (or `database`) and a data folder beside it: one group,
+    one manager."""
     listen = f'[inbound.smtp]\nlisten = "127.0.0.1:{smtp_port}"\n' if smtp_port else ""
     path.write_text(f"""
 [storage]
-database = "sqlite:///maild.db"
+database = "{database}"
 data_dir = "data"
 [security]
 secret_key = "a-test-secret-key-0123456789"

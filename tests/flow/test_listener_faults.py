@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from maild.inbound import intake as intake_module
+from store import unit
 from tests.conftest import mail
 from tests.inbound.test_intake import accept_inserts, refuse_inserts
 
@@ -160,7 +160,7 @@ async def test_a_failing_store_answers_451_and_says_nothing_of_why(
     def bug(*args: object) -> list[int]:  # a fault of maild's own, not the database's
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(intake_module.journal, "insert_many", bug)
+    monkeypatch.setattr(unit.Journal, "insert_many", unit.op(bug))
     answers = await concurrent_mails(d.port, 3)
     assert all(a.startswith(b"451 4.3.0 ") for a in answers), answers
     assert not any(b"secret" in a or leaks(a) for a in answers), answers

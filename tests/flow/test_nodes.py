@@ -28,7 +28,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.flow.test_kill9 import Sender
-from tests.processes import free_port, wait_for, wait_listening
+from tests.processes import free_port, run_config, wait_for, wait_listening
 
 pytestmark = pytest.mark.postgres
 
@@ -44,21 +44,10 @@ class Node:
         self.port, self.web = free_port(), free_port()
         self.log = self.dir / "maild.log"
         self.config = self.dir / "config.toml"
-        self.config.write_text(f"""
-[storage]
-database = "{database}"
-data_dir = "data"
-[security]
-secret_key = "a-test-secret-key-0123456789"
-[inbound.smtp]
-listen = "127.0.0.1:{self.port}"
+        run_config(self.config, smtp_port=self.port, database=database,
+                   outbound=f"concurrency = {CONCURRENCY}\n{relay}", extra=f"""
 [web]
 listen = "127.0.0.1:{self.web}"
-[outbound]
-from = "support@example.com"
-reply_domain = "example.com"
-concurrency = {CONCURRENCY}
-{relay}
 [node]
 name = "{name}"
 heartbeat_seconds = 0.5
@@ -66,16 +55,7 @@ lease_seconds = 2
 [limits]
 new_tickets_per_sender_per_hour = 100000
 auto_replies_per_day = 100000
-[[groups]]
-name = "Support"
-addresses = ["support@example.com"]
-default_owner = "ramon"
-[[users]]
-login = "ramon"
-name = "Ramón"
-emails = ["ramon@example.com"]
-groups = {{ Support = "manage" }}
-""", encoding="utf-8")
+""")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

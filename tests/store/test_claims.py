@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,14 +15,6 @@ from store.unit import Database
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 LATER = T0 + timedelta(seconds=30)
-
-
-@pytest.fixture
-def database_(database: str) -> Iterator[Database]:
-    d = Database(database)
-    d.upgrade()
-    yield d
-    d.dispose()
 
 
 def journal(d: Database, n: int, size: int = 100) -> list[int]:
@@ -40,24 +31,24 @@ def claim(d: Database, holder: str, now: datetime = T0, limit: int = 10,
         return tx.journal.claim(holder, now, now + timedelta(seconds=20), limit, max_bytes)
 
 
-def test_a_claimed_row_is_nobody_elses_until_its_claim_lapses(database_: Database) -> None:
-    ids = journal(database_, 5)
-    assert claim(database_, "a", limit=3) == ids[:3]
-    assert claim(database_, "b") == ids[3:]
-    assert claim(database_, "c") == []
-    assert claim(database_, "a") == ids[:3]  # its own: taken back (a restarted processor)
-    assert sorted(claim(database_, "c", now=LATER)) == ids  # a and b dead: claims lapsed
-    with database_.write() as tx:
+def test_a_claimed_row_is_nobody_elses_until_its_claim_lapses(migrated: Database) -> None:
+    ids = journal(migrated, 5)
+    assert claim(migrated, "a", limit=3) == ids[:3]
+    assert claim(migrated, "b") == ids[3:]
+    assert claim(migrated, "c") == []
+    assert claim(migrated, "a") == ids[:3]  # its own: taken back (a restarted processor)
+    assert sorted(claim(migrated, "c", now=LATER)) == ids  # a and b dead: claims lapsed
+    with migrated.write() as tx:
         tx.journal.finish(ids[0], JournalState.DONE, LATER, only_if_pending=True)
         assert tx.journal.unclaim("c") == 4  # the done row is not pending
-    assert claim(database_, "d") == ids[1:]
+    assert claim(migrated, "d") == ids[1:]
 
 
-def test_a_claim_stops_at_max_bytes_but_takes_at_least_one(database_: Database) -> None:
-    ids = journal(database_, 3, size=1000)
-    assert claim(database_, "a", max_bytes=500) == ids[:1]
-    assert claim(database_, "b", max_bytes=2500) == ids[1:]
-    with database_.read() as tx:
+def test_a_claim_stops_at_max_bytes_but_takes_at_least_one(migrated: Database) -> None:
+    ids = journal(migrated, 3, size=1000)
+    assert claim(migrated, "a", max_bytes=500) == ids[:1]
+    assert claim(migrated, "b", max_bytes=2500) == ids[1:]
+    with migrated.read() as tx:
         assert [i for i, _raw, _env in tx.journal.load_many(ids)] == ids
 
 

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from maild.node import NodeBeat, NodeIdentity
 from store.unit import Database
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def database_(database: str) -> Iterator[Database]:
-    d = Database(database)
-    d.upgrade()
-    yield d
-    d.dispose()
 
 
 class Wall:
@@ -40,36 +29,36 @@ def node(d: Database, name: str, clock: Wall, lease: float = 15.0) -> NodeBeat:
 
 
 def test_one_holder_at_a_time_renewed_by_the_heartbeat_taken_over_once_run_out(
-        database_: Database) -> None:
+        migrated: Database) -> None:
     clock = Wall()
-    a, b = node(database_, "a", clock), node(database_, "b", clock)
+    a, b = node(migrated, "a", clock), node(migrated, "b", clock)
     assert a.take("scheduler") and not b.take("scheduler")
     clock.at += timedelta(seconds=10)
     assert a.take("scheduler")  # the holder takes it again (renews; taken when first taken)
-    with database_.read() as tx:
+    with migrated.read() as tx:
         assert [x.taken_at for x in tx.nodes.leases()] == [T0]
     a.beat_once()  # alive: the lease now runs to +25 s
     clock.at += timedelta(seconds=10)
     assert not b.take("scheduler")
-    with database_.read() as tx:
+    with migrated.read() as tx:
         assert tx.nodes.holder("scheduler", clock.at) == "a"
     clock.at += timedelta(seconds=16)  # a has not beaten for 16 s: its lease ran out
-    with database_.read() as tx:
+    with migrated.read() as tx:
         assert tx.nodes.holder("scheduler", clock.at) is None
     assert b.take("scheduler") and not a.take("scheduler")
-    with database_.read() as tx:
+    with migrated.read() as tx:
         assert [(x.name, x.holder, x.taken_at) for x in tx.nodes.leases()] == [
             ("scheduler", "b", clock.at)]
         assert {n.name for n in tx.nodes.all()} == {"a", "b"}
 
 
-def test_a_clean_stop_frees_the_leases_at_once(database_: Database) -> None:
+def test_a_clean_stop_frees_the_leases_at_once(migrated: Database) -> None:
     clock = Wall()
-    a, b = node(database_, "a", clock), node(database_, "b", clock)
+    a, b = node(migrated, "a", clock), node(migrated, "b", clock)
     assert a.take("imap:support") and a.take("scheduler")
     a.stopped()
     assert b.take("imap:support") and b.take("scheduler")
-    with database_.read() as tx:
+    with migrated.read() as tx:
         stopped = {n.name: n.stopped_at for n in tx.nodes.all()}
     assert stopped == {"a": T0, "b": None}
     a.register()  # started again: alive, but the leases stay with b until they run out
