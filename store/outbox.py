@@ -101,6 +101,18 @@ def renew(s: Session, ids: list[int], holder: str, until: datetime) -> int:
         Outbox.state == OutboxState.PENDING.value).values(lease_until=until)).run(s)
 
 
+_LEASE_END = Prepared(select(func.min(Outbox.lease_until).label("ends")).where(
+    Outbox.state == OutboxState.PENDING.value, Outbox.lease_until >= bindparam("now"),
+    Outbox.lease_holder != bindparam("holder")))
+
+
+def next_lease_end(s: Session, now: datetime, holder: str) -> datetime | None:
+    """When the first lease another worker (another node's, say) holds runs out: if that
+    worker died, its rows are this one's to send from then."""
+    ends: datetime | None = _LEASE_END.scalar(s, {"now": now, "holder": holder})
+    return ends
+
+
 def holders_on(s: Session, node: str, now: datetime) -> list[str]:
     """The holders named `node:…` of leases still running on pending rows."""
     return Dynamic(select(Outbox.lease_holder).distinct().where(

@@ -151,6 +151,7 @@ class Outbox(Ops):
     lease = op(outbox.lease)
     renew = op(outbox.renew)
     holders_on = op(outbox.holders_on)
+    next_lease_end = op(outbox.next_lease_end)
     release = op(outbox.release)
     mark_sent = op(outbox.mark_sent)
     mark_failed = op(outbox.mark_failed)

@@ -175,11 +175,22 @@ class DeliveryWorker:
             if self._holding:  # rings (one per processed batch) are no news: look again soon
                 await asyncio.sleep(HOLD_RECHECK_SECONDS)
                 continue
-            tick = self.tick
+            tick = min(self.tick, await asyncio.to_thread(self._until_a_lease_ends))
             if self._relay.failing:  # look again when the relay may be tried again
                 tick = min(tick, max(self._relay_closed_until - time.monotonic(), 0) + 0.1)
             await pause(self._wake, tick=tick, busy_poll=self.busy_poll,
                         since_work=time.monotonic() - worked)
+
+    def _until_a_lease_ends(self) -> float:
+        """Seconds until another worker's first lease runs out (a dead node's notifications
+        are then this worker's to send: it looks at once, not at its next tick)."""
+        now = self.clock.now()
+        try:
+            with self.db.read() as tx:
+                ends = tx.outbox.next_lease_end(now, self.holder)
+        except Exception:  # only a hint: the tick still comes
+            return self.tick
+        return self.tick if ends is None else max((ends - now).total_seconds(), 0) + 0.1
 
     async def flush(self, budget_seconds: float = 10.0) -> None:
         """Send what is due now, within a time budget (used at shutdown)."""

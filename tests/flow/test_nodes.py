@@ -216,15 +216,16 @@ def test_a_dead_nodes_deliveries_are_made_by_another_within_15_s(tmp_path: Path,
     held, taking = Relay(hold=True), Relay()
     held.controller.start()
     taking.controller.start()
-    a = Node(tmp_path, "node0", pg_url, relay=held.config)
-    b = Node(tmp_path, "node1", pg_url, relay=taking.config)
+    # no burst hold: node0's deliverer must take notifications while mail still comes in
+    a = Node(tmp_path, "node0", pg_url, relay=held.config + "\nburst_hold_seconds = 0")
+    b = Node(tmp_path, "node1", pg_url, relay=taking.config + "\nburst_hold_seconds = 0")
     try:
         a.start()
         b.start()
         sender = Sender(a.port, "leased", pace=0.05)
         sender.start()
         wait_for(lambda: sql(pg_url, "SELECT count(*) FROM outbox WHERE state = 'pending' "
-                                     "AND lease_holder LIKE 'node0@%'")[0][0] >= 3, 30)
+                                     "AND lease_holder LIKE 'node0@%'")[0][0] >= 3, 45)
         sender.done.set()
         sender.join(10)
         stuck = {str(m) for (m,) in sql(pg_url, "SELECT message_id FROM outbox WHERE state = "
