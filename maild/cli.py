@@ -62,7 +62,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 # -- commands ----------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return app.run(_settings(args))
+    return app.run(_settings(args), strict=args.strict)
 
 
 def cmd_work(args: argparse.Namespace) -> int:
@@ -269,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_daemon(sub: Any, add: Add) -> None:
     """Running the daemon and setting it up: run, work, init, check-config, db."""
-    add("run", cmd_run, help="run the daemon")
+    sp = add("run", cmd_run, help="run the daemon")
+    sp.add_argument("--strict", action="store_true",
+                    help="refuse to start beside live nodes whose ticket configuration "
+                         "differs (status map, SLAs, groups…); default: warn")
     sp = add("work", cmd_work, help="a worker process of the daemon (started by `maild run`)")
     sp.add_argument("--role", action="append", choices=app.ROLES,
                     help="process the journal, deliver notifications (default: both)")

@@ -9,11 +9,12 @@ import signal
 
 from maild.children import keep_running
 from maild.doorbell import Bell
+from maild.errors import ConfigError
 from maild.health import Children, publish, published_path
 from maild.serving import serve
 from maild.settings import Settings
 from maild.supervise import Health
-from maild.wiring import build, run_dir
+from maild.wiring import Parts, build, run_dir
 
 ROLES = ("process", "deliver")
 RUNG_POLL_SECONDS = 5.0  # a worker with a doorbell polls only for what nobody rings about
@@ -26,7 +27,17 @@ def _on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-def run(settings: Settings) -> int:
+def _refuse_other_configs(parts: Parts) -> None:
+    """`--strict`: nodes deciding tickets differently on one database are not joined."""
+    differ = parts.node.register()
+    if differ:
+        parts.db.dispose()
+        raise ConfigError("--strict", f"live node(s) {', '.join(differ)} run another "
+                          "configuration of tickets (status map, SLAs, groups…): see "
+                          "`maild nodes`; start without --strict to run beside them")
+
+
+def run(settings: Settings, *, strict: bool = False) -> int:
     """`maild run`: serve until SIGTERM/SIGINT.
 
     With `[inbound] processing = "process"` (the default) the SMTP listener runs here, and the
@@ -35,6 +46,8 @@ def run(settings: Settings) -> int:
     milliseconds while mail is processed and sent, and the two cores both work.
     """
     parts = build(settings)
+    if strict:
+        _refuse_other_configs(parts)
     split = settings.inbound.processing == "process"
 
     async def main() -> int:

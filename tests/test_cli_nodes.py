@@ -111,3 +111,15 @@ def test_no_node_yet(make_settings, capsys):
     assert code == 0 and "no node has run" in out
     code, out, _ = run(capsys, "--config", str(settings.source), "nodes", "--json")
     assert code == 0 and json.loads(out) == []
+
+
+def test_run_strict_refuses_to_join_a_live_node_of_another_config(make_settings, capsys):
+    settings = make_settings()
+    parts = app.build(settings)
+    try:
+        NodeBeat(parts.db, replace(parts.node.me, name="node-b", fingerprint=OTHER)).register()
+    finally:
+        parts.db.dispose()
+    code, out, err = run(capsys, "--config", str(settings.source), "run", "--strict")
+    assert code == 2 and out == ""
+    assert "--strict: live node(s) node-b run another configuration of tickets" in err
