@@ -53,8 +53,9 @@ class Health:
         self._parts: dict[str, PartState] = {}
         self.on_change = on_change
 
-    def ok(self, part: str) -> None:
-        self._set(part, PartState(ok=True))
+    def ok(self, part: str, note: str | None = None) -> None:
+        """The part works; `note` says how, when that is worth knowing (a standby)."""
+        self._set(part, PartState(ok=True, reason=note))
 
     def failing(self, part: str, reason: str) -> None:
         was = self._parts.get(part)

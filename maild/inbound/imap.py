@@ -110,7 +110,7 @@ class MailboxReader(MailboxSync):
             self.reading = False
             self._episode.recovered()  # standing by is working
             if self.health is not None:
-                self.health.ok(self.part)
+                self.health.ok(self.part, note="standing by: another node reads this mailbox")
             await sleep_or(stop, min(self.box.poll_seconds, self.gate_seconds))
         return None if not stop.is_set() else 0.0
 

@@ -62,7 +62,8 @@ class Node:
     def standing_by(self) -> bool:
         state = self.health.snapshot().get(self.reader.part)
         return (not self.reader.reading and self.reader.standbys > 0
-                and state is not None and state.ok)
+                and state is not None and state.ok
+                and state.reason == "standing by: another node reads this mailbox")
 
 
 @pytest.fixture
