@@ -101,12 +101,6 @@ STORE_INSIDES = frozenset({"store.db", "store.models", "store.prepared", "store.
 # each to be paid by the issue that owns it and then removed from here. Listing a pair that
 # is no longer a violation fails the test: the list can only shrink.
 KNOWN_DEBTS: dict[tuple[str, str], str] = {
-    # inbound reads the TOML loader's section types; the rule gives inbound no settings:
-    # app should hand it plain values (or the section types move beside domain)
-    ("maild.inbound.gate", "maild.settings"): "SmtpSettings for the listener's limits",
-    ("maild.inbound.imap", "maild.settings"): "ImapSettings for the mailbox sources",
-    ("maild.inbound.parse", "maild.settings"): "LimitSettings for the parser's caps",
-    ("maild.inbound.process", "maild.settings"): "LimitSettings passed on to the parser",
 }
 
 

@@ -18,8 +18,7 @@ import logging
 import resource
 from collections import Counter
 from dataclasses import dataclass
-
-from maild.settings import SmtpSettings
+from typing import Protocol
 
 log = logging.getLogger("maild.smtp")
 
@@ -31,16 +30,33 @@ SUMMARY_SECONDS = 60.0
 TOP_ADDRESSES = 1000  # addresses counted per summary, so a spoofed spread costs no memory
 
 
+class ListenerSettings(Protocol):
+    """What the limits are read from (`[inbound.smtp]`'s `SmtpSettings` has it)."""
+
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def max_connections_per_ip(self) -> int: ...
+    @property
+    def command_timeout_seconds(self) -> float: ...
+    @property
+    def data_timeout_seconds(self) -> float: ...
+    @property
+    def max_line_length(self) -> int: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class ListenerLimits:
-    max_connections: int = SmtpSettings.max_connections
-    max_connections_per_ip: int = SmtpSettings.max_connections_per_ip  # 0: no limit
-    command_timeout: float = SmtpSettings.command_timeout_seconds
-    data_timeout: float = SmtpSettings.data_timeout_seconds
-    max_line_length: int = SmtpSettings.max_line_length  # CRLF not counted
+    """The defaults are `SmtpSettings`' (tests/inbound/test_listener.py checks they agree)."""
+
+    max_connections: int = 1000
+    max_connections_per_ip: int = 50  # 0: no limit
+    command_timeout: float = 300.0
+    data_timeout: float = 300.0
+    max_line_length: int = 2048  # CRLF not counted
 
     @classmethod
-    def of(cls, smtp: SmtpSettings) -> ListenerLimits:
+    def of(cls, smtp: ListenerSettings) -> ListenerLimits:
         return cls(max_connections=smtp.max_connections,
                    max_connections_per_ip=smtp.max_connections_per_ip,
                    command_timeout=smtp.command_timeout_seconds,

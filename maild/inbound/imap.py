@@ -33,8 +33,7 @@ from typing import Any
 from maild.errors import StoreError
 from maild.inbound.imap_client import TRANSPORT_ERRORS, ImapClient, ImapError, uid_set
 from maild.inbound.imap_state import ImapJournal
-from maild.inbound.imap_sync import Counters, MailboxSync
-from maild.settings import ImapSettings
+from maild.inbound.imap_sync import Counters, MailboxSource, MailboxSync
 from maild.supervise import Episode, Health, describe, sleep_or
 
 __all__ = ["Counters", "ImapError", "ImapJournal", "MailboxReader", "connect"]
@@ -59,7 +58,7 @@ class MailboxReader(MailboxSync):
     ERROR and counted, and the others go on. Nothing but cancellation leaves `run`.
     """
 
-    def __init__(self, box: ImapSettings, store: ImapJournal, *, group_address: str,
+    def __init__(self, box: MailboxSource, store: ImapJournal, *, group_address: str,
                  reply_local: str, reply_domain: str,
                  on_committed: Callable[[], None] = lambda: None,
                  first_backoff: float = 1.0, max_backoff: float = 60.0,
@@ -69,7 +68,7 @@ class MailboxReader(MailboxSync):
         super().__init__(box, store, group_address=group_address, reply_local=reply_local,
                          reply_domain=reply_domain, on_committed=on_committed,
                          give_up_after=give_up_after)
-        self.box: ImapSettings = box
+        self.box: MailboxSource = box
         self.first_backoff = first_backoff
         self.max_backoff = max_backoff
         self.health = health
@@ -206,7 +205,7 @@ class _LeaseLost(Exception):
     """The node no longer holds the mailbox's lease: another node reads it now."""
 
 
-async def connect(box: ImapSettings, io_seconds: float = 30.0,
+async def connect(box: MailboxSource, io_seconds: float = 30.0,
                   on_lost: Callable[[Exception | None], None] | None = None) -> ImapClient:
     return await ImapClient.open(box.host, box.port, tls=box.tls, ca_file=box.ca_file,
                                  user=box.user, secret=lambda: _secret(box),
@@ -214,7 +213,7 @@ async def connect(box: ImapSettings, io_seconds: float = 30.0,
                                  io_seconds=io_seconds, on_lost=on_lost)
 
 
-def _secret(box: ImapSettings) -> str:
+def _secret(box: MailboxSource) -> str:
     if box.password is not None:
         return box.password
     if box.password_file is not None:

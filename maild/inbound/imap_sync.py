@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
+from pathlib import Path
 from typing import Protocol
 
 from maild.domain import Channel, Envelope
@@ -45,6 +46,34 @@ class Mailbox(Protocol):
     def since(self) -> date | None: ...
     @property
     def batch(self) -> int: ...
+
+
+class MailboxSource(Mailbox, Protocol):
+    """And what the reader needs to reach the mailbox (`ImapSettings` has it): inbound
+    declares what it reads, the settings' type supplies it, and neither imports the other."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def tls(self) -> str: ...  # implicit | starttls | none
+    @property
+    def user(self) -> str: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def password_file(self) -> Path | None: ...
+    @property
+    def password_env(self) -> str | None: ...
+    @property
+    def oauth2_command(self) -> str | None: ...
+    @property
+    def ca_file(self) -> Path | None: ...
+    @property
+    def poll_seconds(self) -> float: ...
+    @property
+    def idle(self) -> bool: ...
 
 
 @dataclass

@@ -7,7 +7,7 @@ because its forensic extras (received chains, address diagnostics, base64 re-enc
 every attachment) double the cost of a parse and we use none of them. mail-parser's RFC 5322
 date parser reads the Date header.
 
-Everything a sender controls is bounded (`LimitSettings`): header count and size and the MIME
+Everything a sender controls is bounded (`ParseLimits`): header count and size and the MIME
 part count are estimated from the raw bytes before the parse, the rest is counted during it.
 Bad input ends in `ParseError` (its subclass `LimitExceeded` for a passed cap), never in any
 other exception. Only the display values are decoded; nothing here trusts a decoded value for
@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from email.feedparser import BytesFeedParser
 from email.message import Message
-from typing import Any
+from typing import Any, Protocol
 
 import mailparser.dates
 
@@ -45,7 +45,6 @@ from maild.inbound.payloads import (
 )
 from maild.inbound.reports import _report
 from maild.inbound.sanitize import html_to_text, sanitize_html
-from maild.settings import LimitSettings
 from maild.tokens import Signer
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,27 @@ MAX_PARAMS_CHARS = 8 * 1024  # a Content-Type / -Disposition longer than this ha
 MAX_PARAMS = 100  # … and so has one with more ";" than this (see _BoundedMessage)
 
 
-def parse_mail(raw: bytes, *, limits: LimitSettings, signer: Signer | None = None) -> Parsed:
+class ParseLimits(Protocol):
+    """The caps a sender's mail is held to (`[limits]`'s `LimitSettings` has them): inbound
+    declares what it reads, the settings' type supplies it."""
+
+    @property
+    def max_headers(self) -> int: ...
+    @property
+    def max_header_bytes(self) -> int: ...
+    @property
+    def max_mime_depth(self) -> int: ...
+    @property
+    def max_mime_parts(self) -> int: ...
+    @property
+    def max_addresses(self) -> int: ...
+    @property
+    def max_attachment_size(self) -> int: ...
+    @property
+    def parse_seconds(self) -> float: ...
+
+
+def parse_mail(raw: bytes, *, limits: ParseLimits, signer: Signer | None = None) -> Parsed:
     """Turn one raw mail into plain values; raises ParseError / LimitExceeded for bad input."""
     started = time.monotonic()
     try:
@@ -69,7 +88,7 @@ def parse_mail(raw: bytes, *, limits: LimitSettings, signer: Signer | None = Non
         raise ParseError(f"cannot parse mail: {type(exc).__name__}: {exc}") from exc
 
 
-def _parse(raw: bytes, limits: LimitSettings, signer: Signer | None, started: float) -> Parsed:
+def _parse(raw: bytes, limits: ParseLimits, signer: Signer | None, started: float) -> Parsed:
     msg = _parse_bytes(raw, limits, started)
     raw_headers = [(name.lower(), _unfold(_from_8bit(str(value))))
                    for name, value in msg.raw_items()]
@@ -115,14 +134,14 @@ def _exceeded(value: object, what: str, limit: object, key: str) -> LimitExceede
     return LimitExceeded(f"{value} {what}, limit {limit} ([limits] {key})")
 
 
-def _check_time(started: float, limits: LimitSettings) -> None:
+def _check_time(started: float, limits: ParseLimits) -> None:
     elapsed = time.monotonic() - started
     if elapsed > limits.parse_seconds:
         raise LimitExceeded(f"parsing took {elapsed:.1f} s, limit {limits.parse_seconds:g} s"
                             " ([limits] parse_seconds)")
 
 
-def _prescan(raw: bytes, limits: LimitSettings) -> None:
+def _prescan(raw: bytes, limits: ParseLimits) -> None:
     """Reject what is visibly over a cap from the raw bytes, before the costly parse."""
     stop = limits.max_header_bytes + 4  # enough to see the limit passed
     end = _blank_line_end(raw, 0, stop)
@@ -179,7 +198,7 @@ class _BoundedMessage(Message):
         return super()._get_params_preserve(failobj, header)  # type: ignore[misc]
 
 
-def _parse_bytes(raw: bytes, limits: LimitSettings, started: float) -> Message:
+def _parse_bytes(raw: bytes, limits: ParseLimits, started: float) -> Message:
     if not raw or raw.isspace():
         raise ParseError("empty message")
     elided: dict[str, str] = {}
@@ -195,7 +214,7 @@ def _parse_bytes(raw: bytes, limits: LimitSettings, started: float) -> Message:
     return msg
 
 
-def _feed(raw: bytes, limits: LimitSettings, started: float) -> Message:
+def _feed(raw: bytes, limits: ParseLimits, started: float) -> Message:
     parser = BytesFeedParser(_factory=_BoundedMessage)  # compat32, as mail-parser parses
     for start in range(0, len(raw), FEED_CHUNK):
         parser.feed(raw[start : start + FEED_CHUNK])
@@ -219,7 +238,7 @@ class _Body:
     parts: int = 0
 
 
-def _walk(msg: Message, limits: LimitSettings, started: float) -> _Body:
+def _walk(msg: Message, limits: ParseLimits, started: float) -> _Body:
     """Find the body parts and the attachments, counting parts and depth on the way.
 
     Iterative, so no nesting the parser accepted can exhaust the stack here. Parts inside an
@@ -246,7 +265,7 @@ def _walk(msg: Message, limits: LimitSettings, started: float) -> _Body:
     return body
 
 
-def _check_part(part: Message, depth: int, count: int, limits: LimitSettings, *,
+def _check_part(part: Message, depth: int, count: int, limits: ParseLimits, *,
                 is_top: bool) -> None:
     if depth > limits.max_mime_depth:
         raise _exceeded(depth, "levels of MIME nesting", limits.max_mime_depth,
@@ -282,7 +301,7 @@ def _leaf(body: _Body, part: Message, ctype: str, parent: str) -> None:
     body.files.append((part, ctype, filename))
 
 
-def _attachments(body: _Body, limits: LimitSettings) -> tuple[Attachment, ...]:
+def _attachments(body: _Body, limits: ParseLimits) -> tuple[Attachment, ...]:
     """The files, decoded once (after the walk: an attached mail is only written out once all
     its parts passed the limits)."""
     found: list[Attachment] = []

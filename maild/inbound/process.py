@@ -22,10 +22,9 @@ from maild.errors import MaildError, ParseError, TransientStoreError
 from maild.inbound.classify import AutoReply, Bounce, Loop, Mail, classify
 from maild.inbound.dedup import content_digest
 from maild.inbound.match import ReplyAddressing, bounce_outbox_id
-from maild.inbound.parse import parse_mail
+from maild.inbound.parse import ParseLimits, parse_mail
 from maild.inbound.route import Router
 from maild.service import Desk, Outcome
-from maild.settings import LimitSettings
 from maild.supervise import Backoff, Health, Retry, describe
 from maild.tokens import Signer
 from store.unit import Database, Tx
@@ -54,7 +53,7 @@ def thread_names(mails: list[Parsed]) -> list[str]:
 
 @dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
-    limits: LimitSettings
+    limits: ParseLimits
     addressing: ReplyAddressing
     own_addresses: frozenset[str]
     command_auth: str = "none"  # none | dkim | spf | dkim_or_spf
